@@ -1,0 +1,207 @@
+"""Typed settings, read once at the entry point and passed down.
+
+Sources, strongest first: `BASTION_*` environment variables (plus the conventional
+`DATABASE_URL`, `REDIS_URL` and `OPA_URL`), then `bastion.toml` (the file named by
+`BASTION_CONFIG`, else `./bastion.toml`, else `$BASTION_HOME/bastion.toml`), then the
+embedded defaults. A bad value fails at start naming the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bastion.errors import ConfigError
+
+__all__ = ["ServerConfig", "Settings", "default_home", "load_settings", "redact_url"]
+
+ENV_PREFIX = "BASTION_"
+
+
+def default_home() -> Path:
+    """Where an instance keeps its data when `BASTION_HOME` is unset.
+
+    As root the embedded PostgreSQL runs as a separate system user that must be able
+    to traverse every parent folder of its data, so root's default lives outside
+    `/root` instead of opening `/root` to other users.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/bastion")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "bastion"
+
+
+class ServerConfig(BaseModel):
+    """How the supervisor or gateway runs one built-in MCP server."""
+
+    model_config = {"extra": "forbid"}
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+
+
+class Settings(BaseSettings):
+    """Everything a Bastion process needs to know about its instance."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home, description="instance data folder")
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="external PostgreSQL with pgvector; unset runs the embedded server",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Redis for stores; unset keeps stores in PostgreSQL",
+    )
+    opa_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_OPA_URL", "OPA_URL", "opa_url"),
+        description="OPA REST endpoint; unset uses the embedded Rego engine",
+    )
+    host: str = Field(default="127.0.0.1", description="gateway listen address")
+    port: int = Field(default=8765, ge=1, le=65535, description="gateway listen port")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token for /metrics scrapers beyond loopback"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, JSON otherwise"
+    )
+    db_pool_min: int = Field(default=1, ge=0, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=1000)
+    db_connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    startup_timeout: float = Field(default=60.0, gt=0, le=600, description="seconds to wait for a child")
+    restart_backoff_max: float = Field(default=30.0, gt=0, le=3600)
+    servers: dict[str, ServerConfig] = Field(
+        default_factory=dict, description="built-in servers to run over HTTP under the supervisor"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by `***`."""
+        data = self.model_dump(mode="json")
+        for key in ("database_url", "redis_url"):
+            if data.get(key):
+                data[key] = redact_url(getattr(self, key).get_secret_value())
+        if data.get("metrics_token"):
+            data["metrics_token"] = "***"
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def redact_url(url: str) -> str:
+    """Keep scheme, host and database; hide the password."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, tail = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in creds else f"{scheme}://{user}@{tail}"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values from `bastion.toml`, parsed with a clear error for a malformed file."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_toml(config_path())
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def config_path() -> Path | None:
+    """The `bastion.toml` in force, if any."""
+    explicit = os.environ.get("BASTION_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"BASTION_CONFIG={explicit!r}: no such file. Point it at a bastion.toml or unset it.")
+        return path
+    local = Path("bastion.toml")
+    if local.is_file():
+        return local
+    home = os.environ.get("BASTION_HOME")
+    candidate = (Path(home).expanduser() if home else default_home()) / "bastion.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML ({exc}). Fix the file or remove it.") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror}). Check its permissions.") from exc
+
+
+def _describe_error(error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    field = loc[0] if loc else "?"
+    key = ENV_PREFIX + "_".join(loc).upper() if loc else "?"
+    if field in {"database_url", "redis_url", "opa_url"}:
+        key = f"{field.upper()} (or {ENV_PREFIX}{field.upper()})"
+    value = error.get("input")
+    if field in {"database_url", "redis_url"} and isinstance(value, str):
+        value = redact_url(value)
+    allowed = str(error["msg"]).rstrip(".")
+    ctx = error.get("ctx") or {}
+    if "expected" in ctx:
+        allowed = f"expected {ctx['expected']}"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown setting. Remove it or check its spelling (see `bastion config show`)."
+    return f"{key}={value!r}: {allowed}."
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; raise ConfigError naming every bad key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe_error(err) for err in exc.errors()]
+        raise ConfigError("invalid settings: " + "; ".join(lines)) from None

@@ -1,0 +1,76 @@
+"""Settings: one read, clear errors naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.errors import ConfigError
+from bastion.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("DATABASE_URL", "REDIS_URL", "OPA_URL", "BASTION_CONFIG", "BASTION_PORT", "BASTION_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+
+
+def test_environment_overrides_the_toml_file_which_overrides_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "bastion.toml").write_text('port = 9001\nlog_level = "debug"\n[servers.system]\ntransport = "http"\n')
+    monkeypatch.setenv("BASTION_PORT", "9002")
+    settings = load_settings()
+    assert settings.port == 9002
+    assert settings.log_level == "DEBUG"
+    assert settings.servers["system"].transport == "http"
+    assert settings.home == tmp_path / "home"
+
+
+def test_conventional_service_urls_are_read_and_secrets_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db.internal:5432/bastion")
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2@cache:6379/0")
+    settings = load_settings()
+    shown = settings.redacted()
+    assert shown["database_url"] == "postgresql://app:***@db.internal:5432/bastion"
+    assert shown["redis_url"] == "redis://:***@cache:6379/0"
+    assert "s3cret" not in repr(settings) and "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("BASTION_PORT", "abc", "BASTION_PORT='abc': Input should be a valid integer"),
+        ("BASTION_PORT", "70000", "BASTION_PORT='70000': Input should be less than or equal to 65535"),
+        ("BASTION_LOG_FORMAT", "xml", "BASTION_LOG_FORMAT='xml': expected 'auto', 'json' or 'text'"),
+        ("BASTION_DB_POOL_MAX", "0", "BASTION_DB_POOL_MAX='0': Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_a_malformed_toml_file_is_named_with_its_error(tmp_path: Path) -> None:
+    (tmp_path / "bastion.toml").write_text("port = = 1\n")
+    with pytest.raises(ConfigError, match=r"bastion.toml: malformed TOML \(.*line 1"):
+        load_settings()
+
+
+def test_an_unknown_key_in_the_toml_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "bastion.toml").write_text("prot = 1\n")
+    with pytest.raises(ConfigError, match="BASTION_PROT: unknown setting"):
+        load_settings()
+
+
+def test_a_missing_explicit_config_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BASTION_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings()
