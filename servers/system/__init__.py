@@ -1,0 +1,1 @@
+"""The `system` server: what this Bastion is and whether it is healthy."""
