@@ -1,0 +1,31 @@
+"""Run the gateway application under uvicorn in this process."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from bastion.settings import Settings
+from bastion.supervisor import check_port_free
+
+__all__ = ["run_gateway"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_gateway(settings: Settings, *, host: str, port: int) -> None:
+    from gateway import create_app
+
+    check_port_free(host, port, "gateway", "BASTION_PORT")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # our logging is configured by the entry point
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
