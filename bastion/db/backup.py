@@ -13,6 +13,8 @@ the backup's, unless `force` is given; it never runs under a live supervisor.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import logging
 import os
@@ -23,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bastion import __version__
 from bastion.db.database import Database, describe_dsn
@@ -53,27 +57,30 @@ def _run(argv: list[str], what: str, timeout: float = 3600) -> None:
 
 async def backup(database: Database, target: Path) -> dict[str, Any]:
     """Write a backup archive of the instance to `target`; return its manifest."""
+    dsn = await database.resolve()
+    key = database.home.instance_key(create=True)
+    return await anyio.to_thread.run_sync(functools.partial(_backup, dsn, key, target))
+
+
+def _backup(dsn: str, key: bytes, target: Path) -> dict[str, Any]:
     target = target.expanduser().absolute()
     if target.is_dir():
         raise ConfigError(f"{target} is a folder; give a file name such as {target / 'bastion.backup'}")
     if not target.parent.is_dir():
         raise ConfigError(f"{target.parent} does not exist; create it or choose another place for the backup")
-    dsn = await database.resolve()
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT current_setting('server_version')").fetchone()
-    server_version = row[0] if row else "unknown"
-    key = database.home.instance_key(create=True)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "bastion_version": __version__,
-        "server_version": server_version,
+        "server_version": row[0] if row else "unknown",
         "database": describe_dsn(dsn),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with tempfile.TemporaryDirectory(prefix="bastion-backup-") as tmp:
         dump = Path(tmp) / "database.dump"
-        _run([pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "-f", str(dump),
-              "-d", dsn], "pg_dump")  # fmt: skip
+        pg_dump = [pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "-f", str(dump)]
+        _run([*pg_dump, "-d", dsn], "pg_dump")
         partial = target.with_name(f".{target.name}.partial")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w") as archive:
@@ -86,8 +93,6 @@ async def backup(database: Database, target: Path) -> dict[str, Any]:
 
 
 def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
-
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o600
@@ -102,13 +107,15 @@ def _read_archive(source: Path, into: Path) -> tuple[dict[str, Any], bytes]:
             missing = {"manifest.json", "database.dump", "instance.key"} - names
             if missing:
                 raise BackupError(f"{source} is not a Bastion backup: it lacks {', '.join(sorted(missing))}")
-            archive.extractall(into, members=[archive.getmember(n) for n in ("manifest.json", "database.dump",
-                               "instance.key")], filter="data")  # fmt: skip
+            wanted = [archive.getmember(n) for n in ("manifest.json", "database.dump", "instance.key")]
+            archive.extractall(into, members=wanted, filter="data")
     except (tarfile.TarError, OSError) as exc:
         raise BackupError(f"cannot read {source} as a Bastion backup ({exc})") from None
     manifest = json.loads((into / "manifest.json").read_text())
     if manifest.get("format") != FORMAT:
-        raise BackupError(f"{source} has backup format {manifest.get('format')}; this Bastion reads format {FORMAT}")
+        raise BackupError(
+            f"{source} has backup format {manifest.get('format')}; this Bastion reads format {FORMAT}"
+        )
     return manifest, (into / "instance.key").read_bytes()
 
 
@@ -116,17 +123,18 @@ def _user_objects(dsn: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relkind IN ('r','p','v','m','S') AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg_temp%%'",
+            "WHERE c.relkind IN ('r','p','v','m','S') AND n.nspname <> ALL(%s) "
+            "AND n.nspname NOT LIKE 'pg_temp%%'",
             (list(_SYSTEM_SCHEMAS),),
         ).fetchone()
     return int(row[0]) if row else 0
 
 
 def _recreate_database(dsn: str) -> None:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info = conninfo_to_dict(dsn)
     name = str(info.get("dbname") or DATABASE)
     info["dbname"] = "postgres"
-    maintenance = psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
+    maintenance = make_conninfo(**{k: str(v) for k, v in info.items() if v is not None})
     try:
         with psycopg.connect(maintenance, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -142,18 +150,22 @@ async def restore(database: Database, source: Path, *, force: bool = False) -> d
     """Restore a backup archive into this instance; return the backup's manifest."""
     from bastion.supervisor import read_state
 
-    source = source.expanduser().absolute()
-    if not source.is_file():
-        raise ConfigError(f"{source}: no such backup file")
     home: Home = database.home
     running = read_state(home)
     if running is not None:
         raise BackupError(
             f"Bastion is running for {home.path} (supervisor pid {running['pid']}). Stop it, then restore."
         )
+    source = Path(await (await anyio.Path(source).expanduser()).absolute())
+    if not await anyio.Path(source).is_file():
+        raise ConfigError(f"{source}: no such backup file")
+    dsn = await database.resolve()
+    return await anyio.to_thread.run_sync(functools.partial(_restore, home, dsn, source, force))
+
+
+def _restore(home: Home, dsn: str, source: Path, force: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bastion-restore-") as tmp:
         manifest, key = _read_archive(source, Path(tmp))
-        dsn = await database.resolve()
         objects = _user_objects(dsn)
         if objects and not force:
             raise BackupError(
@@ -171,10 +183,12 @@ async def restore(database: Database, source: Path, *, force: bool = False) -> d
             )
         if objects:
             _recreate_database(dsn)
-        _run([pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-              "-d", dsn, str(Path(tmp) / "database.dump")], "pg_restore")  # fmt: skip
+        pg_restore = [pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error"]
+        _run([*pg_restore, "--single-transaction", "-d", dsn, str(Path(tmp) / "database.dump")], "pg_restore")
         _write_key(home, key)
-    logger.info("restored %s (made %s by Bastion %s)", source, manifest["created_at"], manifest["bastion_version"])
+    logger.info(
+        "restored %s (made %s by Bastion %s)", source, manifest["created_at"], manifest["bastion_version"]
+    )
     return manifest
 
 

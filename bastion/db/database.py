@@ -8,7 +8,7 @@ out an async connection pool. It travels through lifespan state, never as a glob
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -122,7 +122,7 @@ class Database:
         return await self._connect(await self.resolve())
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[Database]:
+    async def session(self) -> AsyncGenerator[Database]:
         await self.open()
         try:
             yield self

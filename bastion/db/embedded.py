@@ -24,7 +24,7 @@ import pwd
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +175,7 @@ class EmbeddedPostgres:
             )
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> Generator[None]:
         self.home.run.mkdir(parents=True, exist_ok=True)
         with self._lock_file.open("a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -98,7 +98,9 @@ CREATE TABLE IF NOT EXISTS bastion.schema_migrations (
 
 
 async def _recorded(conn: AsyncConnection[Any]) -> dict[tuple[str, str], tuple[str, datetime]]:
-    cur = await conn.execute("SELECT component, migration, checksum, applied_at FROM bastion.schema_migrations")
+    cur = await conn.execute(
+        "SELECT component, migration, checksum, applied_at FROM bastion.schema_migrations"
+    )
     return {(r[0], r[1]): (r[2], r[3]) for r in await cur.fetchall()}
 
 
@@ -135,7 +137,9 @@ async def _apply_one(conn: AsyncConnection[Any], mset: MigrationSet, migration: 
     try:
         async with conn.transaction():
             await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(mset.schema)))
-            await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(mset.schema)))
+            await conn.execute(
+                sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(mset.schema))
+            )
             if migration.run is not None:
                 await migration.run(conn)
             else:

@@ -70,7 +70,7 @@ async def test_restore_over_a_non_empty_database_refuses_without_force_and_loses
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE precious (x int); INSERT INTO precious VALUES (7)")
 
-    with pytest.raises(BackupError, match="not empty.*--force"):
+    with pytest.raises(BackupError, match=r"not empty.*--force"):
         await restore(target, archive)
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT x FROM precious").fetchall() == [(7,)]
@@ -86,7 +86,7 @@ async def test_restore_refuses_a_file_that_is_not_a_backup(home_path: Path, tmp_
     bogus = tmp_path / "bogus.backup"
     bogus.write_text("not a tar archive")
     db = _db(home_path)
-    with pytest.raises(BackupError, match="cannot read .* as a Bastion backup"):
+    with pytest.raises(BackupError, match=r"cannot read .* as a Bastion backup"):
         await restore(db, bogus)
     with pytest.raises(ConfigError, match="no such backup file"):
         await restore(db, tmp_path / "missing.backup")

@@ -113,7 +113,8 @@ def test_two_processes_share_one_server_and_the_last_holder_stops_it(home_path: 
 def test_a_killed_holder_is_pruned_and_does_not_keep_the_server_alive(home_path: Path) -> None:
     embedded = EmbeddedPostgres(Home(home_path))
     script = (
-        "from pathlib import Path; from bastion.db.embedded import EmbeddedPostgres; from bastion.home import Home;"
+        "from pathlib import Path; from bastion.db.embedded import EmbeddedPostgres; "
+        "from bastion.home import Home;"
         f"EmbeddedPostgres(Home(Path({str(home_path)!r}))).acquire(); print('up', flush=True); input()"
     )
     with subprocess.Popen(

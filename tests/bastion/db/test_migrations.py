@@ -87,7 +87,7 @@ async def test_concurrent_migrators_in_one_process_apply_each_migration_once(dat
     assert sorted(len(r) for r in results) == [0, 0, 0, 0, 1]
 
 
-async def test_two_processes_starting_at_once_apply_each_migration_once(database: Database, shared_home: Path) -> None:
+def test_two_processes_starting_at_once_apply_each_migration_once(shared_home: Path) -> None:
     name = _component()
     script = textwrap.dedent(
         f"""
@@ -96,7 +96,8 @@ async def test_two_processes_starting_at_once_apply_each_migration_once(database
         from bastion.db.migrations import Migration, MigrationSet
         from bastion.settings import Settings
         mset = MigrationSet({name!r}, {name!r}, tuple(
-            Migration(f"{{i:04d}}", f"CREATE TABLE {name}.t{{i}} (id int); SELECT pg_sleep(0.02)") for i in range(10)))
+            Migration(f"{{i:04d}}", f"CREATE TABLE {name}.t{{i}} (id int); SELECT pg_sleep(0.02)")
+            for i in range(10)))
         async def main():
             db = Database(Settings(home={str(shared_home)!r}, database_url=None, redis_url=None))
             print(len(await db.migrate([mset])), flush=True)
@@ -104,7 +105,9 @@ async def test_two_processes_starting_at_once_apply_each_migration_once(database
         anyio.run(main)
         """
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted(int(o) for o in outputs) == [0, 10]
