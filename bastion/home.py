@@ -110,4 +110,3 @@ class Home:
             handle.flush()
             os.fsync(handle.fileno())
         return key
-

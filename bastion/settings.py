@@ -114,7 +114,7 @@ class Settings(BaseSettings):
             if data.get(key):
                 data[key] = redact_url(getattr(self, key).get_secret_value())
         if data.get("metrics_token"):
-            data["metrics_token"] = "***"
+            data["metrics_token"] = "***"  # noqa: S105 - the redaction marker
         return data
 
     @classmethod
@@ -159,7 +159,9 @@ def config_path() -> Path | None:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise ConfigError(f"BASTION_CONFIG={explicit!r}: no such file. Point it at a bastion.toml or unset it.")
+            raise ConfigError(
+                f"BASTION_CONFIG={explicit!r}: no such file. Point it at a bastion.toml or unset it."
+            )
         return path
     local = Path("bastion.toml")
     if local.is_file():

@@ -29,7 +29,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def _short_tmp(prefix: str) -> Path:
     # Short paths keep the embedded server's Unix socket under the 108-byte limit,
     # and /tmp is outside /root, which the embedded server needs when run as root.
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # noqa: S108
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_environment_overrides_the_toml_file_which_overrides_defaults(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    (tmp_path / "bastion.toml").write_text('port = 9001\nlog_level = "debug"\n[servers.system]\ntransport = "http"\n')
+    (tmp_path / "bastion.toml").write_text(
+        'port = 9001\nlog_level = "debug"\n[servers.system]\ntransport = "http"\n'
+    )
     monkeypatch.setenv("BASTION_PORT", "9002")
     settings = load_settings()
     assert settings.port == 9002
