@@ -14,13 +14,29 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bastion.errors import ConfigError
 
-__all__ = ["ServerConfig", "Settings", "default_home", "load_settings", "redact_url"]
+__all__ = [
+    "ServerConfig",
+    "Settings",
+    "UpstreamConfig",
+    "VirtualServerConfig",
+    "default_home",
+    "load_settings",
+    "redact_url",
+]
 
 ENV_PREFIX = "BASTION_"
 
@@ -47,6 +63,43 @@ class ServerConfig(BaseModel):
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+
+
+class UpstreamConfig(BaseModel):
+    """An external MCP server the gateway puts behind its endpoint."""
+
+    model_config = {"extra": "forbid"}
+
+    transport: Literal["stdio", "http"]
+    command: str | None = Field(default=None, description="stdio: the program to run")
+    args: list[str] = Field(default_factory=list[str])
+    env: dict[str, str] = Field(default_factory=dict[str, str], description="stdio: extra environment")
+    cwd: str | None = None
+    url: str | None = Field(default=None, description="http: the Streamable HTTP endpoint")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict[str, SecretStr], description="http: sent on every request"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> UpstreamConfig:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio upstream needs `command`")
+        if self.transport == "http" and not self.url:
+            raise ValueError("an http upstream needs `url`")
+        return self
+
+
+class VirtualServerConfig(BaseModel):
+    """A subset of the gateway's tools, resources and prompts at `/mcp/<name>`."""
+
+    model_config = {"extra": "forbid"}
+
+    upstreams: list[str] = Field(default_factory=list[str], description="whole upstreams to include")
+    tools: list[str] = Field(default_factory=list[str], description="exposed tool names or globs to include")
+    allow_loopback_test_principal: bool = Field(
+        default=False,
+        description="admit unauthenticated loopback clients as the test principal (conformance runs only)",
+    )
 
 
 class Settings(BaseSettings):
@@ -91,6 +144,15 @@ class Settings(BaseSettings):
     restart_backoff_max: float = Field(default=30.0, gt=0, le=3600)
     servers: dict[str, ServerConfig] = Field(
         default_factory=dict, description="built-in servers to run over HTTP under the supervisor"
+    )
+    builtin_servers: list[str] | None = Field(
+        default=None, description="built-in servers the gateway exposes; unset means all"
+    )
+    upstreams: dict[str, UpstreamConfig] = Field(
+        default_factory=dict, description="external MCP servers behind the gateway"
+    )
+    virtual_servers: dict[str, VirtualServerConfig] = Field(
+        default_factory=dict, description="subsets of the catalog at /mcp/<name>"
     )
 
     @field_validator("log_level", mode="before")
