@@ -1,0 +1,170 @@
+"""Token buckets per principal and per tool, in process and shared through Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from bastion.stores import RedisStore
+from gateway.auth import Principal
+from gateway.ratelimit import (
+    RATE_LIMITED_CODE,
+    RateLimit,
+    RateLimiter,
+    RateObligation,
+    RateVerdict,
+    rate_limit_error,
+    too_many_requests_response,
+)
+
+# Refill so slow that no token comes back during a test: outcomes do not depend on timing.
+SLOW = 0.001
+
+ALICE = Principal("alice", "acme", ("analyst",), (), "api_key", "0123456789ab")
+BOB = Principal("bob", "acme", ("analyst",), (), "api_key", "ba9876543210")
+
+
+async def admitted(
+    limiter: RateLimiter, principal: Principal, tool: str | None, n: int, rate: RateObligation | None = None
+) -> int:
+    verdicts = [await limiter.check(principal, tool, rate=rate) for _ in range(n)]
+    return sum(v.allowed for v in verdicts)
+
+
+async def test_a_principal_gets_its_burst_then_a_refusal_with_retry_after() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(2.0, 3), per_tool=None)
+    assert await admitted(limiter, ALICE, "echo", 3) == 3
+    verdict = await limiter.check(ALICE, "echo")
+    assert not verdict.allowed and verdict.scope == "principal"
+    assert 0 < verdict.retry_after <= 0.5 + 1e-6
+    assert verdict.retry_after_seconds == 1
+    assert "alice" in verdict.limit and "2/s, burst 3" in verdict.limit
+
+
+async def test_principals_have_separate_buckets() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 2), per_tool=None)
+    assert await admitted(limiter, ALICE, None, 5) == 2
+    assert await admitted(limiter, BOB, None, 5) == 2
+
+
+async def test_a_tool_limit_refuses_that_tool_while_others_still_run() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 100), per_tool=RateLimit(SLOW, 2))
+    assert await admitted(limiter, ALICE, "a_search", 4) == 2
+    refused = await limiter.check(ALICE, "a_search")
+    assert refused.scope == "tool" and "a_search" in refused.limit
+    assert await admitted(limiter, ALICE, "b_query", 2) == 2
+
+
+async def test_a_call_refused_by_its_tool_does_not_spend_the_principal_budget() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 3), per_tool=RateLimit(SLOW, 1))
+    assert await admitted(limiter, ALICE, "a", 10) == 1
+    assert await admitted(limiter, ALICE, "b", 1) == 1
+    assert await admitted(limiter, ALICE, "c", 1) == 1
+    verdict = await limiter.check(ALICE, "d")
+    assert verdict.scope == "principal"
+
+
+async def test_named_tools_get_their_configured_limit() -> None:
+    limiter = RateLimiter(
+        per_principal=None, per_tool=RateLimit(SLOW, 10), tools={"forecast_run": RateLimit(SLOW, 1)}
+    )
+    assert await admitted(limiter, ALICE, "forecast_run", 3) == 1
+    assert await admitted(limiter, ALICE, "echo", 3) == 3
+
+
+async def test_a_policy_obligation_overrides_the_tool_limit() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 100), per_tool=RateLimit(SLOW, 50))
+    obligation = RateObligation(per_minute=6, burst=2)
+    assert await admitted(limiter, ALICE, "sql_query", 5, rate=obligation) == 2
+    verdict = await limiter.check(ALICE, "sql_query", rate=obligation)
+    assert verdict.scope == "policy" and "6/min, burst 2" in verdict.limit
+    assert 9 < verdict.retry_after <= 10 + 1e-6  # one token per 10 s
+    assert verdict.retry_after_seconds == 10
+
+
+async def test_no_limits_means_every_call_runs() -> None:
+    limiter = RateLimiter(per_principal=None, per_tool=None)
+    assert await admitted(limiter, ALICE, "echo", 500) == 500
+
+
+async def test_local_buckets_stay_bounded() -> None:
+    limiter = RateLimiter(per_principal=RateLimit(1000.0, 1), per_tool=None, max_local_buckets=10)
+    for i in range(100):
+        await limiter.check(Principal(f"user{i}", "t", ("viewer",), (), "api_key"), None)
+    assert len(limiter.local) <= 10
+
+
+def test_a_zero_rate_setting_switches_a_limit_off() -> None:
+    assert RateLimit.or_none(0, 100) is None
+    assert RateLimit.or_none(5, 10) == RateLimit(5, 10)
+
+
+def test_bad_limits_are_refused_with_the_values() -> None:
+    with pytest.raises(ValueError, match="per_second > 0"):
+        RateLimit(0, 1)
+    with pytest.raises(ValueError, match="burst >= 1"):
+        RateObligation(per_minute=10, burst=0)
+
+
+def test_a_refusal_becomes_http_429_with_whole_seconds_and_a_json_rpc_body() -> None:
+    verdict = RateVerdict(False, 2.2, "limit for alice: 50/s, burst 100", "principal")
+    response = too_many_requests_response(verdict, jsonrpc_id=7)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+    body = orjson.loads(response.body)
+    assert body["jsonrpc"] == "2.0" and body["id"] == 7
+    assert body["error"]["code"] == RATE_LIMITED_CODE
+    assert "limit for alice" in body["error"]["message"] and "retry in 3 s" in body["error"]["message"]
+
+
+def test_the_mcp_error_names_the_limit_and_the_wait() -> None:
+    error = rate_limit_error(RateVerdict(False, 0.01, "limit for tool x: 1/s, burst 1", "tool"))
+    assert error["code"] == RATE_LIMITED_CODE
+    assert error["message"] == "rate limit exceeded (limit for tool x: 1/s, burst 1); retry in 1 s"
+    assert error["data"] == {"retry_after": 0.01, "limit": "limit for tool x: 1/s, burst 1", "scope": "tool"}
+
+
+@pytest.fixture
+async def redis_pair(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    prefix = f"bastion-test:{uuid.uuid4().hex[:12]}:"
+    first = await RedisStore.open(redis_url, prefix=prefix)
+    second = await RedisStore.open(redis_url, prefix=prefix)
+    yield first, second
+    await first.close()
+    await second.close()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.redis
+async def test_limits_in_redis_hold_across_two_gateway_replicas(
+    redis_pair: tuple[RedisStore, RedisStore],
+) -> None:
+    one = RateLimiter(per_principal=RateLimit(SLOW, 3), per_tool=RateLimit(SLOW, 2), store=redis_pair[0])
+    two = RateLimiter(per_principal=RateLimit(SLOW, 3), per_tool=RateLimit(SLOW, 2), store=redis_pair[1])
+    assert await admitted(one, ALICE, "echo", 1) == 1
+    assert await admitted(two, ALICE, "echo", 1) == 1
+    refused = await one.check(ALICE, "echo")
+    assert refused.scope == "tool" and refused.retry_after > 0
+    assert await admitted(two, ALICE, "other", 1) == 1
+    last = await two.check(ALICE, "third")
+    assert last.scope == "principal"
+    assert len(one.local) == 0 and len(two.local) == 0
+
+
+@pytest.mark.redis
+async def test_a_failing_store_falls_back_to_local_buckets(redis_url: str) -> None:
+    store = await RedisStore.open(redis_url, prefix=f"bastion-test:{uuid.uuid4().hex[:12]}:")
+    await store.close()
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 2), per_tool=None, store=store)
+    assert await admitted(limiter, ALICE, None, 4) == 2
+    assert len(limiter.local) == 1
