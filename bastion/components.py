@@ -20,6 +20,9 @@ __all__ = ["BUILTIN_SERVERS", "all_migration_sets", "kernel_migrations", "load_s
 # name -> "module:attribute" of the server's ServerSpec.
 BUILTIN_SERVERS: dict[str, str] = {
     "system": "servers.system.server:spec",
+    "retrieval": "servers.retrieval.server:spec",
+    "analytics": "servers.analytics.server:spec",
+    "forecast": "servers.forecast.server:spec",
 }
 
 
@@ -40,8 +43,10 @@ def load_server(name: str) -> ServerSpec:
 
 
 def all_migration_sets() -> list[MigrationSet]:
-    """Kernel first, then every built-in server that owns a schema, in a stable order."""
-    sets = [kernel_migrations()]
+    """Kernel, gateway, then every built-in server that owns a schema, in a stable order."""
+    from gateway.migrations import MIGRATIONS as GATEWAY_MIGRATIONS
+
+    sets = [kernel_migrations(), GATEWAY_MIGRATIONS]
     for name in sorted(BUILTIN_SERVERS):
         spec = load_server(name)
         if spec.migrations is not None:

@@ -46,6 +46,12 @@ def instance_status(settings: Settings) -> dict[str, Any]:
         health = _probe(child["url"] + "/healthz") if alive else {"ok": False, "error": "not running"}
         children[name] = {**child, "alive": alive, "health": health}
     report["children"] = children
+    try:
+        ready = httpx.get(state["gateway_url"] + "/readyz", timeout=3.0).json()
+    except (httpx.HTTPError, ValueError):
+        ready = {}
+    report["upstreams"] = ready.get("upstreams", {})
+    report["policy"] = ready.get("policy")
     return report
 
 
@@ -59,6 +65,12 @@ def render_status(report: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<9} {child['url']:<28} pid {child['pid']}  {mark}  restarts {child['restarts']}"
             )
+    for name, upstream in (report.get("upstreams") or {}).items():
+        error = f" ({upstream['last_error']})" if upstream.get("last_error") else ""
+        lines.append(
+            f"  upstream  {name:<12} {upstream['transport']:<5} {upstream['state']}"
+            f"  tools {upstream['tools']}  restarts {upstream['restarts']}{error}"
+        )
     db = report["database"]
     if db.get("embedded"):
         where = f"pid {db['pid']}, socket {db['socket_dir']}" if db["running"] else "stopped"

@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     servers: dict[str, ServerConfig] = Field(
         default_factory=dict, description="built-in servers to run over HTTP under the supervisor"
     )
+    api_key_cache_ttl: float = Field(default=10.0, gt=0, le=3600, description="seconds a verified key is cached")
+    rate_limit_per_second: float = Field(default=50.0, ge=0, description="calls per principal per second; 0 is off")
+    rate_limit_burst: int = Field(default=100, ge=1)
+    rate_limit_tool_per_second: float = Field(default=20.0, ge=0, description="calls per principal and tool; 0 is off")
+    rate_limit_tool_burst: int = Field(default=40, ge=1)
+    audit_durability: Literal["flush", "commit"] = Field(
+        default="flush", description="flush: wait for the WAL on disk; commit: survive gateway crashes only"
+    )
+    require_caller_context: bool = Field(
+        default=False, description="servers refuse requests without a signed caller context, even over stdio"
+    )
     builtin_servers: list[str] | None = Field(
         default=None, description="built-in servers the gateway exposes; unset means all"
     )

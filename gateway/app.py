@@ -1,9 +1,9 @@
-"""The gateway's Starlette application.
+"""The gateway's ASGI application.
 
-Today it serves the operational routes: `/healthz` (the process is alive),
-`/readyz` (the database and the store answer) and `/metrics` (Prometheus, for
-loopback scrapers or a bearer token). The MCP endpoint, REST API and chat mount
-here as they land.
+`/mcp` and `/mcp/<virtual server>` go straight to the MCP endpoint (the hot path,
+with its own authentication). Starlette serves the operational routes: `/healthz`
+(the process is alive), `/readyz` (database, store, policy and upstreams) and
+`/metrics` (Prometheus, for loopback scrapers or a bearer token).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
@@ -27,26 +26,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion import __version__
-from bastion.components import kernel_migrations
-from bastion.db.database import Database
 from bastion.logs import request_id
 from bastion.metrics import CONTENT_TYPE_LATEST, HTTP_REQUEST_SECONDS, HTTP_REQUESTS, READY, render
 from bastion.settings import Settings
-from bastion.stores import Store, open_store
+from gateway.runtime import GatewayRuntime, open_gateway, readiness
 
-__all__ = ["GatewayState", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
-
-
-@dataclass
-class GatewayState:
-    settings: Settings
-    database: Database
-    store: Store
-    started: float
 
 
 class RequestContextMiddleware:
@@ -82,7 +71,7 @@ class RequestContextMiddleware:
             request_id.reset(token)
 
 
-def _state(request: Request) -> GatewayState:
+def _state(request: Request) -> GatewayRuntime:
     return request.state.gateway
 
 
@@ -117,7 +106,17 @@ async def readyz(request: Request) -> Response:
         "store": await _check("store", state.store.ping),
     }
     ready = all(check["ok"] for check in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    details = readiness(state)
+    READY.labels("policy").set(1 if details["policy"]["ok"] else 0)
+    degraded = not details["policy"]["ok"] or any(
+        u["state"] != "ready" for u in details["upstreams"].values()
+    )
+    body["status"] = "degraded" if ready and degraded else ("ok" if ready else "unavailable")
+    body["policy"] = details["policy"]
+    if _is_loopback(request):  # upstream names and errors are for operators on this machine
+        body["upstreams"] = details["upstreams"]
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _is_loopback(request: Request) -> bool:
@@ -129,8 +128,7 @@ def _is_loopback(request: Request) -> bool:
 
 
 async def metrics(request: Request) -> Response:
-    state = _state(request)
-    token = state.settings.metrics_token
+    token = _state(request).settings.metrics_token
     if not _is_loopback(request):
         supplied = request.headers.get("authorization", "")
         expected = f"Bearer {token.get_secret_value()}" if token else None
@@ -143,28 +141,45 @@ async def metrics(request: Request) -> Response:
     return Response(render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The gateway application for one instance; the database is opened in its lifespan."""
+class _Router:
+    """MCP paths go straight to the endpoint (the hot path); the rest to Starlette."""
+
+    def __init__(self, app: Starlette, holder: dict[str, GatewayRuntime]) -> None:
+        self.app = app
+        self.holder = holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path == "/mcp" or path.startswith("/mcp/"):
+                runtime = self.holder.get("runtime")
+                if runtime is None:
+                    await PlainTextResponse("starting", status_code=503)(scope, receive, send)
+                    return
+                await runtime.endpoint(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings) -> ASGIApp:
+    """The gateway application for one instance; everything opens in its lifespan."""
+    holder: dict[str, GatewayRuntime] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[dict[str, Any]]:
-        database = Database(settings)
-        await database.open(migrations=[kernel_migrations()])
-        try:
-            store = await open_store(settings, database)
-        except BaseException:
-            await database.close()
-            raise
-        try:
+        async with open_gateway(settings) as runtime:
+            runtime.started = time.monotonic()
+            holder["runtime"] = runtime
             logger.info("gateway ready on %s:%s", settings.host, settings.port)
-            yield {"gateway": GatewayState(settings, database, store, time.monotonic())}
-        finally:
-            await store.close()
-            await database.close()
+            try:
+                yield {"gateway": runtime}
+            finally:
+                holder.pop("runtime", None)
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestContextMiddleware)])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestContextMiddleware)])
+    return _Router(app, holder)

@@ -16,6 +16,10 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from bastion.cli.dataset import dataset_app
+from bastion.cli.keys import keys_app
+from bastion.cli.mcp import mcp_app, mcp_config_command
+from bastion.cli.policy import policy_app
 from bastion.errors import BastionError
 from bastion.logs import configure_logging
 from bastion.settings import Settings, load_settings
@@ -33,6 +37,15 @@ db_app = typer.Typer(help="Database: migrations, backup and restore.", no_args_i
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+
+from bastion.cli.ingest import ingest_command  # noqa: E402 - registered beside the other commands
+
+app.command("ingest")(ingest_command)
+app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
+app.add_typer(mcp_app, name="mcp")
+app.command("mcp-config")(mcp_config_command)
+app.add_typer(dataset_app, name="dataset")
 
 logger = logging.getLogger("bastion.cli")
 
@@ -257,10 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # Usage errors from click (typer vendors its own copy): shown as usage lines.
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):
+            show()
+            sys.exit(int(exc.exit_code))  # type: ignore[attr-defined]
         raise
     sys.exit(code if isinstance(code, int) else 0)

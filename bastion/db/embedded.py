@@ -201,8 +201,12 @@ class EmbeddedPostgres:
         try:
             pwd.getpwnam(SYSTEM_USER)
         except KeyError:
-            self._run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                       SYSTEM_USER], what="useradd", timeout=30, as_server=False)  # fmt: skip
+            self._run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                what="useradd",
+                timeout=30,
+                as_server=False,
+            )
         for path in (PG_BIN.parent, self.data_dir):
             _open_parents(path)
         for sub in ("bin", "lib", "share"):
@@ -307,16 +311,22 @@ class EmbeddedPostgres:
             timeout=30,
         )
         if out.strip() != "1":
-            self._run([pg_tool("createdb"), "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER,
-                       DATABASE], what="createdb", timeout=30)  # fmt: skip
+            self._run(
+                [pg_tool("createdb"), "-h", str(self.socket_dir), "-p", str(PORT), "-U", SUPERUSER, DATABASE],
+                what="createdb",
+                timeout=30,
+            )
 
     def _stop(self) -> bool:
         if not self._running_pid():
             return False
         logger.info("stopping embedded PostgreSQL")
         try:
-            self._run([pg_tool("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
-                      what="pg_ctl stop", timeout=70)  # fmt: skip
+            self._run(
+                [pg_tool("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60", "stop"],
+                what="pg_ctl stop",
+                timeout=70,
+            )
         except EmbeddedPostgresError:
             pid = self._running_pid()
             if pid:

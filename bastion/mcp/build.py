@@ -33,7 +33,13 @@ def build_server(spec: ServerSpec, runtime: ServerRuntime) -> MCPServer[ServerRu
         version=spec.version,
         lifespan=lifespan,
         log_level=runtime.settings.log_level,
-        middleware=[CallerContextMiddleware(runtime.instance_key, transport=runtime.transport)],
+        middleware=[
+            CallerContextMiddleware(
+                runtime.instance_key,
+                transport=runtime.transport,
+                require=runtime.settings.require_caller_context,
+            )
+        ],
     )
     for tool in spec.tools:
         server.add_tool(

@@ -66,11 +66,14 @@ class CallerContextMiddleware:
         key: bytes,
         *,
         transport: Transport,
+        require: bool = False,
         leeway: float = 5,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._key = key
         self._transport: Transport = transport
+        # Servers the gateway spawns over stdio are no local owner's: they require it too.
+        self._require = require
         self._leeway = leeway
         self._clock = clock
 
@@ -93,7 +96,7 @@ class CallerContextMiddleware:
     def _resolve(self, ctx: ServerRequestContext[Any, Any]) -> CallerContext:
         wire = _raw_meta(ctx.params).get(META_KEY)
         if wire is None:
-            if self._over_http(ctx):
+            if self._require or self._over_http(ctx):
                 raise _refusal(
                     ctx.method,
                     "missing",

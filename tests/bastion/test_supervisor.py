@@ -161,11 +161,14 @@ def test_sigterm_stops_every_child_and_the_database(home_path: Path) -> None:
         ]
         postgres = EmbeddedPostgres(Home(home_path)).status().pid
         assert postgres is not None
+        descendants = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+        assert gateway in descendants
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
         _stop(process)
     assert _gone(gateway)
+    _wait_for(lambda: all(_gone(pid) for pid in descendants), 15, "every descendant to exit")
     _wait_for(lambda: _gone(postgres), 15, "postgres to stop")
     assert not (home_path / "run" / "supervisor.json").exists()
     leftovers = [

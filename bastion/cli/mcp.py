@@ -1,0 +1,129 @@
+"""`bastion mcp-config` and `bastion mcp stdio`: connecting MCP clients to the gateway.
+
+`mcp-config` prints a ready configuration for a client. `mcp stdio` bridges a
+client that only speaks stdio to the gateway's Streamable HTTP endpoint with an API
+key: messages are relayed both ways by the MCP SDK's own transports, so sessions,
+streams and notifications behave exactly as over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from bastion.errors import ConfigError
+from bastion.settings import Settings, load_settings
+
+__all__ = ["mcp_app", "mcp_config_command"]
+
+mcp_app = typer.Typer(help="Bridge MCP clients to the gateway.", no_args_is_help=True)
+
+KEY_ENV = "BASTION_API_KEY"
+
+
+def gateway_url(settings: Settings, path: str = "/mcp") -> str:
+    host = settings.host if settings.host not in {"0.0.0.0", "::"} else "127.0.0.1"  # noqa: S104 - mapping, not binding
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}{path}"
+
+
+def client_config(client: str, url: str, key: str | None) -> dict[str, Any]:
+    """A configuration snippet for `client`, with the key or a placeholder."""
+    bearer = f"Bearer {key}" if key else "Bearer <your Bastion API key>"
+    if client == "claude":
+        # Claude Desktop launches local stdio servers: bridge through `bastion mcp stdio`.
+        beside = Path(sys.executable).parent / "bastion"
+        script = str(beside) if beside.exists() else shutil.which("bastion")
+        command = script or sys.executable
+        args = ["mcp", "stdio", "--url", url]
+        if script is None:
+            args = ["-m", "bastion.cli", *args]
+        return {
+            "mcpServers": {
+                "bastion": {
+                    "command": command,
+                    "args": args,
+                    "env": {KEY_ENV: key or "<your Bastion API key>"},
+                }
+            }
+        }
+    if client == "vscode":
+        headers = {"Authorization": bearer if key else "Bearer ${input:bastion-key}"}
+        config: dict[str, Any] = {"servers": {"bastion": {"type": "http", "url": url, "headers": headers}}}
+        if not key:
+            config["inputs"] = [
+                {
+                    "type": "promptString",
+                    "id": "bastion-key",
+                    "description": "Bastion API key",
+                    "password": True,
+                }
+            ]
+        return config
+    if client == "cursor":
+        return {"mcpServers": {"bastion": {"url": url, "headers": {"Authorization": bearer}}}}
+    raise ConfigError(f"--client {client!r}: choose claude, vscode or cursor")
+
+
+def mcp_config_command(
+    client: Annotated[str, typer.Option(help="claude, vscode or cursor")],
+    key: Annotated[str | None, typer.Option(help=f"API key to embed (default: ${KEY_ENV})")] = None,
+    url: Annotated[str | None, typer.Option(help="gateway MCP URL (default: from settings)")] = None,
+    virtual_server: Annotated[
+        str | None, typer.Option("--virtual-server", help="a virtual server name")
+    ] = None,
+) -> None:
+    """Print a ready MCP client configuration for this gateway."""
+    settings = load_settings()
+    target = url or gateway_url(settings, f"/mcp/{virtual_server}" if virtual_server else "/mcp")
+    typer.echo(json.dumps(client_config(client, target, key or os.environ.get(KEY_ENV)), indent=2))
+
+
+@mcp_app.command("stdio")
+def stdio_command(
+    url: Annotated[str | None, typer.Option(help="gateway MCP URL (default: from settings)")] = None,
+    key: Annotated[
+        str | None, typer.Option(help=f"API key (default: ${KEY_ENV}; prefer the variable)")
+    ] = None,
+) -> None:
+    """Relay an MCP client on stdin/stdout to the gateway over Streamable HTTP."""
+    settings = load_settings()
+    token = key or os.environ.get(KEY_ENV)
+    if not token:
+        raise ConfigError(
+            f"no API key: set {KEY_ENV} (create one with `bastion keys create --name NAME --role ROLE`)"
+        )
+    anyio.run(_bridge, url or gateway_url(settings), token)
+
+
+async def _bridge(url: str, key: str) -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.server.stdio import stdio_server
+
+    async with (
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30.0, read=3600)
+        ) as http,
+        streamable_http_client(url, http_client=http) as (remote_read, remote_write),
+        stdio_server() as (local_read, local_write),
+        anyio.create_task_group() as tg,
+    ):
+
+        async def relay(source: Any, sink: Any) -> None:
+            async for item in source:
+                if isinstance(item, Exception):
+                    sys.stderr.write(f"bastion mcp stdio: {item}\n")
+                    continue
+                await sink.send(item)
+            tg.cancel_scope.cancel()  # either side closing ends the bridge
+
+        tg.start_soon(relay, local_read, remote_write)
+        tg.start_soon(relay, remote_read, local_write)

@@ -1,0 +1,412 @@
+"""The per-request path every MCP call takes through the gateway.
+
+    principal ─► policy decision ─► rate limit ─► [caller context] ─► upstream
+                                                               │
+                      audit event (committed) ◄── metrics ◄── result
+
+A denial, a rate limit or an unknown name ends the path before the upstream sees
+anything. Every decision and call is audited before the answer leaves. Errors are
+`CallError`s carrying a JSON-RPC code, a message that says what to do, and (for rate
+limits) the seconds to wait, so both the fast path and the SDK path answer alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mcp.shared.exceptions import MCPError
+from prometheus_client import Counter, Histogram
+
+from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
+from bastion.metrics import REGISTRY
+from gateway.audit import AuditEvent, AuditWriter, digest_arguments
+from gateway.audit import Decision as AuditDecision
+from gateway.auth.principal import Principal
+from gateway.catalog import Entry, View
+from gateway.policy import (
+    Context,
+    Decision,
+    PolicyEngine,
+    PolicyInput,
+    Resource,
+    current_minute,
+    filter_allowed,
+)
+from gateway.policy import Principal as PolicyPrincipal
+from gateway.ratelimit import RateLimiter, RateObligation
+from gateway.upstreams.manager import UpstreamManager
+
+__all__ = ["CallContext", "CallError", "Gateway"]
+
+logger = logging.getLogger(__name__)
+
+CALLS = Counter(
+    "bastion_gateway_calls", "Calls through the gateway", ["upstream", "tool", "outcome"], registry=REGISTRY
+)
+CALL_SECONDS = Histogram(
+    "bastion_gateway_call_seconds",
+    "Latency of calls through the gateway, upstream included",
+    ["upstream", "tool"],
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+# JSON-RPC error codes the gateway answers with (implementation-defined band).
+DENIED = -32003
+RATE_LIMITED = -32029
+UPSTREAM_UNAVAILABLE = -32001
+INVALID_PARAMS = -32602
+CALLER_TTL = 60.0
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+class CallError(Exception):
+    """A call the gateway refused or could not complete; becomes a JSON-RPC error."""
+
+    def __init__(
+        self, code: int, message: str, *, retry_after: float | None = None, data: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.data = data
+
+    def to_error(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        data = (
+            dict(self.data)
+            if isinstance(self.data, dict)
+            else ({} if self.data is None else {"detail": self.data})
+        )
+        if self.retry_after is not None:
+            data["retry_after"] = round(self.retry_after, 3)
+        if data:
+            error["data"] = data
+        return error
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who asks, through which view, from where."""
+
+    principal: Principal
+    view: View
+    client_address: str | None = None
+    request_id: str | None = None
+    approval: str = "none"
+
+
+class Gateway:
+    """The gateway's runtime: upstreams, views, policy, limits, audit, signing."""
+
+    def __init__(
+        self,
+        *,
+        upstreams: UpstreamManager,
+        policy: PolicyEngine,
+        limiter: RateLimiter,
+        audit: AuditWriter,
+        instance_key: bytes,
+    ) -> None:
+        self.upstreams = upstreams
+        self.policy = policy
+        self.limiter = limiter
+        self.audit = audit
+        self.instance_key = instance_key
+        self._signed: dict[tuple[Any, ...], tuple[dict[str, Any], float]] = {}
+        self._principals: dict[Principal, PolicyPrincipal] = {}
+
+    # -- decisions ----------------------------------------------------------------
+
+    def _principal(self, principal: Principal) -> PolicyPrincipal:
+        cached = self._principals.get(principal)
+        if cached is None:
+            if len(self._principals) > 10_000:
+                self._principals.clear()
+            cached = PolicyPrincipal(
+                principal.subject, principal.tenant, principal.roles, principal.scopes, principal.auth_method
+            )
+            self._principals[principal] = cached
+        return cached
+
+    def _context(self, ctx: CallContext) -> Context:
+        return Context(current_minute(), ctx.client_address, ctx.approval)
+
+    async def decide(self, ctx: CallContext, action: str, resource: Resource) -> Decision:
+        policy_input = PolicyInput(self._principal(ctx.principal), action, resource, self._context(ctx))  # type: ignore[arg-type]
+        return await self.policy.decide(policy_input)
+
+    async def visible_tools(self, ctx: CallContext) -> list[dict[str, Any]]:
+        """The view's tools this principal may call (policy filters `tools/list`)."""
+        entries = list(ctx.view.tools.values())
+        allowed = await filter_allowed(
+            self.policy,
+            self._principal(ctx.principal),
+            self._context(ctx),
+            "tools/call",
+            entries,
+            lambda e: self._tool_resource(e, None),
+        )
+        await self._audit(
+            ctx,
+            "tools/list",
+            None,
+            None,
+            None,
+            "allow",
+            (f"{len(allowed)} of {len(entries)} tools",),
+            0.0,
+            "ok",
+        )
+        return [entry.definition for entry in allowed]
+
+    async def visible_prompts(self, ctx: CallContext) -> list[dict[str, Any]]:
+        entries = list(ctx.view.prompts.values())
+        allowed = await filter_allowed(
+            self.policy,
+            self._principal(ctx.principal),
+            self._context(ctx),
+            "prompts/get",
+            entries,
+            self._prompt_resource,
+        )
+        return [entry.definition for entry in allowed]
+
+    @staticmethod
+    def _tool_resource(entry: Entry, arguments: Mapping[str, Any] | None) -> Resource:
+        return Resource(
+            upstream=entry.upstream,
+            tool=entry.name,
+            name=entry.exposed,
+            arguments=dict(arguments or {}),
+            annotations=entry.definition.get("annotations") or {},
+        )
+
+    @staticmethod
+    def _prompt_resource(entry: Entry, arguments: Mapping[str, Any] | None = None) -> Resource:
+        return Resource(
+            upstream=entry.upstream, prompt=entry.name, name=entry.exposed, arguments=dict(arguments or {})
+        )
+
+    # -- calls --------------------------------------------------------------------
+
+    async def call_tool(
+        self,
+        ctx: CallContext,
+        exposed: str,
+        arguments: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Decide, limit, forward and audit one `tools/call`; return the upstream's result."""
+        entry = ctx.view.tools.get(exposed)
+        if entry is None:
+            raise CallError(
+                INVALID_PARAMS, f"unknown tool {exposed!r}: call tools/list for the tools you may use"
+            )
+        resource = self._tool_resource(entry, arguments)
+        params: dict[str, Any] = {"name": entry.name, "arguments": dict(arguments or {})}
+        return await self._forward(
+            ctx, "tools/call", "tools/call", entry.upstream, entry.name, resource, params, meta, on_progress
+        )
+
+    async def get_prompt(
+        self,
+        ctx: CallContext,
+        exposed: str,
+        arguments: Mapping[str, Any] | None,
+        meta: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        entry = ctx.view.prompts.get(exposed)
+        if entry is None:
+            raise CallError(
+                INVALID_PARAMS, f"unknown prompt {exposed!r}: call prompts/list for the prompts you may use"
+            )
+        resource = self._prompt_resource(entry, arguments)
+        params: dict[str, Any] = {"name": entry.name, "arguments": dict(arguments or {})}
+        return await self._forward(
+            ctx, "prompts/get", "prompts/get", entry.upstream, entry.name, resource, params, meta, None
+        )
+
+    async def read_resource(
+        self, ctx: CallContext, uri: str, meta: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        upstream = ctx.view.resource_upstream(uri)
+        if upstream is None:
+            raise CallError(
+                INVALID_PARAMS, f"unknown resource {uri!r}: call resources/list or resources/templates/list"
+            )
+        resource = Resource(upstream=upstream, uri=uri)
+        return await self._forward(
+            ctx, "resources/read", "resources/read", upstream, uri, resource, {"uri": uri}, meta, None
+        )
+
+    async def forward_raw(
+        self, ctx: CallContext, upstream: str, method: str, params: dict[str, Any], action: str | None = None
+    ) -> dict[str, Any]:
+        """Forward a request that needs no per-item decision (completion, subscribe), still audited."""
+        resource = Resource(upstream=upstream, name=method, arguments=params)
+        return await self._forward(
+            ctx, action or method, method, upstream, method, resource, params, None, None
+        )
+
+    async def _forward(
+        self,
+        ctx: CallContext,
+        action: str,
+        method: str,
+        upstream: str,
+        target: str,
+        resource: Resource,
+        params: dict[str, Any],
+        meta: Mapping[str, Any] | None,
+        on_progress: ProgressFn | None,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        decision = await self.decide(ctx, action, resource)
+        if not decision.allow:
+            reasons = decision.reasons or ("no rule allows it",)
+            await self._audit(ctx, action, upstream, target, resource, "deny", reasons, started, "denied")
+            CALLS.labels(upstream, target, "denied").inc()
+            raise CallError(
+                DENIED,
+                f"{action} {target!r} denied by policy: {'; '.join(reasons)}",
+                data={"reasons": list(reasons)},
+            )
+        if decision.obligations.require_approval and ctx.approval != "approved":
+            reasons = ("approval required: a reviewer must approve this call first",)
+            await self._audit(ctx, action, upstream, target, resource, "deny", reasons, started, "held")
+            CALLS.labels(upstream, target, "held").inc()
+            raise CallError(
+                DENIED, f"{action} {target!r} needs approval before it runs", data={"reasons": list(reasons)}
+            )
+        rate = decision.obligations.rate
+        verdict = await self.limiter.check(ctx.principal, target, rate=_rate(rate))
+        if not verdict.allowed:
+            reasons = (f"rate limit {verdict.limit} exceeded",)
+            await self._audit(
+                ctx, action, upstream, target, resource, "deny", reasons, started, "rate_limited"
+            )
+            CALLS.labels(upstream, target, "rate_limited").inc()
+            raise CallError(
+                RATE_LIMITED,
+                f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
+                retry_after=verdict.retry_after,
+            )
+        connection = self.upstreams.connection(upstream)
+        if connection is None:
+            reasons = (f"upstream {upstream!r} is unavailable",)
+            await self._audit(
+                ctx, action, upstream, target, resource, "allow", reasons, started, "upstream_error"
+            )
+            raise CallError(
+                UPSTREAM_UNAVAILABLE, f"upstream {upstream!r} is not connected right now; retry shortly"
+            )
+        out_meta = self._outgoing_meta(ctx, connection.spec.builtin, decision, meta)
+        if out_meta:
+            params = {**params, "_meta": out_meta}
+        outcome = "ok"
+        try:
+            result = await connection.request(method, params, on_progress=on_progress)
+            if result.get("isError"):
+                outcome = "tool_error"
+            return result
+        except MCPError as exc:
+            outcome = "upstream_error"
+            message = exc.error.message if hasattr(exc, "error") else str(exc)
+            raise CallError(
+                exc.error.code if hasattr(exc, "error") else UPSTREAM_UNAVAILABLE,
+                f"upstream {upstream!r}: {message}",
+            ) from None
+        finally:
+            CALLS.labels(upstream, target, outcome).inc()
+            CALL_SECONDS.labels(upstream, target).observe(time.perf_counter() - started)
+            await self._audit(
+                ctx, action, upstream, target, resource, "allow", decision.reasons, started, outcome
+            )
+
+    def _outgoing_meta(
+        self, ctx: CallContext, builtin: bool, decision: Decision, meta: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        out = {k: v for k, v in (meta or {}).items() if k != META_KEY} if meta else {}
+        if builtin:
+            out[META_KEY] = self._caller_context(ctx.principal, decision)
+        return out or None
+
+    def _caller_context(self, principal: Principal, decision: Decision) -> dict[str, Any]:
+        """A signed caller context, reused while it has over half its lifetime left."""
+        ob = decision.obligations
+        key = (
+            principal.subject,
+            principal.tenant,
+            principal.roles,
+            ob.allowed_collections,
+            ob.allowed_datasets,
+            ob.row_limit,
+            ob.redact,
+        )
+        now = time.time()
+        cached = self._signed.get(key)
+        if cached is not None and cached[1] - now > CALLER_TTL / 2:
+            return cached[0]
+        context = CallerContext.expiring(
+            subject=principal.subject,
+            tenant=principal.tenant,
+            roles=principal.roles,
+            obligations=Obligations(
+                allowed_collections=ob.allowed_collections,
+                allowed_datasets=ob.allowed_datasets,
+                row_limit=ob.row_limit,
+                redact=ob.redact,
+            ),
+            ttl=CALLER_TTL,
+            now=now,
+        )
+        wire = sign_caller(context, self.instance_key)
+        if len(self._signed) > 10_000:
+            self._signed.clear()
+        self._signed[key] = (wire, now + CALLER_TTL)
+        return wire
+
+    async def _audit(
+        self,
+        ctx: CallContext,
+        action: str,
+        upstream: str | None,
+        target: str | None,
+        resource: Resource | None,
+        decision: AuditDecision,
+        reasons: tuple[str, ...],
+        started: float,
+        outcome: str,
+    ) -> None:
+        latency = (time.perf_counter() - started) * 1000 if started else 0.0
+        await self.audit.write(
+            AuditEvent(
+                time=datetime.now(UTC),
+                principal=ctx.principal,
+                action=action,
+                upstream=upstream,
+                tool=target,
+                argument_digest=digest_arguments(dict(resource.arguments or {}) if resource else {}),
+                decision=decision,
+                reasons=tuple(reasons),
+                latency_ms=latency,
+                outcome=outcome,
+                request_id=ctx.request_id,
+                client_address=ctx.client_address,
+            )
+        )
+
+
+def _rate(rate: Any) -> RateObligation | None:
+    if rate is None or isinstance(rate, RateObligation):
+        return rate
+    return RateObligation(per_minute=float(rate.per_minute), burst=int(rate.burst))

@@ -1,0 +1,149 @@
+"""Views: what one endpoint (`/mcp` or a virtual server `/mcp/<name>`) exposes.
+
+A view is rebuilt from the upstream catalogs whenever any of them changes. Tools and
+prompts get exposed names from a `NameTable` (prefixed with the upstream, or kept as
+they are on a virtual server made of exactly one upstream). Resource URIs are kept
+as the upstream wrote them and routed by exact match, then by URI template.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.naming import NameTable
+from gateway.upstreams.connection import Catalog
+
+__all__ = ["Entry", "View", "ViewConfig", "build_view"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One exposed tool or prompt: its exposed name, upstream, original name, definition."""
+
+    exposed: str
+    upstream: str
+    name: str
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Which part of the catalog a view shows."""
+
+    name: str  # "" for the main /mcp endpoint
+    upstreams: frozenset[str] | None = None  # None: every upstream
+    tool_globs: tuple[str, ...] = ()
+    allow_loopback_test_principal: bool = False
+
+    @property
+    def prefixed(self) -> bool:
+        # A virtual server of exactly one upstream keeps that upstream's own names.
+        return not (self.upstreams is not None and len(self.upstreams) == 1 and not self.tool_globs)
+
+
+@dataclass
+class View:
+    config: ViewConfig
+    tools: dict[str, Entry] = field(default_factory=dict[str, Entry])
+    prompts: dict[str, Entry] = field(default_factory=dict[str, Entry])
+    resources: dict[str, str] = field(default_factory=dict[str, str])  # uri -> upstream
+    resource_list: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    templates: list[tuple[re.Pattern[str], str, dict[str, Any]]] = field(
+        default_factory=list[tuple[re.Pattern[str], str, dict[str, Any]]]
+    )
+    upstream_names: tuple[str, ...] = ()
+    instructions: str | None = None
+
+    def tool_definitions(self) -> list[dict[str, Any]]:
+        return [entry.definition for entry in self.tools.values()]
+
+    def prompt_definitions(self) -> list[dict[str, Any]]:
+        return [entry.definition for entry in self.prompts.values()]
+
+    def template_definitions(self) -> list[dict[str, Any]]:
+        return [definition for _, _, definition in self.templates]
+
+    def resource_upstream(self, uri: str) -> str | None:
+        exact = self.resources.get(uri)
+        if exact is not None:
+            return exact
+        for pattern, upstream, _ in self.templates:
+            if pattern.fullmatch(uri):
+                return upstream
+        return None
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    """A regex for an RFC 6570 URI template (each expression matches one or more characters)."""
+    parts = re.split(r"(\{[^}]*\})", template)
+    regex = "".join(".+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
+    return re.compile(regex)
+
+
+def _included(config: ViewConfig, upstream: str, exposed: str, original: str) -> bool:
+    in_upstreams = config.upstreams is None or upstream in config.upstreams
+    if not config.tool_globs:
+        return in_upstreams
+    by_glob = any(
+        fnmatch.fnmatchcase(exposed, g) or fnmatch.fnmatchcase(original, g) for g in config.tool_globs
+    )
+    if config.upstreams is None:
+        return by_glob
+    return in_upstreams or by_glob
+
+
+def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameTable | None = None) -> View:
+    """Assemble a view; `names` keeps exposed names stable across rebuilds."""
+    table = names if names is not None else NameTable(prefix=config.prefixed)
+    view = View(config)
+    used: list[str] = []
+    for upstream in sorted(catalogs):
+        catalog = catalogs[upstream]
+        contributed = False
+        for tool in catalog.tools:
+            original = str(tool.get("name", ""))
+            exposed = table.add(upstream, original)
+            if _included(config, upstream, exposed, original):
+                view.tools[exposed] = Entry(exposed, upstream, original, {**tool, "name": exposed})
+                contributed = True
+        if config.upstreams is not None and upstream not in config.upstreams:
+            if contributed:
+                used.append(upstream)
+            continue
+        contributed = True
+        for prompt in catalog.prompts:
+            original = str(prompt.get("name", ""))
+            exposed = table.add(upstream, original)
+            view.prompts[exposed] = Entry(exposed, upstream, original, {**prompt, "name": exposed})
+        for resource in catalog.resources:
+            uri = str(resource.get("uri", ""))
+            if uri in view.resources:
+                logger.warning(
+                    "resource %s is offered by %s and %s; using %s",
+                    uri,
+                    view.resources[uri],
+                    upstream,
+                    view.resources[uri],
+                )
+                continue
+            view.resources[uri] = upstream
+            view.resource_list.append(resource)
+        for template in catalog.templates:
+            uri_template = str(template.get("uriTemplate", ""))
+            view.templates.append((_template_pattern(uri_template), upstream, template))
+        used.append(upstream)
+    view.upstream_names = tuple(used)
+    view.instructions = _merge_instructions((u, catalogs[u].instructions) for u in used)
+    return view
+
+
+def _merge_instructions(items: Iterable[tuple[str, str | None]]) -> str | None:
+    parts = [f"[{upstream}] {text.strip()}" for upstream, text in items if text]
+    return "\n\n".join(parts) if parts else None

@@ -1,0 +1,299 @@
+"""`/mcp` and `/mcp/<virtual server>`: the gate in front of the MCP servers.
+
+For every request, in order: the `Origin` is checked (DNS-rebinding protection), the
+body size is capped, the caller is authenticated (401 with `WWW-Authenticate`
+otherwise), and the principal and view are attached to the ASGI scope. Then:
+
+- a `tools/call` that needs nothing but a reply takes the fast path: parsed with
+  orjson, decided, forwarded and answered here, without the SDK's server machinery
+  (whose per-message cost is larger than the gateway's whole budget);
+- everything else (the handshake, lists, resources, prompts, progress-reporting
+  calls, GET streams, DELETE) goes to the SDK's session manager for that view.
+
+Handshake-era session ids are learned from the SDK's `initialize` answers, so the fast
+path only serves sessions the SDK created.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from starlette.types import Message, Receive, Scope, Send
+
+from bastion.logs import request_id
+from gateway.auth import AuthFailure, Authenticator, AuthUnavailableError, Principal, unauthorized_response
+from gateway.calls import RATE_LIMITED, CallContext, CallError, Gateway
+from gateway.catalog import View
+from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
+
+__all__ = ["MCPEndpoint", "ViewRuntime"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024
+SESSION_IDLE = 1800.0
+TEST_PRINCIPAL = Principal(
+    subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
+)
+_JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class ViewRuntime:
+    """One endpoint's live state: its catalog view, SDK server and session manager."""
+
+    view: View
+    server: GatewayMCPServer
+    manager: StreamableHTTPSessionManager
+
+
+def _loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _reply(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    head = [*(headers or _JSON), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": error})
+
+
+class MCPEndpoint:
+    """ASGI app for every MCP path of the gateway."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        views: Mapping[str, ViewRuntime],
+        authenticator: Authenticator,
+        *,
+        allowed_origins: tuple[str, ...] = (),
+        listen_host: str = "127.0.0.1",
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.gateway = gateway
+        self.views = views
+        self.authenticator = authenticator
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        self.listen_loopback = _loopback(listen_host)
+        self.max_body = max_body
+        self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (negotiated version, last seen)
+
+    # -- the gate ---------------------------------------------------------------
+
+    def _origin_ok(self, headers: Mapping[bytes, bytes]) -> bool:
+        origin = headers.get(b"origin")
+        if not origin:
+            return True  # non-browser clients send none
+        text = origin.decode("latin-1").rstrip("/").lower()
+        if text in self.allowed_origins:
+            return True
+        host = urlsplit(text).hostname
+        if host in {"localhost", "127.0.0.1", "::1"}:
+            return True
+        own = headers.get(b"host", b"").decode("latin-1").lower()
+        return bool(own) and urlsplit(text).netloc == own
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"].rstrip("/")
+        name = path[len("/mcp/") :] if path.startswith("/mcp/") else ""
+        runtime = self.views.get(name)
+        if runtime is None:
+            known = ", ".join(f"/mcp/{v}" for v in self.views if v) or "none"
+            await _reply(
+                send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
+            )
+            return
+        headers = dict(scope["headers"])
+        if not self._origin_ok(headers):
+            await _reply(
+                send,
+                403,
+                _rpc_error(
+                    None,
+                    -32600,
+                    "Origin not allowed: requests from web pages must come "
+                    "from the gateway's own origin or an allowed one",
+                ),
+            )
+            return
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
+            return
+        client = scope.get("client")
+        client_host = client[0] if client else None
+        try:
+            verdict = await self._authenticate(headers, client_host, runtime)
+        except AuthUnavailableError as exc:
+            await _reply(send, 503, _rpc_error(None, -32603, f"authentication is unavailable: {exc.message}"))
+            return
+        if not isinstance(verdict, Principal):
+            await unauthorized_response(verdict)(scope, receive, send)
+            return
+        principal = verdict
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or None
+        call = CallContext(principal=principal, view=runtime.view, client_address=client_host, request_id=rid)
+        scope[SCOPE_KEY] = call
+        if scope["method"] != "POST":
+            await self._to_sdk(runtime, scope, receive, send, None)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
+            return
+        if await self._fast_path(call, headers, body, send):
+            return
+        await self._to_sdk(runtime, scope, receive, send, body)
+
+    async def _authenticate(
+        self, headers: Mapping[bytes, bytes], client_host: str | None, runtime: ViewRuntime
+    ) -> Principal | AuthFailure | None:
+        """The principal, or why not (None: no credentials at all)."""
+        authorization = headers.get(b"authorization")
+        if authorization:
+            return await self.authenticator.verify(authorization.decode("latin-1"), client_host)
+        if (
+            runtime.view.config.allow_loopback_test_principal
+            and self.listen_loopback
+            and _loopback(client_host)
+        ):
+            return TEST_PRINCIPAL
+        return None
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    # -- the SDK path -----------------------------------------------------------
+
+    async def _to_sdk(
+        self, runtime: ViewRuntime, scope: Scope, receive: Receive, send: Send, body: bytes | None
+    ) -> None:
+        if body is not None:
+            original = receive
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await original()
+
+            receive = replay
+        method = scope["method"]
+        headers = dict(scope["headers"])
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and method == "POST":
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"mcp-session-id":
+                        version = headers.get(b"mcp-protocol-version", b"2025-11-25").decode("latin-1")
+                        self._sessions[value.decode("latin-1")] = (version, time.monotonic())
+            await send(message)
+
+        if method == "DELETE":
+            sid = headers.get(b"mcp-session-id")
+            if sid:
+                self._sessions.pop(sid.decode("latin-1"), None)
+        await runtime.manager.handle_request(scope, receive, watch)
+
+    # -- the fast path ----------------------------------------------------------
+
+    async def _fast_path(
+        self, call: CallContext, headers: Mapping[bytes, bytes], body: bytes, send: Send
+    ) -> bool:
+        """Answer a plain `tools/call` here; False hands the request to the SDK."""
+        if b'"tools/call"' not in body:
+            return False
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+            return False
+        params = message.get("params")
+        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+            return False
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            return False  # progress needs a stream: the SDK path relays it
+        version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
+        modern = version in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            text_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
+            if not isinstance(classify_inbound_request(message, headers=text_headers), InboundModernRoute):
+                return False  # the SDK answers envelope and header errors with the right codes
+        else:
+            sid = headers.get(b"mcp-session-id")
+            session = self._sessions.get(sid.decode("latin-1")) if sid else None
+            if session is None or time.monotonic() - session[1] > SESSION_IDLE:
+                return False
+            self._sessions[sid.decode("latin-1")] = (session[0], time.monotonic())  # type: ignore[union-attr]
+        accept = headers.get(b"accept", b"").decode("latin-1").lower()
+        as_json = "application/json" in accept or "*/*" in accept or "application/*" in accept
+        if not as_json and "text/event-stream" not in accept:
+            return False
+        token = request_id.set(call.request_id)
+        try:
+            arguments = params.get("arguments")
+            forwarded_meta = meta if isinstance(meta, dict) else None
+            if modern and forwarded_meta:
+                forwarded_meta = {
+                    k: v for k, v in forwarded_meta.items() if not k.startswith("io.modelcontextprotocol/")
+                }
+            result = await self.gateway.call_tool(
+                call, params["name"], arguments if isinstance(arguments, dict) else None, forwarded_meta
+            )
+            if modern:
+                result = {**result, "resultType": "complete"}
+            payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
+            status, extra = 200, []
+        except CallError as exc:
+            payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
+            status, extra = 200, []
+            if exc.code == RATE_LIMITED and exc.retry_after is not None:
+                status = 429
+                extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]
+        finally:
+            request_id.reset(token)
+        if as_json:
+            await _reply(send, status, payload, [*_JSON, *extra])
+        else:
+            event = b"event: message\ndata: " + payload + b"\n\n"
+            await _reply(send, status, event, [(b"content-type", b"text/event-stream"), *extra])
+        return True

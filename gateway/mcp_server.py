@@ -1,0 +1,189 @@
+"""The MCP server clients see, built on the SDK's low-level `Server`.
+
+One `Server` per view (`/mcp` and each virtual server). The SDK speaks both protocol
+eras, sessions, SSE, progress and cancellation; these handlers only translate each
+request into the gateway's call path. The principal was authenticated by the
+endpoint in front and travels in the ASGI scope (`scope["bastion.call"]`).
+
+`tools/call` normally takes the fast path (`gateway.fastpath`); it reaches this
+server when it needs the SDK's machinery (a progress token, an SSE-only client).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from mcp import types
+from mcp.server.lowlevel.server import Server
+from mcp.server.session import ServerSession
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
+
+from bastion import __version__
+from gateway.calls import CallContext, CallError, Gateway, ProgressFn
+
+__all__ = ["GatewayMCPServer"]
+
+logger = logging.getLogger(__name__)
+
+SCOPE_KEY = "bastion.call"
+
+
+def _context(ctx: Any) -> CallContext:
+    request = getattr(ctx, "request", None)
+    scope = getattr(request, "scope", None) or {}
+    call = scope.get(SCOPE_KEY)
+    if not isinstance(call, CallContext):
+        raise MCPError(code=-32603, message="request reached the gateway server without authentication")
+    return call
+
+
+def _raise(exc: CallError) -> None:
+    raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
+
+
+class GatewayMCPServer:
+    """Builds the SDK server for one view and notifies its clients of catalog changes."""
+
+    def __init__(self, gateway: Gateway, view_name: str, instructions: Callable[[], str | None]) -> None:
+        self.gateway = gateway
+        self.view_name = view_name
+        self.bus = InMemorySubscriptionBus()
+        self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        self.server: Server[Any] = Server(
+            "bastion-gateway" + (f"-{view_name}" if view_name else ""),
+            version=__version__,
+            instructions=instructions(),
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_templates,
+            on_read_resource=self._read_resource,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_completion=self._complete,
+            on_subscriptions_listen=ListenHandler(self.bus),
+        )
+
+    def _track(self, ctx: Any) -> CallContext:
+        session = getattr(ctx, "session", None)
+        if isinstance(session, ServerSession):
+            self._sessions.add(session)
+        return _context(ctx)
+
+    async def notify_changed(self, what: str) -> None:
+        """Tell connected clients that a list changed (both eras)."""
+        events = {
+            "tools": ToolsListChanged(),
+            "prompts": PromptsListChanged(),
+            "resources": ResourcesListChanged(),
+        }
+        kinds = list(events) if what == "catalog" else [k for k in events if k in what]
+        for kind in kinds:
+            await self.bus.publish(events[kind])
+            for session in list(self._sessions):
+                try:
+                    if kind == "tools":
+                        await session.send_tool_list_changed()
+                    elif kind == "prompts":
+                        await session.send_prompt_list_changed()
+                    else:
+                        await session.send_resource_list_changed()
+                except Exception as exc:  # a gone session is simply dropped
+                    logger.debug("could not notify a session: %s", exc)
+                    self._sessions.discard(session)
+
+    async def _list_tools(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        call = self._track(ctx)
+        tools = await self.gateway.visible_tools(call)
+        return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
+
+    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        call = self._track(ctx)
+        meta = dict(params.meta) if params.meta else None
+        token = meta.get("progressToken") if meta else None
+        relay: ProgressFn | None = None
+        if token is not None:
+            session = ctx.session
+
+            async def relay_progress(progress: float, total: float | None, message: str | None) -> None:
+                await session.report_progress(progress, total, message)
+
+            relay = relay_progress
+        try:
+            raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
+        except CallError as exc:
+            _raise(exc)
+            raise
+        return types.CallToolResult.model_validate(raw)
+
+    async def _list_resources(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        call = self._track(ctx)
+        return types.ListResourcesResult(
+            resources=[types.Resource.model_validate(r) for r in call.view.resource_list]
+        )
+
+    async def _list_templates(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        call = self._track(ctx)
+        templates = [types.ResourceTemplate.model_validate(t) for t in call.view.template_definitions()]
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    async def _read_resource(
+        self, ctx: Any, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        call = self._track(ctx)
+        meta = dict(params.meta) if params.meta else None
+        try:
+            raw = await self.gateway.read_resource(call, str(params.uri), meta)
+        except CallError as exc:
+            _raise(exc)
+            raise
+        return types.ReadResourceResult.model_validate(raw)
+
+    async def _list_prompts(
+        self, ctx: Any, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        call = self._track(ctx)
+        prompts = await self.gateway.visible_prompts(call)
+        return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
+
+    async def _get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        call = self._track(ctx)
+        meta = dict(params.meta) if params.meta else None
+        try:
+            raw = await self.gateway.get_prompt(call, params.name, params.arguments, meta)
+        except CallError as exc:
+            _raise(exc)
+            raise
+        return types.GetPromptResult.model_validate(raw)
+
+    async def _complete(self, ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
+        call = self._track(ctx)
+        ref = params.ref
+        upstream: str | None
+        body = params.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if isinstance(ref, types.PromptReference):
+            entry = call.view.prompts.get(ref.name)
+            upstream = entry.upstream if entry else None
+            if entry is not None:
+                body["ref"] = {**body["ref"], "name": entry.name}
+        else:
+            upstream = call.view.resource_upstream(str(ref.uri))
+        if upstream is None:
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        try:
+            raw = await self.gateway.forward_raw(call, upstream, "completion/complete", body)
+        except CallError as exc:
+            _raise(exc)
+            raise
+        return types.CompleteResult.model_validate(raw)

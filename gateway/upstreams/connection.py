@@ -1,0 +1,226 @@
+"""One live connection to an upstream MCP server, over stdio or Streamable HTTP.
+
+The MCP SDK does the protocol work (transports, `initialize`, request correlation,
+progress and cancellation). The gateway forwards raw JSON-RPC params through the
+SDK's dispatcher (`send_raw_request`), so results pass through as the upstream sent
+them, with no re-validation on the hot path. Concurrent requests share the one
+connection and are multiplexed by request id.
+
+The read side of the transport is relayed through a small pump so the connection
+knows the moment the upstream goes away: every request in flight then fails at once
+with `CONNECTION_CLOSED`, and `closed` is set for the manager to restart it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+import httpx2
+from anyio.abc import TaskStatus
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.message import SessionMessage
+
+__all__ = ["Catalog", "UpstreamConnection", "UpstreamSpec"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+NotifyFn = Callable[[str, types.ServerNotification], Awaitable[None]]
+
+CLIENT_INFO = types.Implementation(name="bastion-gateway", version="1")
+HANDSHAKE_VERSION = "2025-11-25"
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """How to reach one upstream, and whether it is a built-in Bastion server."""
+
+    name: str
+    transport: Literal["stdio", "http"]
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
+    cwd: str | None = None
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict[str, str])
+    builtin: bool = False  # built-in servers get a signed caller context in `_meta`
+    timeout: float = 300.0  # seconds a single request may take
+    # Built-in servers refuse requests without a caller context: listing the catalog
+    # is done as the gateway itself, with a context this returns.
+    list_meta: Callable[[], Mapping[str, Any]] | None = None
+
+
+@dataclass
+class Catalog:
+    """What one upstream offers, as the raw dicts it listed."""
+
+    tools: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    resources: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    templates: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    prompts: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    instructions: str | None = None
+    server_info: dict[str, Any] = field(default_factory=dict[str, Any])
+    capabilities: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+class UpstreamConnection:
+    """Connect, list, forward requests; `run()` returns when the upstream goes away."""
+
+    def __init__(self, spec: UpstreamSpec, *, on_notification: NotifyFn | None = None) -> None:
+        self.spec = spec
+        self.catalog = Catalog()
+        self.closed = anyio.Event()
+        self.protocol_version: str | None = None
+        self._on_notification = on_notification
+        self._dispatcher: JSONRPCDispatcher[Any] | None = None
+        self._session: ClientSession | None = None
+        self._headers: dict[str, str] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self._dispatcher is not None and not self.closed.is_set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect and initialise, report started, then stay until the upstream closes."""
+        async with AsyncExitStack() as stack:
+            read, write = await self._open_transport(stack)
+            relay_send, relay_receive = anyio.create_memory_object_stream[SessionMessage | Exception](64)
+            dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(relay_receive, write)
+            session = ClientSession(
+                dispatcher=dispatcher,
+                client_info=CLIENT_INFO,
+                message_handler=self._handle_message,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, read, relay_send)
+                async with session:
+                    with anyio.fail_after(60):
+                        result = await session.initialize()
+                    self.protocol_version = result.protocol_version
+                    if self.spec.transport == "http":
+                        self._headers = {"mcp-protocol-version": result.protocol_version}
+                    self._dispatcher = dispatcher
+                    self._session = session
+                    self.catalog.instructions = result.instructions
+                    self.catalog.server_info = result.server_info.model_dump(mode="json", exclude_none=True)
+                    self.catalog.capabilities = result.capabilities.model_dump(
+                        mode="json", by_alias=True, exclude_none=True
+                    )
+                    await self.refresh()
+                    task_status.started()
+                    await self.closed.wait()
+                    tg.cancel_scope.cancel()
+        self._dispatcher = None
+        self._session = None
+
+    async def _open_transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
+        spec = self.spec
+        if spec.transport == "stdio":
+            assert spec.command is not None
+            params = StdioServerParameters(
+                command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd
+            )
+            # The child's stderr is ours: it lands in the gateway log.
+            return await stack.enter_async_context(stdio_client(params, errlog=sys.stderr))
+        assert spec.url is not None
+        client = await stack.enter_async_context(
+            httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=spec.timeout))
+        )
+        return await stack.enter_async_context(streamable_http_client(spec.url, http_client=client))
+
+    async def _pump(self, read: Any, relay: Any) -> None:
+        """Relay transport messages to the dispatcher; on EOF mark the connection closed."""
+        try:
+            async with relay:
+                async for item in read:
+                    if isinstance(item, Exception):
+                        logger.warning("upstream %s transport error: %s", self.spec.name, item)
+                    await relay.send(item)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            logger.warning("upstream %s closed its connection", self.spec.name)
+            self.closed.set()
+
+    async def _handle_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            return
+        method = getattr(message, "method", "")
+        if method in {
+            "notifications/tools/list_changed",
+            "notifications/resources/list_changed",
+            "notifications/prompts/list_changed",
+        }:
+            try:
+                await self.refresh()
+            except Exception as exc:  # a failed refresh keeps the old catalog
+                logger.warning("upstream %s: refreshing its catalog failed: %s", self.spec.name, exc)
+        if self._on_notification is not None:
+            await self._on_notification(self.spec.name, message)
+
+    async def refresh(self) -> None:
+        """Re-list tools, resources, templates and prompts (each only if offered)."""
+        caps = self.catalog.capabilities
+        self.catalog.tools = await self._list_all("tools/list", "tools") if "tools" in caps else []
+        if "resources" in caps:
+            self.catalog.resources = await self._list_all("resources/list", "resources")
+            self.catalog.templates = await self._list_all("resources/templates/list", "resourceTemplates")
+        else:
+            self.catalog.resources, self.catalog.templates = [], []
+        self.catalog.prompts = await self._list_all("prompts/list", "prompts") if "prompts" in caps else []
+
+    async def _list_all(self, method: str, key: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(1000):  # bounded: a server that pages forever is cut off
+            params: dict[str, Any] = {"cursor": cursor} if cursor else {}
+            if self.spec.list_meta is not None:
+                params["_meta"] = dict(self.spec.list_meta())
+            result = await self.request(method, params, timeout=60)
+            items.extend(result.get(key) or [])
+            cursor = result.get("nextCursor")
+            if not cursor:
+                break
+        return items
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        on_progress: ProgressFn | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - forwarded to the SDK's per-request timeout
+    ) -> dict[str, Any]:
+        """Send one request and return the raw result; raises MCPError on an error reply."""
+        dispatcher = self._dispatcher
+        if dispatcher is None or self.closed.is_set():
+            from mcp.shared.exceptions import MCPError
+
+            raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
+        opts: dict[str, Any] = {"timeout": timeout or self.spec.timeout}
+        if self._headers:
+            opts["headers"] = dict(self._headers)
+        if on_progress is not None:
+            opts["on_progress"] = on_progress
+        return await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
+        if self._dispatcher is not None and not self.closed.is_set():
+            await self._dispatcher.notify(method, params)
+
+
+def default_stdio_env() -> dict[str, str]:
+    """Environment passed to built-in stdio servers (the SDK adds a safe base)."""
+    keep = ("BASTION_", "DATABASE_URL", "REDIS_URL", "OPA_URL", "PATH", "HOME", "LANG", "LC_", "XDG_")
+    return {k: v for k, v in os.environ.items() if k.startswith(keep)}

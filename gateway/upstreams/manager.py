@@ -1,0 +1,171 @@
+"""Start, watch and restart every upstream; publish their combined catalog.
+
+Each upstream runs in its own supervising task: connect, initialise, list, then wait
+until the connection closes, and start again after a backoff (0.5 s doubling to
+30 s, reset once it stayed up for a minute). A stdio upstream that crashes is
+restarted this way; requests in flight fail at once, naming the upstream. Any change
+of any catalog (a reconnect, a `list_changed` notification) bumps `generation` and
+fires the registered listeners, so views rebuild and clients are notified.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp import types
+from prometheus_client import Counter, Gauge
+
+from bastion.metrics import REGISTRY
+from gateway.upstreams.connection import Catalog, UpstreamConnection, UpstreamSpec
+
+__all__ = ["UpstreamManager", "UpstreamState"]
+
+logger = logging.getLogger(__name__)
+
+UPSTREAM_RESTARTS = Counter(
+    "bastion_upstream_restarts",
+    "Upstream connections restarted after they closed",
+    ["upstream"],
+    registry=REGISTRY,
+)
+UPSTREAM_UP = Gauge(
+    "bastion_upstream_up", "1 when the upstream is connected", ["upstream"], registry=REGISTRY
+)
+
+State = Literal["starting", "ready", "restarting", "failed", "stopped"]
+Listener = Callable[
+    [str, str], Awaitable[None]
+]  # (upstream, what changed: "catalog" or a notification method)
+
+STABLE_AFTER = 60.0
+CONNECT_TIMEOUT = 90.0
+
+
+@dataclass
+class UpstreamState:
+    spec: UpstreamSpec
+    state: State = "starting"
+    connection: UpstreamConnection | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    connected_at: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "transport": self.spec.transport,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "tools": len(self.connection.catalog.tools) if self.connection else 0,
+        }
+
+
+class UpstreamManager:
+    """Owns every upstream connection of the gateway."""
+
+    def __init__(self, specs: Mapping[str, UpstreamSpec], *, backoff_max: float = 30.0) -> None:
+        self.states = {name: UpstreamState(spec) for name, spec in specs.items()}
+        self.backoff_max = backoff_max
+        self.generation = 0
+        self._listeners: list[Listener] = []
+        self._first_round = {name: anyio.Event() for name in specs}
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def connection(self, name: str) -> UpstreamConnection | None:
+        state = self.states.get(name)
+        return state.connection if state else None
+
+    def catalogs(self) -> dict[str, Catalog]:
+        return {
+            name: state.connection.catalog
+            for name, state in self.states.items()
+            if state.connection is not None and state.state == "ready"
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {name: state.describe() for name, state in sorted(self.states.items())}
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel scope
+        """Wait until every upstream connected or failed once; False on timeout."""
+        with anyio.move_on_after(timeout):
+            for event in self._first_round.values():
+                await event.wait()
+            return True
+        return False
+
+    async def start(self, tg: TaskGroup, *, wait: float = CONNECT_TIMEOUT) -> None:
+        """Start every upstream; return once each has connected or failed once, or after `wait` s."""
+        for name in self.states:
+            tg.start_soon(self._supervise, name)
+        if wait <= 0:
+            return
+        with anyio.move_on_after(wait):
+            for event in self._first_round.values():
+                await event.wait()
+
+    async def _changed(self, upstream: str, what: str) -> None:
+        self.generation += 1
+        for listener in list(self._listeners):
+            try:
+                await listener(upstream, what)
+            except Exception:
+                logger.exception("catalog listener failed")
+
+    async def _on_notification(self, upstream: str, message: types.ServerNotification) -> None:
+        method = getattr(message, "method", "")
+        if method.endswith("/list_changed"):
+            await self._changed(upstream, method)
+
+    async def _supervise(self, name: str) -> None:
+        state = self.states[name]
+        backoff = 0.5
+        while True:
+            connection = UpstreamConnection(state.spec, on_notification=self._on_notification)
+            started = time.monotonic()
+            try:
+                async with anyio.create_task_group() as tg:
+                    with anyio.fail_after(CONNECT_TIMEOUT):
+                        await tg.start(connection.run)
+                    state.connection = connection
+                    state.state = "ready"
+                    state.connected_at = time.time()
+                    state.last_error = None
+                    UPSTREAM_UP.labels(name).set(1)
+                    logger.info("upstream %s ready (%d tools)", name, len(connection.catalog.tools))
+                    self._first_round[name].set()
+                    await self._changed(name, "catalog")
+                    await connection.closed.wait()
+            except Exception as exc:
+                state.last_error = _describe(exc)
+                logger.warning("upstream %s failed: %s", name, state.last_error)
+            UPSTREAM_UP.labels(name).set(0)
+            was_ready = state.state == "ready"
+            state.state = "restarting" if was_ready else "failed"
+            state.connection = None
+            self._first_round[name].set()
+            if was_ready:
+                await self._changed(name, "catalog")
+            if time.monotonic() - started > STABLE_AFTER:
+                backoff = 0.5
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+            state.restarts += 1
+            UPSTREAM_RESTARTS.labels(name).inc()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]  # type: ignore[misc]
+        if inner:
+            return _describe(inner[0])
+    if isinstance(exc, TimeoutError):
+        return f"no answer to initialize within {CONNECT_TIMEOUT:.0f} s"
+    return str(exc) or type(exc).__name__

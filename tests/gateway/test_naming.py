@@ -1,0 +1,42 @@
+"""Exposed names are valid, stable, unique and never split to find their upstream."""
+
+from __future__ import annotations
+
+from gateway.naming import NAME_PATTERN, NameTable, Target, expose_name
+
+
+def test_plain_names_are_prefixed_with_their_upstream() -> None:
+    table = NameTable()
+    assert table.add("analytics", "query") == "analytics_query"
+    assert table.resolve("analytics_query") == Target("analytics", "query")
+
+
+def test_underscores_in_both_parts_resolve_through_the_table_not_by_splitting() -> None:
+    table = NameTable()
+    a = table.add("my_server", "get_data")
+    b = table.add("my", "server_get_data")
+    assert a == "my_server_get_data"
+    assert b != a and NAME_PATTERN.match(b)
+    assert table.resolve(a) == Target("my_server", "get_data")
+    assert table.resolve(b) == Target("my", "server_get_data")
+
+
+def test_invalid_characters_and_long_names_get_a_stable_hash_suffix() -> None:
+    long_name = "x" * 100
+    first = expose_name("everything", long_name)
+    assert len(first) == 64 and NAME_PATTERN.match(first)
+    assert first == expose_name("everything", long_name)  # stable across restarts
+    dotted = expose_name("files", "read.file/v2")
+    assert NAME_PATTERN.match(dotted) and dotted.startswith("files_read_file_v2_")
+    assert expose_name("files", "read.file/v2") != expose_name("files", "read_file_v2")
+
+
+def test_the_same_original_always_maps_to_the_same_exposed_name() -> None:
+    table = NameTable()
+    assert table.add("s", "t") == table.add("s", "t")
+    assert len(table) == 1
+
+
+def test_a_single_upstream_view_keeps_original_names() -> None:
+    table = NameTable(prefix=False)
+    assert table.add("conformance", "test_simple_text") == "test_simple_text"
