@@ -1,0 +1,96 @@
+"""The OPA REST client, against a stand-in that answers OPA's data API."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from gateway.policy import EmbeddedRegoEngine, OpaRestEngine
+from tests.gateway.policy.helpers import call
+from tests.gateway.policy.opa_server import OpaTestServer
+
+REQUESTS = [
+    call("viewer", "analytics", "query", sql="select 1"),
+    call("analyst", "analytics", "query", sql="select 1", source="hr"),
+    call("analyst", "analytics", "drop_dataset", name="x"),
+    call("admin", "analytics", "register_source", name="crm", dsn="postgresql://x"),
+    call("service", "retrieval", "search", query="q"),
+]
+
+
+async def test_decisions_through_opa_match_the_embedded_engine(opa_server: OpaTestServer) -> None:
+    embedded = EmbeddedRegoEngine(reload_interval=None)
+    async with OpaRestEngine(opa_server.url) as opa:
+        for request in REQUESTS:
+            assert await opa.decide(request) == await embedded.decide(request)
+        assert opa.status().ok
+        assert opa.status().sources == (f"{opa_server.url}/v1/data/bastion/authz/decision",)
+
+
+async def test_decide_many_sends_requests_side_by_side(opa_server: OpaTestServer) -> None:
+    async with OpaRestEngine(opa_server.url) as opa:
+        decisions = await opa.decide_many(REQUESTS)
+    assert [d.allow for d in decisions] == [False, False, False, True, False]
+    assert opa_server.requests == len(REQUESTS)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_opa_down_denies_and_reports_it() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    async with OpaRestEngine(url) as opa:
+        assert not opa.status().ok
+        decision = await opa.decide(REQUESTS[3])
+    assert decision.is_error
+    assert decision.reason.startswith(f"policy engine error: cannot reach OPA at {url}")
+
+
+async def test_a_slow_opa_denies_at_the_deadline(opa_server: OpaTestServer) -> None:
+    opa_server.mode = "hang"
+    async with OpaRestEngine(opa_server.url, timeout=0.2) as opa:
+        decision = await opa.decide(REQUESTS[3])
+        assert decision.reason == f"policy engine error: OPA at {opa_server.url} did not answer within 0.2s"
+        assert not opa.status().ok
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("garbage", "answered with a body that is not JSON"),
+        ("error", "answered HTTP 500 for bastion/authz/decision: eval_conflict_error"),
+        ("nonsense", "`allow` must be true or false"),
+    ],
+)
+async def test_a_malformed_opa_answer_denies(opa_server: OpaTestServer, mode: str, message: str) -> None:
+    opa_server.mode = mode  # type: ignore[assignment]
+    async with OpaRestEngine(opa_server.url) as opa:
+        decision = await opa.decide(REQUESTS[3])
+    assert decision.is_error
+    assert message in decision.reason
+
+
+async def test_an_undefined_decision_says_to_load_the_policy(opa_server: OpaTestServer) -> None:
+    async with OpaRestEngine(opa_server.url, decision_path="bastion/nowhere/decision") as opa:
+        decision = await opa.decide(REQUESTS[0])
+    assert decision.is_error
+    assert "has no document at bastion/nowhere/decision" in decision.reason
+
+
+async def test_the_client_recovers_when_opa_answers_again(opa_server: OpaTestServer) -> None:
+    async with OpaRestEngine(opa_server.url) as opa:
+        opa_server.mode = "error"
+        assert (await opa.decide(REQUESTS[3])).is_error
+        assert not opa.status().ok
+        opa_server.mode = "normal"
+        assert (await opa.decide(REQUESTS[3])).allow
+        assert opa.status().ok
+
+
+def test_a_url_without_a_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected http:// or https://"):
+        OpaRestEngine("127.0.0.1:8181")
