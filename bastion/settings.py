@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     audit_durability: Literal["flush", "commit"] = Field(
         default="flush", description="flush: wait for the WAL on disk; commit: survive gateway crashes only"
     )
+    policy_dir: Path | None = Field(default=None, description="folder of Rego policies and data; unset: the shipped one")
+    policy_reload_interval: float = Field(default=1.0, ge=0, le=3600, description="seconds between checks; 0 is off")
+    policy_cache_ttl: float = Field(default=5.0, ge=0, le=3600, description="seconds a decision is cached; 0 is off")
+    policy_cache_size: int = Field(default=10_000, ge=0)
+    opa_decision_path: str = Field(default="bastion/authz/decision", description="OPA data path of the decision")
+    opa_timeout: float = Field(default=1.0, gt=0, le=60, description="seconds to wait for OPA; then deny")
     require_caller_context: bool = Field(
         default=False, description="servers refuse requests without a signed caller context, even over stdio"
     )

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
 from bastion.metrics import REGISTRY
+from gateway.argument_manifest import ArgumentManifest
 from gateway.audit import AuditEvent, AuditWriter, digest_arguments
 from gateway.audit import Decision as AuditDecision
 from gateway.auth.principal import Principal
@@ -114,8 +115,12 @@ class Gateway:
         limiter: RateLimiter,
         audit: AuditWriter,
         instance_key: bytes,
+        arguments: Callable[[], ArgumentManifest] | None = None,
     ) -> None:
         self.upstreams = upstreams
+        self._load_arguments = arguments or (lambda: ArgumentManifest(None))
+        self._arguments = self._load_arguments()
+        self._arguments_revision = policy.revision
         self.policy = policy
         self.limiter = limiter
         self.audit = audit
@@ -179,13 +184,21 @@ class Gateway:
         )
         return [entry.definition for entry in allowed]
 
-    @staticmethod
-    def _tool_resource(entry: Entry, arguments: Mapping[str, Any] | None) -> Resource:
+    def arguments(self) -> ArgumentManifest:
+        """The argument manifest of the policy in force (re-read when the policy reloads)."""
+        revision = self.policy.revision
+        if revision != self._arguments_revision:
+            self._arguments = self._load_arguments()
+            self._arguments_revision = revision
+        return self._arguments
+
+    def _tool_resource(self, entry: Entry, arguments: Mapping[str, Any] | None) -> Resource:
+        # Policy sees the arguments its rules read; the audit digest covers them all.
         return Resource(
             upstream=entry.upstream,
             tool=entry.name,
             name=entry.exposed,
-            arguments=dict(arguments or {}),
+            arguments=self.arguments().reduce(entry.upstream, entry.name, dict(arguments or {})),
             annotations=entry.definition.get("annotations") or {},
         )
 
@@ -214,7 +227,16 @@ class Gateway:
         resource = self._tool_resource(entry, arguments)
         params: dict[str, Any] = {"name": entry.name, "arguments": dict(arguments or {})}
         return await self._forward(
-            ctx, "tools/call", "tools/call", entry.upstream, entry.name, resource, params, meta, on_progress
+            ctx,
+            "tools/call",
+            "tools/call",
+            entry.upstream,
+            entry.name,
+            resource,
+            params,
+            meta,
+            on_progress,
+            digest=digest_arguments(params["arguments"]),
         )
 
     async def get_prompt(
@@ -268,12 +290,14 @@ class Gateway:
         params: dict[str, Any],
         meta: Mapping[str, Any] | None,
         on_progress: ProgressFn | None,
+        digest: str | None = None,
     ) -> dict[str, Any]:
         started = time.perf_counter()
+        digest = digest or digest_arguments(dict(resource.arguments or {}))
         decision = await self.decide(ctx, action, resource)
         if not decision.allow:
             reasons = decision.reasons or ("no rule allows it",)
-            await self._audit(ctx, action, upstream, target, resource, "deny", reasons, started, "denied")
+            await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "denied")
             CALLS.labels(upstream, target, "denied").inc()
             raise CallError(
                 DENIED,
@@ -282,7 +306,7 @@ class Gateway:
             )
         if decision.obligations.require_approval and ctx.approval != "approved":
             reasons = ("approval required: a reviewer must approve this call first",)
-            await self._audit(ctx, action, upstream, target, resource, "deny", reasons, started, "held")
+            await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "held")
             CALLS.labels(upstream, target, "held").inc()
             raise CallError(
                 DENIED, f"{action} {target!r} needs approval before it runs", data={"reasons": list(reasons)}
@@ -291,9 +315,7 @@ class Gateway:
         verdict = await self.limiter.check(ctx.principal, target, rate=_rate(rate))
         if not verdict.allowed:
             reasons = (f"rate limit {verdict.limit} exceeded",)
-            await self._audit(
-                ctx, action, upstream, target, resource, "deny", reasons, started, "rate_limited"
-            )
+            await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
             CALLS.labels(upstream, target, "rate_limited").inc()
             raise CallError(
                 RATE_LIMITED,
@@ -304,7 +326,7 @@ class Gateway:
         if connection is None:
             reasons = (f"upstream {upstream!r} is unavailable",)
             await self._audit(
-                ctx, action, upstream, target, resource, "allow", reasons, started, "upstream_error"
+                ctx, action, upstream, target, digest, "allow", reasons, started, "upstream_error"
             )
             raise CallError(
                 UPSTREAM_UNAVAILABLE, f"upstream {upstream!r} is not connected right now; retry shortly"
@@ -329,7 +351,7 @@ class Gateway:
             CALLS.labels(upstream, target, outcome).inc()
             CALL_SECONDS.labels(upstream, target).observe(time.perf_counter() - started)
             await self._audit(
-                ctx, action, upstream, target, resource, "allow", decision.reasons, started, outcome
+                ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )
 
     def _outgoing_meta(
@@ -381,7 +403,7 @@ class Gateway:
         action: str,
         upstream: str | None,
         target: str | None,
-        resource: Resource | None,
+        digest: str | None,
         decision: AuditDecision,
         reasons: tuple[str, ...],
         started: float,
@@ -395,7 +417,7 @@ class Gateway:
                 action=action,
                 upstream=upstream,
                 tool=target,
-                argument_digest=digest_arguments(dict(resource.arguments or {}) if resource else {}),
+                argument_digest=digest,
                 decision=decision,
                 reasons=tuple(reasons),
                 latency_ms=latency,

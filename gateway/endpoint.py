@@ -31,7 +31,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.logs import request_id
-from gateway.auth import AuthFailure, Authenticator, AuthUnavailableError, Principal, unauthorized_response
+from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
 from gateway.calls import RATE_LIMITED, CallContext, CallError, Gateway
 from gateway.catalog import View
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer

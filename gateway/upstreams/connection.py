@@ -31,6 +31,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
 
+from gateway.upstreams.direct import DirectHTTPClient, supports_modern
+
 __all__ = ["Catalog", "UpstreamConnection", "UpstreamSpec"]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,8 @@ class UpstreamConnection:
         self._dispatcher: JSONRPCDispatcher[Any] | None = None
         self._session: ClientSession | None = None
         self._headers: dict[str, str] = {}
+        self.direct: DirectHTTPClient | None = None
+        self._direct_tools: frozenset[str] = frozenset()
 
     @property
     def ready(self) -> bool:
@@ -118,11 +122,33 @@ class UpstreamConnection:
                         mode="json", by_alias=True, exclude_none=True
                     )
                     await self.refresh()
+                    if self.spec.transport == "http":
+                        await self._try_direct(stack)
                     task_status.started()
                     await self.closed.wait()
                     tg.cancel_scope.cancel()
         self._dispatcher = None
         self._session = None
+        self.direct = None
+
+    async def _try_direct(self, stack: AsyncExitStack) -> None:
+        """Use the lean modern-era client for plain requests when the upstream speaks it."""
+        assert self.spec.url is not None
+        client = DirectHTTPClient(self.spec.url, self.spec.headers, timeout=self.spec.timeout)
+        stack.push_async_callback(client.close)
+        found = await client.discover()
+        if found is not None and supports_modern(found):
+            self.direct = client
+            self._index_direct_tools()
+            logger.info("upstream %s speaks 2026-07-28: plain calls take the direct path", self.spec.name)
+
+    def _index_direct_tools(self) -> None:
+        if self.direct is not None:
+            self._direct_tools = frozenset(
+                str(t.get("name"))
+                for t in self.catalog.tools
+                if self.direct.eligible("tools/call", t.get("inputSchema"))
+            )
 
     async def _open_transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
         spec = self.spec
@@ -179,6 +205,7 @@ class UpstreamConnection:
         else:
             self.catalog.resources, self.catalog.templates = [], []
         self.catalog.prompts = await self._list_all("prompts/list", "prompts") if "prompts" in caps else []
+        self._index_direct_tools()
 
     async def _list_all(self, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -208,6 +235,12 @@ class UpstreamConnection:
             from mcp.shared.exceptions import MCPError
 
             raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
+        direct = self.direct
+        if direct is not None and on_progress is None and params is not None:
+            if method == "tools/call" and params.get("name") in self._direct_tools:
+                return await direct.request(method, params)
+            if method in ("resources/read", "prompts/get"):
+                return await direct.request(method, params)
         opts: dict[str, Any] = {"timeout": timeout or self.spec.timeout}
         if self._headers:
             opts["headers"] = dict(self._headers)

@@ -1,0 +1,128 @@
+"""A lean client for the hot path to HTTP upstreams that speak 2026-07-28.
+
+The 2026-07-28 revision makes each request self-contained: no session, one POST,
+one JSON-RPC answer. For an upstream that supports it, the gateway sends plain
+`tools/call`, `resources/read` and `prompts/get` requests (those that need no
+progress stream) over a pooled keep-alive HTTP client and parses the answer with
+orjson, instead of routing them through the SDK's client session. Everything else,
+and every upstream that only speaks the handshake era, stays on the SDK connection.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import orjson
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import X_MCP_HEADER_KEY, encode_header_value
+from mcp_types.version import LATEST_MODERN_VERSION
+
+__all__ = ["DirectHTTPClient", "supports_modern"]
+
+logger = logging.getLogger(__name__)
+
+CLIENT_INFO = {"name": "bastion-gateway", "version": "1"}
+_NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+
+
+def _uses_param_headers(schema: Any) -> bool:
+    """True if a tool schema maps arguments to headers (`x-mcp-header`): the SDK handles those."""
+    return X_MCP_HEADER_KEY.encode() in orjson.dumps(schema) if schema else False
+
+
+def supports_modern(discover_result: Mapping[str, Any]) -> bool:
+    return LATEST_MODERN_VERSION in (discover_result.get("supportedVersions") or [])
+
+
+class DirectHTTPClient:
+    """POST one modern-era request, return its raw result."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], *, timeout: float) -> None:
+        self.url = url
+        self._ids = itertools.count(1)
+        self._client = httpx.AsyncClient(
+            headers={
+                **headers,
+                "content-type": "application/json",
+                "accept": "application/json, text/event-stream",
+                "mcp-protocol-version": LATEST_MODERN_VERSION,
+            },
+            timeout=httpx.Timeout(30.0, read=timeout),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def discover(self) -> dict[str, Any] | None:
+        """`server/discover`, or None when the upstream does not speak 2026-07-28."""
+        try:
+            return await self.request("server/discover", {})
+        except (MCPError, httpx.HTTPError, ValueError):
+            return None
+
+    def eligible(self, method: str, tool_schema: Any = None) -> bool:
+        return method in _NAMED and not _uses_param_headers(tool_schema)
+
+    async def request(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        meta = dict(params.get("_meta") or {})
+        meta["io.modelcontextprotocol/protocolVersion"] = LATEST_MODERN_VERSION
+        meta.setdefault("io.modelcontextprotocol/clientCapabilities", {})
+        meta.setdefault("io.modelcontextprotocol/clientInfo", CLIENT_INFO)
+        rid = next(self._ids)
+        body = orjson.dumps(
+            {"jsonrpc": "2.0", "id": rid, "method": method, "params": {**params, "_meta": meta}}
+        )
+        headers = {"mcp-method": method}
+        key = _NAMED.get(method)
+        if key is not None and isinstance(params.get(key), str):
+            headers["mcp-name"] = encode_header_value(params[key])
+        response = await self._client.post(self.url, content=body, headers=headers)
+        message = self._message(response, rid)
+        if "error" in message:
+            error = message["error"]
+            raise MCPError(
+                code=int(error.get("code", -32603)),
+                message=str(error.get("message", "")),
+                data=error.get("data"),
+            )
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise MCPError(code=-32603, message="upstream answered without a result object")
+        # Envelope fields of the upstream's era; the gateway adds its own for its clients.
+        result.pop("resultType", None)
+        result_meta = result.get("_meta")
+        if isinstance(result_meta, dict):
+            result_meta.pop("io.modelcontextprotocol/serverInfo", None)
+            if not result_meta:
+                del result["_meta"]
+        return result
+
+    @staticmethod
+    def _message(response: httpx.Response, rid: int) -> dict[str, Any]:
+        content_type = response.headers.get("content-type", "")
+        if content_type.startswith("text/event-stream"):
+            for block in response.content.split(b"\n\n"):
+                data = b"\n".join(
+                    line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
+                )
+                if data:
+                    message = orjson.loads(data)
+                    if isinstance(message, dict) and message.get("id") == rid:
+                        return message
+            raise MCPError(
+                code=-32603, message=f"upstream stream ended without an answer (HTTP {response.status_code})"
+            )
+        try:
+            message = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise MCPError(
+                code=-32603, message=f"upstream answered HTTP {response.status_code} without JSON-RPC"
+            ) from None
+        if not isinstance(message, dict):
+            raise MCPError(code=-32603, message="upstream answered with a non-object")
+        return message
