@@ -301,7 +301,7 @@ class Gateway:
             CALLS.labels(upstream, target, "denied").inc()
             raise CallError(
                 DENIED,
-                f"{action} {target!r} denied by policy: {'; '.join(reasons)}",
+                f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}",
                 data={"reasons": list(reasons)},
             )
         if decision.obligations.require_approval and ctx.approval != "approved":
@@ -309,7 +309,9 @@ class Gateway:
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "held")
             CALLS.labels(upstream, target, "held").inc()
             raise CallError(
-                DENIED, f"{action} {target!r} needs approval before it runs", data={"reasons": list(reasons)}
+                DENIED,
+                f"{action} {resource.name or target!r} needs approval before it runs",
+                data={"reasons": list(reasons)},
             )
         rate = decision.obligations.rate
         verdict = await self.limiter.check(ctx.principal, target, rate=_rate(rate))
@@ -357,7 +359,13 @@ class Gateway:
     def _outgoing_meta(
         self, ctx: CallContext, builtin: bool, decision: Decision, meta: Mapping[str, Any] | None
     ) -> dict[str, Any] | None:
-        out = {k: v for k, v in (meta or {}).items() if k != META_KEY} if meta else {}
+        # The client's progress token and protocol envelope belong to its hop, not the upstream's:
+        # the upstream connection sets its own.
+        out = (
+            {k: v for k, v in meta.items() if k not in _HOP_META and not k.startswith(_ENVELOPE)}
+            if meta
+            else {}
+        )
         if builtin:
             out[META_KEY] = self._caller_context(ctx.principal, decision)
         return out or None
@@ -426,6 +434,10 @@ class Gateway:
                 client_address=ctx.client_address,
             )
         )
+
+
+_HOP_META = frozenset({META_KEY, "progressToken"})
+_ENVELOPE = "io.modelcontextprotocol/"
 
 
 def _rate(rate: Any) -> RateObligation | None:

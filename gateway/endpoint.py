@@ -272,10 +272,6 @@ class MCPEndpoint:
         try:
             arguments = params.get("arguments")
             forwarded_meta = meta if isinstance(meta, dict) else None
-            if modern and forwarded_meta:
-                forwarded_meta = {
-                    k: v for k, v in forwarded_meta.items() if not k.startswith("io.modelcontextprotocol/")
-                }
             result = await self.gateway.call_tool(
                 call, params["name"], arguments if isinstance(arguments, dict) else None, forwarded_meta
             )

@@ -42,6 +42,13 @@ def _context(ctx: Any) -> CallContext:
     return call
 
 
+def _wire_meta(ctx: Any) -> dict[str, Any] | None:
+    """The request's `_meta` exactly as the client sent it (wire key names)."""
+    raw = getattr(ctx, "params", None) or {}
+    meta = raw.get("_meta") if isinstance(raw, dict) else None
+    return dict(meta) if isinstance(meta, dict) and meta else None
+
+
 def _raise(exc: CallError) -> None:
     raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
 
@@ -106,7 +113,7 @@ class GatewayMCPServer:
 
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         call = self._track(ctx)
-        meta = dict(params.meta) if params.meta else None
+        meta = _wire_meta(ctx)
         token = meta.get("progressToken") if meta else None
         relay: ProgressFn | None = None
         if token is not None:
@@ -142,7 +149,7 @@ class GatewayMCPServer:
         self, ctx: Any, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         call = self._track(ctx)
-        meta = dict(params.meta) if params.meta else None
+        meta = _wire_meta(ctx)
         try:
             raw = await self.gateway.read_resource(call, str(params.uri), meta)
         except CallError as exc:
@@ -159,7 +166,7 @@ class GatewayMCPServer:
 
     async def _get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
         call = self._track(ctx)
-        meta = dict(params.meta) if params.meta else None
+        meta = _wire_meta(ctx)
         try:
             raw = await self.gateway.get_prompt(call, params.name, params.arguments, meta)
         except CallError as exc:

@@ -53,6 +53,7 @@ class UpstreamState:
     state: State = "starting"
     connection: UpstreamConnection | None = None
     restarts: int = 0
+    catalog: Catalog | None = None
     last_error: str | None = None
     connected_at: float | None = None
 
@@ -84,11 +85,12 @@ class UpstreamManager:
         return state.connection if state else None
 
     def catalogs(self) -> dict[str, Catalog]:
-        return {
-            name: state.connection.catalog
-            for name, state in self.states.items()
-            if state.connection is not None and state.state == "ready"
-        }
+        """Catalogs of connected upstreams, and the last one of each upstream that is restarting.
+
+        Keeping a restarting upstream's tools listed means a caller hears "not connected right
+        now; retry shortly" during a restart instead of "unknown tool".
+        """
+        return {name: state.catalog for name, state in self.states.items() if state.catalog is not None}
 
     def describe(self) -> dict[str, Any]:
         return {name: state.describe() for name, state in sorted(self.states.items())}
@@ -135,6 +137,7 @@ class UpstreamManager:
                     with anyio.fail_after(CONNECT_TIMEOUT):
                         await tg.start(connection.run)
                     state.connection = connection
+                    state.catalog = connection.catalog
                     state.state = "ready"
                     state.connected_at = time.time()
                     state.last_error = None

@@ -1,0 +1,120 @@
+"""A real gateway process for the gateway's integration tests.
+
+`gateway` runs `bastion gateway` (the process the supervisor runs) on the session's
+embedded database, with the built-in `system` server, the counting test upstream and
+two virtual servers, and creates API keys for each role with `bastion keys create`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+COUNTER = HERE / "fixtures" / "counting_server.py"
+START_TIMEOUT = 120.0
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    home: Path
+    log: Path
+    counter_log: Path
+    env: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict[str, str])
+
+    def counted(self) -> list[str]:
+        return self.counter_log.read_text().splitlines() if self.counter_log.exists() else []
+
+    def key(self, role: str) -> str:
+        if role not in self.keys:
+            done = subprocess.run(
+                [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", f"test-{role}-{len(self.keys)}",
+                 "--role", role, "--json"],
+                env=self.env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            self.keys[role] = json.loads(done.stdout)["key"]
+        return self.keys[role]
+
+    def new_key(self, role: str, name: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", name, "--role", role, "--json"],
+            env=self.env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return str(json.loads(done.stdout)["key"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ready(url: str) -> bool:
+    try:
+        body = httpx.get(url + "/readyz", timeout=2.0).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    upstreams = body.get("upstreams") or {}
+    return bool(upstreams) and all(u["state"] == "ready" for u in upstreams.values())
+
+
+@pytest.fixture(scope="module")
+def gateway(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    work = tmp_path_factory.mktemp("gateway")
+    counter_log = work / "counter.log"
+    config = work / "bastion.toml"
+    config.write_text(
+        f"""
+builtin_servers = ["system"]
+[upstreams.counter]
+transport = "stdio"
+command = {json.dumps(sys.executable)}
+args = [{json.dumps(str(COUNTER))}]
+env = {{ COUNTING_SERVER_LOG = {json.dumps(str(counter_log))} }}
+[virtual_servers.solo]
+upstreams = ["counter"]
+[virtual_servers.open]
+upstreams = ["counter"]
+allow_loopback_test_principal = true
+"""
+    )
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(
+        {"BASTION_HOME": str(shared_home), "BASTION_CONFIG": str(config), "BASTION_LOG_FORMAT": "json"}
+    )
+    log = work / "gateway.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "gateway", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _ready(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gateway did not become ready: {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield GatewayProcess(url=url, home=shared_home, log=log, counter_log=counter_log, env=env)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)

@@ -1,0 +1,273 @@
+"""The gateway end to end: a real process, real upstreams, clients of both protocol eras."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import psycopg
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from bastion.db.embedded import EmbeddedPostgres
+from bastion.home import Home
+from tests.gateway.conftest import GatewayProcess
+
+MODERN = "2026-07-28"
+HANDSHAKE = "2025-11-25"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def _modern(
+    url: str, method: str, params: dict[str, Any], key: str | None, name: str | None = None
+) -> httpx.Response:
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": method,
+    }
+    if name:
+        headers["mcp-name"] = name
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": ENVELOPE}}
+    return httpx.post(url, headers=headers, content=json.dumps(body), timeout=30)
+
+
+def _result(response: httpx.Response) -> dict[str, Any]:
+    text = response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:") and '"id"' in line)
+    return json.loads(text)
+
+
+@asynccontextmanager
+async def _client(url: str, key: str | None, mode: str) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_tools_list_differs_by_role(gateway: GatewayProcess, mode: str) -> None:
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as admin:
+        admin_tools = {t.name for t in (await admin.list_tools()).tools}
+    async with _client(gateway.url + "/mcp", gateway.key("viewer"), mode) as viewer:
+        viewer_tools = {t.name for t in (await viewer.list_tools()).tools}
+    assert {"counter_echo", "counter_slow", "system_version", "system_health"} <= admin_tools
+    assert {"system_version", "system_health"} <= viewer_tools
+    assert "counter_echo" not in viewer_tools
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_a_denied_call_never_reaches_the_upstream(gateway: GatewayProcess, mode: str) -> None:
+    before = gateway.counted()
+    async with _client(gateway.url + "/mcp", gateway.key("viewer"), mode) as viewer:
+        with pytest.raises(MCPError) as denied:
+            await viewer.call_tool("counter_echo", {"text": "forbidden"})
+    assert denied.value.error.code == -32003
+    assert "counter_echo" in denied.value.error.message and "viewer" in denied.value.error.message
+    assert gateway.counted() == before
+
+
+def test_both_eras_without_a_key_get_401_with_a_challenge(gateway: GatewayProcess) -> None:
+    modern = _modern(gateway.url + "/mcp", "tools/list", {}, None)
+    assert modern.status_code == 401
+    assert modern.headers["www-authenticate"].startswith('Bearer realm="bastion"')
+    handshake = httpx.post(
+        gateway.url + "/mcp",
+        headers={"content-type": "application/json", "accept": "application/json, text/event-stream"},
+        content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )  # fmt: skip
+    assert handshake.status_code == 401
+    bad = _modern(gateway.url + "/mcp", "tools/list", {}, "bst_nope_nope")
+    assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
+
+
+def test_a_modern_client_calls_a_tool_statelessly(gateway: GatewayProcess) -> None:
+    response = _modern(gateway.url + "/mcp", "tools/call", {"name": "counter_echo", "arguments": {"text": "hi"}},
+                       gateway.key("admin"), name="counter_echo")  # fmt: skip
+    assert response.status_code == 200
+    result = _result(response)["result"]
+    assert result["content"][0]["text"] == "hi" and result["resultType"] == "complete"
+    assert "mcp-session-id" not in response.headers
+
+
+def test_a_handshake_client_calls_a_tool_in_its_session(gateway: GatewayProcess) -> None:
+    key = gateway.key("admin")
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+               "authorization": f"Bearer {key}"}  # fmt: skip
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
+        init = http.post("/mcp", content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))  # fmt: skip
+        assert init.status_code == 200
+        session = init.headers["mcp-session-id"]
+        assert _result(init)["result"]["protocolVersion"] == HANDSHAKE
+        session_headers = {"mcp-session-id": session, "mcp-protocol-version": HANDSHAKE}
+        http.post("/mcp", headers=session_headers,
+                  content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))  # fmt: skip
+        call = http.post("/mcp", headers=session_headers, content=json.dumps({"jsonrpc": "2.0", "id": 2,
+                         "method": "tools/call", "params": {"name": "counter_echo", "arguments": {"text": "yo"}}}))  # fmt: skip
+        assert _result(call)["result"]["content"][0]["text"] == "yo"
+        unknown = http.post("/mcp", headers={**session_headers, "mcp-session-id": "not-a-session"},
+                            content=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                                "params": {"name": "counter_echo", "arguments": {"text": "x"}}}))  # fmt: skip
+        assert unknown.status_code in (400, 404)
+        assert http.delete("/mcp", headers=session_headers).status_code in (200, 204)
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_progress_notifications_pass_through(gateway: GatewayProcess, mode: str) -> None:
+    seen: list[float] = []
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(value)
+
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
+        result = await client.call_tool(
+            "counter_slow", {"steps": 3, "delay": 0.01}, progress_callback=progress
+        )
+    assert not result.is_error
+    assert seen == [1, 2, 3]
+
+
+async def test_a_cancelled_call_is_cancelled_upstream(gateway: GatewayProcess) -> None:
+    started = anyio.Event()
+
+    async def progress(value: float, total: float | None, message: str | None) -> None:
+        started.set()
+
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), "legacy") as client:
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                await client.call_tool(
+                    "counter_slow", {"steps": 1000, "delay": 0.05}, progress_callback=progress
+                )
+
+            tg.start_soon(call)
+            with anyio.fail_after(30):
+                await started.wait()
+            tg.cancel_scope.cancel()
+    with anyio.fail_after(30):
+        while "slow-cancelled" not in gateway.counted():
+            await anyio.sleep(0.05)
+
+
+def test_builtin_servers_receive_the_callers_signed_context(gateway: GatewayProcess) -> None:
+    response = _modern(gateway.url + "/mcp", "tools/call", {"name": "system_health", "arguments": {}},
+                       gateway.key("analyst"), name="system_health")  # fmt: skip
+    result = _result(response)["result"]
+    assert not result.get("isError"), result
+    assert result["structuredContent"]["caller"]["subject"].startswith("test-analyst")
+
+
+def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> None:
+    key = gateway.key("admin")
+    response = httpx.post(
+        gateway.url + "/mcp",
+        headers={"content-type": "application/json", "accept": "application/json", "mcp-protocol-version": MODERN,
+                 "mcp-method": "tools/call", "mcp-name": "counter_echo", "authorization": f"Bearer {key}",
+                 "x-request-id": "audit-check-1"},
+        content=json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "counter_echo", "arguments": {"text": "audited"}, "_meta": ENVELOPE}}),
+    )  # fmt: skip
+    assert response.status_code == 200
+    dsn = EmbeddedPostgres(Home(gateway.home)).dsn()
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT action, upstream, tool, decision, outcome FROM gateway.audit_events WHERE request_id = %s",
+            ("audit-check-1",),
+        ).fetchone()
+    assert row == ("tools/call", "counter", "echo", "allow", "ok")
+
+
+async def test_a_virtual_server_exposes_its_upstream_under_original_names(gateway: GatewayProcess) -> None:
+    async with _client(gateway.url + "/mcp/solo", gateway.key("admin"), MODERN) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert names == {"echo", "calls", "slow", "crash"}
+        result = await client.call_tool("echo", {"text": "solo"})
+    assert result.content[0].text == "solo"  # type: ignore[union-attr]
+
+
+def test_the_loopback_test_principal_is_admitted_only_where_configured(gateway: GatewayProcess) -> None:
+    assert _modern(gateway.url + "/mcp/open", "tools/list", {}, None).status_code == 200
+    assert _modern(gateway.url + "/mcp/solo", "tools/list", {}, None).status_code == 401
+    missing = _modern(gateway.url + "/mcp/nope", "tools/list", {}, gateway.key("admin"))
+    assert missing.status_code == 404 and "/mcp/solo" in missing.text
+
+
+def test_foreign_origins_and_oversized_bodies_are_refused(gateway: GatewayProcess) -> None:
+    key = gateway.key("admin")
+    evil = httpx.post(gateway.url + "/mcp", headers={"origin": "http://evil.example", "authorization": f"Bearer {key}",
+                      "content-type": "application/json"}, content=b"{}")  # fmt: skip
+    assert evil.status_code == 403 and "Origin" in evil.text
+    huge = httpx.post(gateway.url + "/mcp", headers={"authorization": f"Bearer {key}",
+                      "content-type": "application/json"}, content=b" " * (4 * 1024 * 1024 + 1))  # fmt: skip
+    assert huge.status_code == 413
+
+
+def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayProcess) -> None:
+    # The default policy gives analysts 300 calls a minute with a burst of 60.
+    key = gateway.new_key("analyst", "rate-limited")
+    statuses: list[httpx.Response] = []
+    with httpx.Client(timeout=30) as http:
+        for i in range(90):
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                    "params": {"name": "system_version", "arguments": {}, "_meta": ENVELOPE}}  # fmt: skip
+            statuses.append(http.post(gateway.url + "/mcp", content=json.dumps(body), headers={
+                "content-type": "application/json", "accept": "application/json", "mcp-protocol-version": MODERN,
+                "mcp-method": "tools/call", "mcp-name": "system_version", "authorization": f"Bearer {key}"}))  # fmt: skip
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, "90 calls at once never hit the burst of 60"
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert _result(limited[0])["error"]["code"] == -32029
+
+
+async def test_a_crashed_stdio_upstream_fails_calls_in_flight_and_comes_back(gateway: GatewayProcess) -> None:
+    key = gateway.key("admin")
+    failures: list[str] = []
+    async with _client(gateway.url + "/mcp", key, MODERN) as client:
+
+        async def long_call() -> None:
+            try:
+                await client.call_tool("counter_slow", {"steps": 600, "delay": 0.05})
+                failures.append("no error")
+            except MCPError as exc:
+                failures.append(exc.error.message)
+
+        running = len([c for c in gateway.counted() if c == "slow"])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_call)
+            with anyio.fail_after(20):
+                while len([c for c in gateway.counted() if c == "slow"]) == running:
+                    await anyio.sleep(0.05)
+            with anyio.fail_after(20), pytest.raises(MCPError):
+                await client.call_tool("counter_crash", {})
+    # The call in flight failed at once, naming the upstream, instead of hanging.
+    assert failures and "upstream 'counter'" in failures[0]
+    with anyio.fail_after(60):
+        while True:
+            async with _client(gateway.url + "/mcp", key, MODERN) as client:
+                try:
+                    result = await client.call_tool("counter_echo", {"text": "back"})
+                    if not result.is_error:
+                        break
+                except MCPError as exc:  # restarting: the gateway says so and the caller retries
+                    assert "upstream 'counter'" in exc.error.message
+            await anyio.sleep(0.2)
