@@ -1,0 +1,83 @@
+"""`bastion dataset ...`: manage analytics datasets from the command line.
+
+`bastion dataset load FILE --name NAME` loads a CSV, Parquet or JSON file into the
+instance at BASTION_HOME with a progress bar, through the same loader as the
+analytics server's `load_dataset` tool (atomic replace, types inferred or given).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+__all__ = ["dataset_app"]
+
+dataset_app = typer.Typer(help="Analytics datasets: load files for SQL queries.", no_args_is_help=True)
+
+
+def _column_types(pairs: list[str]) -> dict[str, str]:
+    types: dict[str, str] = {}
+    for pair in pairs:
+        column, sep, kind = pair.partition("=")
+        if not sep or not column or not kind:
+            raise typer.BadParameter(f"--type {pair!r}: expected COLUMN=TYPE, e.g. --type zip=text")
+        types[column] = kind
+    return types
+
+
+@dataset_app.command("load")
+def load(
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON (lines or array) file")],
+    name: Annotated[str, typer.Option("--name", "-n", help="dataset name: lowercase letters, digits, _")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, parquet or json (default: by extension)")
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", "-t", help="override a column's type: COLUMN=TYPE (repeatable)"),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Load FILE into dataset NAME (replacing it atomically if it exists), showing progress."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    from bastion.logs import configure_logging
+    from bastion.settings import load_settings
+    from servers.analytics import load_file
+    from servers.analytics.errors import AnalyticsError
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, component="dataset")
+    overrides = _column_types(types or [])
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=quiet,
+        transient=False,
+    )
+    task = bar.add_task(f"loading {file.name}", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    async def go():
+        return await load_file(
+            settings, file, name, fmt=fmt, column_types=overrides, description=description, progress=progress
+        )
+
+    try:
+        with bar:
+            record = anyio.run(go)
+    except AnalyticsError as exc:
+        sys.stderr.write(f"bastion: error: {exc.message}\n")
+        raise typer.Exit(2) from None
+    columns = ", ".join(f"{c['name']} {c['type']}" for c in record.columns)
+    typer.echo(f"loaded {record.row_count} rows into dataset {record.name!r} ({columns})")

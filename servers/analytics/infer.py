@@ -1,0 +1,144 @@
+"""Column types from sample values, and the types a caller may ask for instead.
+
+Inference picks the narrowest type every non-empty sample value fits, from
+boolean, bigint, numeric, date, timestamp, timestamptz and text; JSON values may also
+be jsonb. Values with leading zeros (`007`, zip codes) stay text: as numbers they would
+lose what makes them identifiers. Only ISO 8601 dates and times are recognised, so
+`03/04/2024` is never silently read as March or April.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from servers.analytics.errors import LoadError
+
+__all__ = ["TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
+
+_BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
+_INT = re.compile(r"^[+-]?\d+$")
+_DEC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TS = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
+_INT64 = 2**63
+
+# Names a caller may give in `column_types`, to the PostgreSQL type used.
+TYPE_ALIASES: dict[str, str] = {
+    "text": "text",
+    "string": "text",
+    "varchar": "text",
+    "integer": "bigint",
+    "int": "bigint",
+    "bigint": "bigint",
+    "smallint": "smallint",
+    "int4": "integer",
+    "numeric": "numeric",
+    "decimal": "numeric",
+    "float": "double precision",
+    "double": "double precision",
+    "double precision": "double precision",
+    "real": "real",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "timestamptz": "timestamptz",
+    "time": "time",
+    "interval": "interval",
+    "uuid": "uuid",
+    "json": "jsonb",
+    "jsonb": "jsonb",
+}
+
+# Widening order when two samples disagree.
+_WIDER = {
+    frozenset({"bigint", "numeric"}): "numeric",
+    frozenset({"date", "timestamp"}): "timestamp",
+}
+
+
+def resolve_type(requested: str, column: str) -> str:
+    """The PostgreSQL type for a caller's `column_types` entry, or LoadError."""
+    key = " ".join(requested.lower().split())
+    if key not in TYPE_ALIASES:
+        known = ", ".join(sorted(TYPE_ALIASES))
+        raise LoadError(
+            f"column_types[{column!r}] = {requested!r} is not a type we load. Use one of: {known}."
+        )
+    return TYPE_ALIASES[key]
+
+
+def _text_kind(value: str) -> str:
+    v = value.strip()
+    if v.lower() in _BOOL:
+        return "boolean"
+    if _INT.match(v):
+        digits = v.lstrip("+-")
+        if len(digits) > 1 and digits.startswith("0"):
+            return "text"
+        return "bigint" if -_INT64 <= int(v) < _INT64 else "numeric"
+    if _DEC.match(v):
+        return "numeric"
+    if _DATE.match(v):
+        try:
+            dt.date.fromisoformat(v)
+        except ValueError:
+            return "text"
+        return "date"
+    if _TS.match(v):
+        try:
+            parsed = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return "text"
+        return "timestamptz" if parsed.tzinfo is not None else "timestamp"
+    return "text"
+
+
+def _merge(kinds: set[str]) -> str:
+    if not kinds:
+        return "text"
+    if len(kinds) == 1:
+        return next(iter(kinds))
+    if len(kinds) == 2:
+        return _WIDER.get(frozenset(kinds), "text")
+    return "text"
+
+
+def infer_text_type(values: Iterable[str]) -> str:
+    """The type of a CSV column from its sample values; empty values are NULL."""
+    kinds: set[str] = set()
+    # Each distinct value once, and stop as soon as only text fits.
+    for value in set(values):
+        if value == "":
+            continue
+        kinds.add(_text_kind(value))
+        if _merge(kinds) == "text":
+            return "text"
+    return _merge(kinds)
+
+
+def infer_json_type(values: Iterable[Any]) -> str:
+    """The type of a JSON field from its values; None is NULL."""
+    kinds: set[str] = set()
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            kinds.add("boolean")
+        elif isinstance(value, int):
+            kinds.add("bigint" if -_INT64 <= value < _INT64 else "numeric")
+        elif isinstance(value, float):
+            kinds.add("numeric")
+        elif isinstance(value, str):
+            kind = _text_kind(value)
+            # A JSON string that looks like a number was quoted on purpose.
+            kinds.add(kind if kind in {"date", "timestamp", "timestamptz"} else "text")
+        else:
+            kinds.add("jsonb")
+    if "jsonb" in kinds:
+        return "jsonb"
+    return _merge(kinds)

@@ -1,0 +1,359 @@
+"""Readers: turn a CSV, Parquet or JSON input into columns and a COPY feed.
+
+A `LoadPlan` says which columns (names, PostgreSQL types, source headers) the table
+gets, the COPY options, and how to feed the data. CSV is streamed to the server byte
+for byte, exactly as `psql \\copy` does, after inferring types from a sample; Parquet
+is converted to CSV by Arrow, keeping its declared types; JSON (lines or one array of
+objects) is parsed and written row by row.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+from psycopg import AsyncCopy, sql
+from psycopg.types.json import Jsonb
+
+from servers.analytics.catalog import ColumnSpec
+from servers.analytics.errors import LoadError
+from servers.analytics.infer import infer_json_type, infer_text_type, resolve_type
+from servers.analytics.names import column_names
+
+__all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["csv", "parquet", "json"]
+FORMATS: tuple[Format, ...] = ("csv", "parquet", "json")
+Progress = Callable[[int, int], None]
+Feed = Callable[[AsyncCopy, Progress | None], Awaitable[None]]
+CHUNK = 1 << 20
+_EXTENSIONS: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+}
+
+
+@dataclass(frozen=True)
+class Input:
+    """Where the data comes from: a file on this host, or uploaded bytes."""
+
+    label: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def from_content(cls, content: str, fmt: Format | None) -> Input:
+        if fmt == "parquet":
+            try:
+                return cls("upload", data=base64.b64decode(content, validate=True))
+            except ValueError:
+                raise LoadError("Parquet content must be base64-encoded bytes") from None
+        return cls("upload", data=content.encode("utf-8"))
+
+    def open(self) -> IO[bytes]:
+        if self.path is not None:
+            return self.path.open("rb")
+        assert self.data is not None
+        return io.BytesIO(self.data)
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.data or b"")
+
+    def head(self, n: int) -> bytes:
+        with self.open() as f:
+            return f.read(n)
+
+
+@dataclass
+class LoadPlan:
+    format: Format
+    columns: list[ColumnSpec]
+    copy_options: sql.Composable
+    total_bytes: int
+    feed: Feed
+    # Where COPY's line N (1-based, the header included when there is one) came from.
+    locate: Callable[[int], str] = lambda line: f"line {line}"
+
+
+def detect_format(source: Input, requested: str | None) -> Format:
+    if requested is not None:
+        key = requested.lower().removeprefix(".")
+        key = {"jsonl": "json", "ndjson": "json", "tsv": "csv", "pq": "parquet"}.get(key, key)
+        if key not in FORMATS:
+            raise LoadError(f"format {requested!r} is not supported: use csv, parquet or json")
+        return key  # type: ignore[return-value]
+    if source.path is not None and source.path.suffix.lower() in _EXTENSIONS:
+        return _EXTENSIONS[source.path.suffix.lower()]
+    head = source.head(4096)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
+        return "json"
+    return "csv"
+
+
+def _apply_types(columns: list[ColumnSpec], overrides: dict[str, str] | None) -> list[ColumnSpec]:
+    if not overrides:
+        return columns
+    by_name = {c["name"]: c for c in columns} | {c["source_name"]: c for c in columns}
+    for key, requested in overrides.items():
+        column = by_name.get(key)
+        if column is None:
+            known = ", ".join(c["name"] for c in columns)
+            raise LoadError(
+                f"column_types names {key!r}, which the file does not have. Its columns: {known}."
+            )
+        column["type"] = resolve_type(requested, key)
+    return columns
+
+
+def build_plan(source: Input, fmt: Format, overrides: dict[str, str] | None, sample_rows: int) -> LoadPlan:
+    """Read enough of the input to know its columns and types (CPU-bound: run in a thread)."""
+    if fmt == "csv":
+        return _csv_plan(source, overrides, sample_rows)
+    if fmt == "parquet":
+        return _parquet_plan(source, overrides)
+    return _json_plan(source, overrides)
+
+
+# -- CSV -------------------------------------------------------------------------
+
+
+def _csv_plan(source: Input, overrides: dict[str, str] | None, sample_rows: int) -> LoadPlan:
+    head = source.head(64 * 1024).decode("utf-8-sig", errors="replace")
+    if not head.strip():
+        raise LoadError(f"{source.label}: the file is empty; a CSV needs a header row")
+    try:
+        delimiter = csv.Sniffer().sniff(head.split("\n", 20)[0], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+    samples: list[list[str]] = []
+    with source.open() as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), delimiter=delimiter)
+        try:
+            headers = next(reader)
+            for row in reader:
+                if len(row) != len(headers):
+                    raise LoadError(
+                        f"{source.label}: line {reader.line_num}: malformed CSV row with {len(row)} fields, "
+                        f"the header has {len(headers)}. Fix the row; nothing was loaded."
+                    )
+                samples.append(row)
+                if len(samples) >= sample_rows:
+                    break
+        except UnicodeDecodeError as exc:
+            raise LoadError(
+                f"{source.label}: line {reader.line_num + 1}: not UTF-8 ({exc.reason}). "
+                "Save the file as UTF-8; nothing was loaded."
+            ) from None
+        except csv.Error as exc:
+            raise LoadError(
+                f"{source.label}: line {reader.line_num}: malformed CSV ({exc}); nothing was loaded"
+            ) from None
+    samples.extend(_csv_tail(source, delimiter, len(headers)))
+    names = column_names(headers)
+    columns: list[ColumnSpec] = [
+        {"name": name, "type": infer_text_type(row[i] for row in samples), "source_name": header}
+        for i, (name, header) in enumerate(zip(names, headers, strict=True))
+    ]
+    options = sql.SQL("(FORMAT csv, HEADER true, DELIMITER {}, ENCODING 'UTF8', FREEZE true)").format(
+        sql.Literal(delimiter)
+    )
+    return LoadPlan("csv", _apply_types(columns, overrides), options, source.size(), _stream(source))
+
+
+def _csv_tail(source: Input, delimiter: str, width: int) -> list[list[str]]:
+    """The file's last rows: a type that changes late is caught before COPY starts."""
+    size = source.size()
+    if size <= 256 * 1024:
+        return []
+    with source.open() as raw:
+        raw.seek(size - 256 * 1024)
+        text = raw.read().decode("utf-8", errors="replace")
+    lines = text.split("\n")[1:]
+    try:
+        rows = list(csv.reader(lines[-1000:], delimiter=delimiter))
+    except csv.Error:
+        return []
+    return [row for row in rows if len(row) == width]
+
+
+def _stream(source: Input) -> Feed:
+    async def feed(copy: AsyncCopy, progress: Progress | None) -> None:
+        total, done = source.size(), 0
+        with source.open() as f:
+            while chunk := f.read(CHUNK):
+                await copy.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+
+    return feed
+
+
+# -- Parquet ---------------------------------------------------------------------
+
+
+def _is_aware_timestamp(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None)
+
+
+def _arrow_type(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    t = pa.types
+    checks: list[tuple[Callable[[Any], bool], str]] = [
+        (t.is_boolean, "boolean"),
+        (t.is_int8, "smallint"),
+        (t.is_int16, "smallint"),
+        (t.is_uint8, "smallint"),
+        (t.is_int32, "integer"),
+        (t.is_uint16, "integer"),
+        (t.is_integer, "bigint"),
+        (t.is_floating, "double precision"),
+        (t.is_decimal, "numeric"),
+        (t.is_date, "date"),
+        (t.is_time, "time"),
+        (t.is_duration, "interval"),
+        (_is_aware_timestamp, "timestamptz"),
+        (t.is_timestamp, "timestamp"),
+        (t.is_string, "text"),
+        (t.is_large_string, "text"),
+        (t.is_binary, "bytea"),
+        (t.is_large_binary, "bytea"),
+    ]
+    for check, pg in checks:
+        if check(arrow_type):
+            return pg
+    return "jsonb"
+
+
+def _parquet_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise LoadError("loading Parquet needs pyarrow: pip install 'bastion[analytics]'") from None
+    try:
+        with source.open() as f:
+            table = pq.read_table(f)
+    except (pa.ArrowException, OSError) as exc:
+        raise LoadError(f"{source.label}: not a readable Parquet file ({exc}); nothing was loaded") from None
+    headers = [str(n) for n in table.column_names]
+    names = column_names(headers)
+    columns: list[ColumnSpec] = []
+    arrays: list[Any] = []
+    for name, header, column in zip(names, headers, table.columns, strict=True):
+        pg = _arrow_type(column.type)
+        if pg == "jsonb":
+            column = pa.array(
+                [None if v is None else orjson.dumps(v, default=str).decode() for v in column.to_pylist()]
+            )
+        elif pg == "bytea":
+            column = pa.array([None if v is None else "\\x" + v.hex() for v in column.to_pylist()])
+        elif pg == "interval":
+            column = pa.array(
+                [None if v is None else f"{v.total_seconds()} seconds" for v in column.to_pylist()]
+            )
+        columns.append({"name": name, "type": pg, "source_name": header})
+        arrays.append(column)
+    buffer = io.BytesIO()
+    pacsv.write_csv(pa.table(arrays, names=names), buffer, pacsv.WriteOptions(include_header=True))
+    data = buffer.getvalue()
+    options = sql.SQL("(FORMAT csv, HEADER true, ENCODING 'UTF8', FREEZE true)")
+    return LoadPlan(
+        "parquet",
+        _apply_types(columns, overrides),
+        options,
+        len(data),
+        _stream(Input(source.label, data=data)),
+        lambda line: f"row {line - 1}",
+    )
+
+
+# -- JSON ------------------------------------------------------------------------
+
+
+def _json_records(source: Input) -> list[tuple[str, Any]]:
+    """(where, record) pairs from a JSON array or JSON lines."""
+    with source.open() as f:
+        data = f.read()
+    text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"["):
+        try:
+            items = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise LoadError(f"{source.label}: not valid JSON ({exc}); nothing was loaded") from None
+        return [(f"element {i}", item) for i, item in enumerate(items)]
+    records: list[tuple[str, Any]] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((f"line {number}", orjson.loads(line)))
+        except orjson.JSONDecodeError as exc:
+            raise LoadError(
+                f"{source.label}: line {number}: not valid JSON ({exc}); nothing was loaded"
+            ) from None
+    return records
+
+
+def _json_value(value: Any, pg_type: str) -> Any:
+    if value is None:
+        return None
+    if pg_type == "jsonb":
+        return Jsonb(value)
+    if pg_type == "text" and not isinstance(value, str):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _json_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
+    records = _json_records(source)
+    keys: dict[str, None] = {}
+    for where, record in records:
+        if not isinstance(record, dict):
+            raise LoadError(
+                f"{source.label}: {where}: expected a JSON object per row, got {type(record).__name__}"
+            )
+        keys.update(dict.fromkeys(record))  # pyright: ignore[reportUnknownArgumentType]
+    headers = list(keys)
+    if not headers:
+        raise LoadError(f"{source.label}: no fields found; a JSON dataset needs objects with fields")
+    names = column_names(headers)
+    columns: list[ColumnSpec] = [
+        {"name": name, "type": infer_json_type(r.get(h) for _, r in records), "source_name": h}
+        for name, h in zip(names, headers, strict=True)
+    ]
+    columns = _apply_types(columns, overrides)
+    types = [c["type"] for c in columns]
+
+    async def feed(copy: AsyncCopy, progress: Progress | None) -> None:
+        total = len(records)
+        for index, (_, record) in enumerate(records, start=1):
+            await copy.write_row([_json_value(record.get(h), t) for h, t in zip(headers, types, strict=True)])
+            if progress is not None and (index % 10_000 == 0 or index == total):
+                progress(index, total)
+
+    def locate(line: int) -> str:
+        return records[line - 1][0] if 0 < line <= len(records) else f"row {line}"
+
+    return LoadPlan("json", columns, sql.SQL("(FREEZE true)"), len(records), feed, locate)

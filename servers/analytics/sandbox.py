@@ -1,0 +1,207 @@
+"""Run a checked query where it can only read, within its limits.
+
+Every query runs in a READ ONLY transaction that is always rolled back, with
+`statement_timeout` and `lock_timeout` set for it alone. On the embedded database it
+also runs as a reader role (`roles.ReaderRoles`) with the data schema first on the
+search path; on an external source the DSN's own role is the sandbox and the search
+path is pinned to `public`, the schema unqualified names are authorised against.
+
+Rows come from a server-side cursor, fetched in batches until the row cap or the byte
+cap is reached: a query never materialises more than it may return. Parameters are
+bound by the server (`$1`, `$2`, ...), never formatted into the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection, AsyncRawCursor, sql
+
+# The MCP SDK builds output schemas from nested TypedDicts only from typing_extensions on 3.11.
+from typing_extensions import TypedDict
+
+from servers.analytics.errors import QueryFailedError, QueryRefusedError, QueryTimeoutError
+from servers.analytics.guard import CheckedQuery
+from servers.analytics.migrations import DATA_SCHEMA
+from servers.analytics.values import jsonable_row, row_converter
+
+__all__ = ["ColumnInfo", "Limits", "QueryResult", "execute", "preamble"]
+
+logger = logging.getLogger(__name__)
+
+_CURSOR = "bastion_analytics_q"
+_DECLARE_PREFIX = f'DECLARE "{_CURSOR}" NO SCROLL CURSOR FOR '
+_FETCH = f'FETCH FORWARD {{}} FROM "{_CURSOR}"'
+
+TEMP_FILE_LIMIT = "1GB"
+
+
+class ColumnInfo(TypedDict):
+    name: str
+    type: str
+
+
+class QueryResult(TypedDict):
+    columns: list[ColumnInfo]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool
+    truncated_by: str | None
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int
+    max_bytes: int
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    fetch_batch: int
+
+
+def preamble(limits: Limits, *, role: str | None, superuser: bool) -> list[sql.Composed | sql.SQL]:
+    """BEGIN READ ONLY and the transaction-local settings, in order."""
+    parts: list[sql.Composed | sql.SQL] = [
+        sql.SQL("BEGIN READ ONLY"),
+        sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(limits.statement_timeout_ms)),
+        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(limits.lock_timeout_ms)),
+    ]
+    if role is None:
+        parts.append(sql.SQL("SET LOCAL search_path = public"))
+    else:
+        # Listing pg_catalog after the data schema lets a dataset name shadow a catalog name.
+        parts.append(sql.SQL("SET LOCAL search_path = {}, pg_catalog").format(sql.Identifier(DATA_SCHEMA)))
+        if superuser:
+            parts.append(sql.SQL("SET LOCAL temp_file_limit = {}").format(sql.Literal(TEMP_FILE_LIMIT)))
+        parts.append(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    return parts
+
+
+async def execute(
+    conn: AsyncConnection[Any],
+    query: CheckedQuery,
+    params: Sequence[Any] | None,
+    limits: Limits,
+    *,
+    role: str | None,
+) -> QueryResult:
+    """Run `query` on `conn` (autocommit, idle) and roll back, whatever happens.
+
+    The settings, the DECLARE and the first FETCH go out in one pipeline: one round
+    trip to the server, then one more to roll back.
+    """
+    if query.param_count != len(params or ()):
+        raise QueryRefusedError(
+            f"the query uses {query.param_count} parameter(s) ($1..${query.param_count}) "
+            f"but {len(params or ())} were given"
+        )
+    bound = list(params) if params else None
+    superuser = conn.info.parameter_status("is_superuser") == "on"
+    started = time.perf_counter()
+    cur = AsyncRawCursor(conn)
+    try:
+        first = min(limits.fetch_batch, limits.max_rows + 1)
+        async with conn.pipeline():
+            for statement in preamble(limits, role=role, superuser=superuser):
+                await cur.execute(statement)
+            if query.kind == "explain":
+                await cur.execute(query.text.encode("utf-8"), bound)
+            else:
+                # The newline ends a trailing `-- comment` of the caller's text.
+                await cur.execute(_DECLARE_PREFIX.encode() + query.text.encode("utf-8") + b"\n", bound)
+                await cur.execute(_FETCH.format(first).encode())
+        columns = await _columns(conn, cur.description or [])
+        if query.kind == "explain":
+            result = _result(columns, [jsonable_row(r) for r in await cur.fetchall()], None)
+        else:
+            result = await _collect(cur, columns, first, limits)
+        result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return result
+    except psycopg.Error as exc:
+        raise _failure(exc, limits, query) from None
+    finally:
+        if not conn.closed:
+            await conn.rollback()
+        await cur.close()
+
+
+def _result(columns: list[ColumnInfo], rows: list[list[Any]], truncated_by: str | None) -> QueryResult:
+    return {
+        "columns": columns,
+        "rows": rows,
+        "row_count": len(rows),
+        "truncated": truncated_by is not None,
+        "truncated_by": truncated_by,
+        "elapsed_ms": 0.0,
+    }
+
+
+async def _collect(
+    cur: AsyncRawCursor[Any], columns: list[ColumnInfo], first: int, limits: Limits
+) -> QueryResult:
+    """Rows of the cursor until it ends or a cap is reached, fetching more batches as needed."""
+    convert = row_converter([c["type"] for c in columns])
+    rows: list[list[Any]] = []
+    size = 2
+    batch, want = await cur.fetchall(), first
+    while True:
+        for raw in batch:
+            if len(rows) == limits.max_rows:
+                return _result(columns, rows, "max_rows")
+            row = convert(raw)
+            size += len(orjson.dumps(row)) + 1
+            if size > limits.max_bytes:
+                return _result(columns, rows, "max_bytes")
+            rows.append(row)
+        if len(batch) < want:
+            return _result(columns, rows, None)
+        want = min(limits.fetch_batch, limits.max_rows + 1 - len(rows))
+        await cur.execute(_FETCH.format(want).encode())
+        batch = await cur.fetchall()
+
+
+async def _columns(conn: AsyncConnection[Any], description: Sequence[psycopg.Column]) -> list[ColumnInfo]:
+    unknown = [c.type_code for c in description if c.type_display == str(c.type_code)]
+    names: dict[int, str] = {}
+    if unknown:
+        # Types psycopg has no name for (enums, domains, extension types): ask the server.
+        cur = await conn.execute(
+            "SELECT oid::int8, format_type(oid, NULL) FROM pg_type WHERE oid = ANY(%s)", (unknown,)
+        )
+        names = {int(r[0]): str(r[1]) for r in await cur.fetchall()}
+    return [{"name": c.name, "type": names.get(c.type_code, c.type_display)} for c in description]
+
+
+def _failure(exc: psycopg.Error, limits: Limits, query: CheckedQuery) -> QueryFailedError:
+    diag = exc.diag
+    message = (diag.message_primary or str(exc)).strip()
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return QueryTimeoutError(
+            f"query cancelled: it ran longer than the statement timeout of {limits.statement_timeout_ms} ms "
+            "(statement_timeout; raise BASTION_ANALYTICS_STATEMENT_TIMEOUT_MS or make the query cheaper)",
+            sqlstate=exc.sqlstate,
+        )
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return QueryTimeoutError(
+            "query cancelled: a table stayed locked longer than the lock timeout of "
+            f"{limits.lock_timeout_ms} ms "
+            "(lock_timeout; a dataset is probably being reloaded, try again)",
+            sqlstate=exc.sqlstate,
+        )
+    detail = f" ({diag.message_detail})" if diag.message_detail else ""
+    hint = f" Hint: {diag.message_hint}" if diag.message_hint else ""
+    position = ""
+    if diag.statement_position:
+        # Positions count from the start of what was sent: DECLARE ... FOR precedes a SELECT.
+        offset = len(_DECLARE_PREFIX) if query.kind == "select" else 0
+        at = int(diag.statement_position) - offset
+        position = f" at character {at}" if 0 < at <= len(query.text) else ""
+    return QueryFailedError(
+        f"PostgreSQL refused the query{position}: {message}{detail}.{hint}", sqlstate=exc.sqlstate
+    )

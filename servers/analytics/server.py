@@ -1,0 +1,178 @@
+"""The `analytics` server: datasets from files, external PostgreSQL sources, read-only SQL.
+
+Tools (names and arguments are a contract):
+
+    list_datasets()                              datasets and source tables the caller may read
+    describe(dataset)                            columns, types, row count, sample rows
+    profile(dataset, columns?)                   nulls, distinct, min, max, mean, quantiles, top values
+    query(sql, params?, max_rows=1000, source?)  rows of one read-only statement
+    explain(sql, source?)                        the plan, as PostgreSQL's JSON
+    chart(sql, kind?, x?, y?, color?, source?)   a Vega-Lite v5 spec with the rows inlined
+    load_dataset(name, path?, content?, format?) create or atomically replace a dataset
+    drop_dataset(name)                           remove a dataset
+    register_source(name, dsn)                   admin: add an external PostgreSQL database
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
+
+from bastion.mcp import ServerRuntime, ServerSpec, current_caller
+from servers.analytics import browse
+from servers.analytics.chart import vega_lite
+from servers.analytics.guard import CheckedQuery, check_sql
+from servers.analytics.loader import column_summary
+from servers.analytics.migrations import MIGRATIONS
+from servers.analytics.sandbox import QueryResult
+from servers.analytics.service import service_for
+
+__all__ = ["spec"]
+
+spec = ServerSpec(
+    name="analytics",
+    description="Datasets from CSV, Parquet and JSON files, external PostgreSQL sources, and read-only SQL.",
+    instructions=(
+        "Call list_datasets to see what can be queried, describe or profile a dataset to learn its "
+        "columns, then query it with one read-only SELECT (PostgreSQL dialect; bind values as $1, $2 "
+        "with params). Name an external source with `source`. chart returns a Vega-Lite spec."
+    ),
+    migrations=MIGRATIONS,
+)
+
+_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+def _service(ctx: Context[ServerRuntime, Any]):
+    return service_for(ctx.request_context.lifespan_context)
+
+
+@spec.tool(annotations=_READ)
+async def list_datasets(ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
+    """The datasets you may query (name, description, owner, row count, columns) and the tables of
+    registered external sources, named `source.schema.table`."""
+    return await browse.list_all(_service(ctx), current_caller())
+
+
+@spec.tool(annotations=_READ)
+async def describe(dataset: str, ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
+    """Columns and types, row count, sample rows and stored statistics of a dataset or of an
+    external table (`source.schema.table`)."""
+    return await browse.describe(_service(ctx), current_caller(), dataset)
+
+
+@spec.tool(annotations=_READ)
+async def profile(
+    dataset: str, ctx: Context[ServerRuntime, Any], columns: list[str] | None = None
+) -> dict[str, Any]:
+    """Exact statistics per column: nulls, distinct values, min, max, mean, quantiles (p5..p95)
+    and the most frequent values. `columns` limits it to those columns."""
+    return await browse.profile(_service(ctx), current_caller(), dataset, columns)
+
+
+@spec.tool(annotations=_READ)
+async def query(
+    sql: str,
+    ctx: Context[ServerRuntime, Any],
+    params: list[Any] | None = None,
+    max_rows: int = 1000,
+    source: str | None = None,
+) -> QueryResult:
+    """Run one read-only statement (SELECT, WITH, VALUES or EXPLAIN) on the datasets, or on the
+    external `source` named. Bind values as $1, $2... with `params`. Returns columns with types,
+    rows, row_count, truncated (true when max_rows or the byte cap cut the result) and elapsed_ms."""
+    return await _service(ctx).query(current_caller(), sql, params, max_rows, source)
+
+
+@spec.tool(annotations=_READ)
+async def explain(
+    sql: str,
+    ctx: Context[ServerRuntime, Any],
+    source: str | None = None,
+    params: list[Any] | None = None,
+) -> dict[str, Any]:
+    """The query plan PostgreSQL would use for `sql`, without running it (EXPLAIN, FORMAT JSON)."""
+    service = _service(ctx)
+    caller = current_caller()
+    checked = check_sql(sql)
+    if checked.kind == "select":
+        checked = CheckedQuery(
+            text=f"EXPLAIN (FORMAT JSON) {checked.text}\n",
+            kind="explain",
+            relations=checked.relations,
+            param_count=checked.param_count,
+        )
+    result = await service.run_checked(caller, checked, params, service.limits(caller, None), source)
+    lines = [
+        str(row[0]) if not isinstance(row[0], list | dict) else orjson.dumps(row[0]).decode()
+        for row in result["rows"]
+    ]
+    text = "\n".join(lines)
+    try:
+        plan: Any = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        plan = text
+    return {"plan": plan, "elapsed_ms": result["elapsed_ms"]}
+
+
+@spec.tool(annotations=_READ)
+async def chart(
+    sql: str,
+    ctx: Context[ServerRuntime, Any],
+    kind: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    color: str | None = None,
+    source: str | None = None,
+    params: list[Any] | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """A Vega-Lite v5 chart (bar, line, scatter or histogram) of a query's result, data inlined.
+    Defaults follow the column types; `kind`, `x`, `y` and `color` override them."""
+    service = _service(ctx)
+    caller = current_caller()
+    result = await service.query(caller, sql, params, service.config.chart_max_rows, source)
+    return vega_lite(result, kind=kind, x=x, y=y, color=color, title=title)
+
+
+@spec.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False))
+async def load_dataset(
+    name: str,
+    ctx: Context[ServerRuntime, Any],
+    path: str | None = None,
+    # Plain `str` (not Optional): the SDK would parse JSON-looking text into objects otherwise.
+    content: str = "",
+    format: str | None = None,
+    column_types: dict[str, str] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines or array)
+    file at `path` on the server, or from `content` (text; Parquet as base64). Types are inferred;
+    `column_types` overrides them per column, e.g. {"zip": "text"}. An empty `description` keeps
+    the current one on a reload."""
+    record = await _service(ctx).load(
+        current_caller(),
+        name,
+        path=path,
+        content=content or None,
+        fmt=format,
+        column_types=column_types,
+        description=description or None,
+    )
+    return record.summary() | {"columns": column_summary(record.columns), "statistics": record.stats}
+
+
+@spec.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))
+async def drop_dataset(name: str, ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
+    """Remove a dataset and its table. Only its owner or an admin may."""
+    return await _service(ctx).drop(current_caller(), name)
+
+
+@spec.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=True))
+async def register_source(name: str, dsn: str, ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
+    """Admin only: register an external PostgreSQL database by DSN. The DSN is stored encrypted and
+    never returned; use a role that can only read (GRANT SELECT), as it is the sandbox there."""
+    return await _service(ctx).register_source(current_caller(), name, dsn)

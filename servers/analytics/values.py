@@ -1,0 +1,73 @@
+"""Result values as JSON: what a query returns to an MCP client, and how big it is.
+
+Numbers stay numbers (a `numeric` becomes an int when integral, else a float),
+dates and times become ISO 8601 strings, intervals become seconds, bytes become
+`\\x`-prefixed hex as PostgreSQL prints them, and anything else its text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["jsonable", "jsonable_row", "row_converter"]
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        if value == value.to_integral_value() and value.as_tuple().exponent >= 0:  # pyright: ignore[reportOperatorIssue]
+            return int(value)
+        return float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+    return str(value)
+
+
+def jsonable_row(row: Sequence[Any]) -> list[Any]:
+    return [jsonable(v) for v in row]
+
+
+# Types whose Python values are already plain JSON: their columns are passed through.
+_PLAIN = frozenset(
+    {"smallint", "integer", "bigint", "text", "boolean", "character varying", "name", "character", "varchar"}
+)
+
+
+def row_converter(types: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
+    """A fast `jsonable_row` for rows of these column types: plain columns are not visited."""
+    convert = [i for i, t in enumerate(types) if t.split("(")[0].strip() not in _PLAIN]
+    if not convert:
+        return list
+    if len(convert) == len(types):
+        return jsonable_row
+
+    def row(values: Sequence[Any]) -> list[Any]:
+        out = list(values)
+        for i in convert:
+            value = out[i]
+            if value is not None:
+                out[i] = jsonable(value)
+        return out
+
+    return row

@@ -1,0 +1,191 @@
+"""Loading files: CSV, Parquet and JSON, inferred and overridden types, and bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bastion.mcp import ServerRuntime
+from servers.analytics import AnalyticsConfig
+from servers.analytics.service import configure
+from tests.servers.analytics.conftest import ClientFactory, Loader, unique
+
+ORIGINAL = "id,name\n1,alpha\n2,beta\n"
+
+
+async def test_a_malformed_csv_row_is_reported_with_its_line_and_nothing_is_half_loaded(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    name = (await load_csv(ORIGINAL, "mal"))["name"]
+    rows = "".join(f"{i},name {i}\n" for i in range(3, 40))
+    # Line 42 (the header is line 1) has a field too many.
+    bad = "id,name\n" + "1,a\n2,b\n" + rows + '41,"x"\n42,y,extra\n43,z\n'
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content=bad, format="csv")
+        after = await c.ok("query", sql=f"SELECT * FROM {name} ORDER BY id")
+    assert "line 42" in message
+    assert "nothing was loaded" in message.lower()
+    assert after["rows"] == [[1, "alpha"], [2, "beta"]]
+
+
+async def test_a_malformed_row_after_the_sample_is_reported_by_the_copy_with_its_line(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(inference_rows=5))
+    name = unique("late")
+    text = "id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 30)) + "30\n31,n31\n"
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content=text, format="csv")
+        listed = await c.ok("list_datasets")
+    assert "line 31" in message
+    assert 'missing data for column "name"' in message
+    assert name not in [d["name"] for d in listed["datasets"]]
+
+
+async def test_a_wrongly_inferred_type_fails_clearly_and_can_be_overridden_per_column(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(inference_rows=10))
+    name = unique("infer")
+    text = "code,qty\n" + "".join(f"{100 + i},{i}\n" for i in range(20)) + "A17,5\n"
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content=text, format="csv")
+        loaded = await c.ok(
+            "load_dataset", name=name, content=text, format="csv", column_types={"code": "text"}
+        )
+        result = await c.ok("query", sql=f"SELECT code FROM {name} WHERE qty = 5 ORDER BY code")
+        await c.ok("drop_dataset", name=name)
+    assert "line 22" in message
+    assert "'code' was loaded as bigint (inferred from a sample)" in message
+    assert "column_types={'code': 'text'}" in message
+    assert [c["type"] for c in loaded["columns"]] == ["text", "bigint"]
+    assert result["rows"] == [["105"], ["A17"]]
+
+
+async def test_unknown_override_columns_and_types_are_named(tools: ClientFactory) -> None:
+    async with tools(None) as c:
+        no_column = await c.error(
+            "load_dataset", name=unique("o"), content=ORIGINAL, format="csv", column_types={"nope": "text"}
+        )
+        no_type = await c.error(
+            "load_dataset", name=unique("o"), content=ORIGINAL, format="csv", column_types={"id": "money"}
+        )
+    assert "'nope', which the file does not have. Its columns: id, name" in no_column
+    assert "'money' is not a type we load" in no_type
+
+
+async def test_a_dataset_name_unsafe_as_an_identifier_is_refused_with_a_safe_suggestion(
+    tools: ClientFactory,
+) -> None:
+    async with tools(None) as c:
+        injection = await c.error("load_dataset", name='x"; DROP TABLE y; --', content=ORIGINAL, format="csv")
+        upper = await c.error("load_dataset", name="Sales 2024", content=ORIGINAL, format="csv")
+        catalog = await c.error("load_dataset", name="pg_class", content=ORIGINAL, format="csv")
+        long = await c.error("load_dataset", name="a" * 64, content=ORIGINAL, format="csv")
+    assert "not allowed" in injection
+    assert "Try 'x_drop_table_y'" in injection
+    assert "Try 'sales_2024'" in upper
+    assert "reserved" in catalog
+    assert "at most 63 characters" in long
+
+
+async def test_types_are_inferred_for_dates_timestamps_integers_decimals_booleans_and_text(
+    load_csv: Loader,
+) -> None:
+    text = (
+        "Day,At,Count,Price,Flag,Zip,Note\n"
+        "2024-01-02,2024-01-02T10:00:00,1,1.5,true,01234,hello\n"
+        "2024-01-03,2024-01-03 11:30:00,-2,2,false,99999,\n"
+        ",,,,,,\n"
+    )
+    loaded = await load_csv(text, "types")
+    assert [(c["name"], c["type"], c["source_name"]) for c in loaded["columns"]] == [
+        ("day", "date", "Day"),
+        ("at", "timestamp", "At"),
+        ("count", "bigint", "Count"),
+        ("price", "numeric", "Price"),
+        ("flag", "boolean", "Flag"),
+        ("zip", "text", "Zip"),
+        ("note", "text", "Note"),
+    ]
+    assert loaded["row_count"] == 3
+    assert loaded["statistics"]["estimated"] is True
+
+
+async def test_json_lines_and_arrays_load_with_nested_values_as_jsonb(tools: ClientFactory) -> None:
+    lines = "\n".join(json.dumps(r) for r in [{"a": 1, "b": "x", "c": {"k": 1}}, {"a": 2, "d": True}])
+    array = json.dumps([{"when": "2024-05-01", "v": 1.5}, {"when": "2024-05-02", "v": 2}])
+    first, second = unique("jsonl"), unique("jsona")
+    async with tools(None) as c:
+        from_lines = await c.ok("load_dataset", name=first, content=lines, format="json")
+        from_array = await c.ok("load_dataset", name=second, content=array)
+        rows = await c.ok("query", sql=f"SELECT a, b, c->>'k', d FROM {first} ORDER BY a")
+        bad = await c.error(
+            "load_dataset", name=unique("jsonbad"), content='{"a": 1}\n{"a": \n', format="json"
+        )
+        await c.ok("drop_dataset", name=first)
+        await c.ok("drop_dataset", name=second)
+    assert [(c["name"], c["type"]) for c in from_lines["columns"]] == [
+        ("a", "bigint"),
+        ("b", "text"),
+        ("c", "jsonb"),
+        ("d", "boolean"),
+    ]
+    assert [(c["name"], c["type"]) for c in from_array["columns"]] == [("when", "date"), ("v", "numeric")]
+    assert rows["rows"] == [[1, "x", "1", None], [2, None, None, True]]
+    assert "line 2: not valid JSON" in bad
+
+
+async def test_parquet_keeps_its_declared_types_from_a_path_or_base64_content(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    table = pa.table(
+        {
+            "id": pa.array([1, 2], pa.int32()),
+            "score": pa.array([0.5, None], pa.float64()),
+            "label": pa.array(["a", ""], pa.string()),
+            "day": pa.array([19000, 19001], pa.date32()),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    first, second = unique("pq"), unique("pqb")
+    async with tools(None) as c:
+        from_path = await c.ok("load_dataset", name=first, path=str(path))
+        await c.ok(
+            "load_dataset",
+            name=second,
+            content=base64.b64encode(buffer.getvalue()).decode(),
+            format="parquet",
+        )
+        rows = await c.ok("query", sql=f"SELECT * FROM {second} ORDER BY id")
+        await c.ok("drop_dataset", name=first)
+        await c.ok("drop_dataset", name=second)
+    assert [(c["name"], c["type"]) for c in from_path["columns"]] == [
+        ("id", "integer"),
+        ("score", "double precision"),
+        ("label", "text"),
+        ("day", "date"),
+    ]
+    assert rows["rows"] == [[1, 0.5, "a", "2022-01-08"], [2, None, "", "2022-01-09"]]
+
+
+async def test_a_missing_file_and_an_empty_file_are_clear_errors(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    async with tools(None) as c:
+        missing = await c.error("load_dataset", name=unique("m"), path=str(tmp_path / "nope.csv"))
+        blank = await c.error("load_dataset", name=unique("m"), path=str(empty))
+        both = await c.error("load_dataset", name=unique("m"), path=str(empty), content="a\n1\n")
+    assert "no such file" in missing
+    assert "the file is empty" in blank
+    assert "exactly one of `path`" in both

@@ -1,0 +1,223 @@
+"""The analytics tools in process: load, list, describe, profile, query, explain, chart, drop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.mcp import ServerRuntime
+from servers.analytics import AnalyticsConfig
+from servers.analytics.service import configure
+from tests.servers.analytics.conftest import ClientFactory, Loader, caller, unique
+
+SALES = "region,month,amount,units\nnorth,2024-01-01,10.5,3\nsouth,2024-01-01,20,4\nnorth,2024-02-01,7.25,1\n"
+
+
+async def test_a_loaded_csv_is_listed_described_and_queryable(tools: ClientFactory, load_csv: Loader) -> None:
+    loaded = await load_csv(SALES, "sales")
+    name = loaded["name"]
+    assert loaded["row_count"] == 3
+    assert [(c["name"], c["type"]) for c in loaded["columns"]] == [
+        ("region", "text"),
+        ("month", "date"),
+        ("amount", "numeric"),
+        ("units", "bigint"),
+    ]
+    async with tools(None) as c:
+        listed = await c.ok("list_datasets")
+        described = await c.ok("describe", dataset=name)
+        result = await c.ok(
+            "query", sql=f"SELECT region, sum(amount) AS total FROM {name} GROUP BY 1 ORDER BY 1"
+        )
+    assert name in [d["name"] for d in listed["datasets"]]
+    assert described["row_count"] == 3
+    assert len(described["sample_rows"]) == 3
+    assert result["columns"] == [{"name": "region", "type": "text"}, {"name": "total", "type": "numeric"}]
+    assert result["rows"] == [["north", 17.75], ["south", 20]]
+    assert result["truncated"] is False
+    assert result["elapsed_ms"] >= 0
+
+
+async def test_profile_reports_exact_statistics_per_column(tools: ClientFactory, load_csv: Loader) -> None:
+    name = (await load_csv(SALES + "east,2024-03-01,,2\n", "prof"))["name"]
+    async with tools(None) as c:
+        report = await c.ok("profile", dataset=name, columns=["amount", "region"])
+    assert report["row_count"] == 4
+    amount, region = report["columns"]
+    assert amount["name"] == "amount"
+    assert amount["nulls"] == 1
+    assert amount["distinct"] == 3
+    assert float(amount["min"]) == 7.25
+    assert float(amount["max"]) == 20
+    assert amount["mean"] == pytest.approx((10.5 + 20 + 7.25) / 3)
+    assert amount["quantiles"]["p50"] == pytest.approx(10.5)
+    assert region["top_values"][0] == {"value": "north", "count": 2}
+    assert region["mean"] is None
+
+
+async def test_explain_returns_the_plan_without_running_the_query(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    name = (await load_csv(SALES, "expl"))["name"]
+    async with tools(None) as c:
+        explained = await c.ok("explain", sql=f"SELECT * FROM {name} WHERE units > 2")
+        text = await c.ok("query", sql=f"EXPLAIN SELECT * FROM {name}")
+        refused = await c.error("explain", sql=f"EXPLAIN ANALYZE SELECT * FROM {name}")
+    assert explained["plan"][0]["Plan"]["Node Type"] == "Seq Scan"
+    assert "Seq Scan" in text["rows"][0][0]
+    assert "EXPLAIN ANALYZE executes the statement" in refused
+
+
+async def test_chart_defaults_follow_the_column_types(tools: ClientFactory, load_csv: Loader) -> None:
+    name = (await load_csv(SALES, "chart"))["name"]
+    async with tools(None) as c:
+        line = await c.ok(
+            "chart", sql=f"SELECT month, sum(amount) AS total FROM {name} GROUP BY 1 ORDER BY 1"
+        )
+        bar = await c.ok("chart", sql=f"SELECT region, sum(units) AS units FROM {name} GROUP BY 1")
+        hist = await c.ok("chart", sql=f"SELECT amount FROM {name}")
+        scatter = await c.ok("chart", sql=f"SELECT amount, units, region FROM {name}", color="region")
+        forced = await c.ok(
+            "chart", sql=f"SELECT month, amount FROM {name}", kind="bar", x="month", y="amount"
+        )
+        bad = await c.error("chart", sql=f"SELECT month FROM {name}", x="nope")
+    assert line["$schema"] == "https://vega.github.io/schema/vega-lite/v5.json"
+    assert line["mark"]["type"] == "line"
+    assert line["encoding"]["x"] == {"field": "month", "type": "temporal"}
+    assert line["encoding"]["y"] == {"field": "total", "type": "quantitative"}
+    assert line["data"]["values"][0] == {"month": "2024-01-01", "total": 30.5}
+    assert bar["mark"]["type"] == "bar"
+    assert bar["encoding"]["x"]["type"] == "nominal"
+    assert hist["mark"]["type"] == "bar"
+    assert hist["encoding"]["x"]["bin"] is True
+    assert hist["encoding"]["y"]["aggregate"] == "count"
+    assert scatter["mark"]["type"] == "point"
+    assert scatter["encoding"]["color"] == {"field": "region", "type": "nominal"}
+    assert forced["mark"]["type"] == "bar"
+    assert len(forced["data"]["values"]) == 3
+    assert "'nope' is not a column" in bad
+
+
+async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load_csv: Loader) -> None:
+    name = (await load_csv(SALES, "params"))["name"]
+    async with tools(None) as c:
+        north = await c.ok("query", sql=f"SELECT count(*) FROM {name} WHERE region = $1", params=["north"])
+        hostile = await c.ok(
+            "query", sql=f"SELECT count(*) FROM {name} WHERE region = $1", params=["x' OR '1'='1"]
+        )
+        dated = await c.ok(
+            "query", sql=f"SELECT count(*) FROM {name} WHERE month >= $1", params=["2024-02-01"]
+        )
+        missing = await c.error("query", sql=f"SELECT * FROM {name} WHERE region = $1")
+        after = await c.ok("query", sql=f"SELECT count(*) FROM {name}")
+    assert north["rows"] == [[2]]
+    assert hostile["rows"] == [[0]]
+    assert dated["rows"] == [[1]]
+    assert "uses 1 parameter(s)" in missing
+    assert after["rows"] == [[3]]
+
+
+async def test_a_result_over_the_row_cap_is_truncated_and_flagged(tools: ClientFactory) -> None:
+    async with tools(None) as c:
+        capped = await c.ok("query", sql="SELECT g FROM generate_series(1, 5000) g", max_rows=10)
+        exact = await c.ok("query", sql="SELECT g FROM generate_series(1, 10) g", max_rows=10)
+    assert capped["row_count"] == 10
+    assert capped["truncated"] is True
+    assert capped["truncated_by"] == "max_rows"
+    assert [r[0] for r in capped["rows"]] == list(range(1, 11))
+    assert exact["truncated"] is False
+
+
+async def test_a_result_over_the_byte_cap_is_truncated_and_flagged(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(max_result_bytes=10_000))
+    async with tools(None) as c:
+        result = await c.ok("query", sql="SELECT g, repeat('x', 100) FROM generate_series(1, 1000) g")
+    assert result["truncated"] is True
+    assert result["truncated_by"] == "max_bytes"
+    assert 50 < result["row_count"] < 100
+
+
+async def test_a_query_over_the_timeout_fails_with_an_error_naming_the_limit(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(statement_timeout_ms=200))
+    async with tools(None) as c:
+        message = await c.error("query", sql="SELECT count(*) FROM generate_series(1, 1000000000) a")
+        still_fine = await c.ok("query", sql="SELECT 1 AS one")
+    assert "statement timeout of 200 ms" in message
+    assert "BASTION_ANALYTICS_STATEMENT_TIMEOUT_MS" in message
+    assert still_fine["rows"] == [[1]]
+
+
+async def test_policy_limits_which_datasets_a_caller_sees_and_how_many_rows(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    open_name = (await load_csv(SALES, "open"))["name"]
+    hidden = (await load_csv(SALES, "hidden"))["name"]
+    bob = caller("bob", datasets=[open_name], row_limit=2)
+    async with tools(bob) as c:
+        listed = await c.ok("list_datasets")
+        rows = await c.ok("query", sql=f"SELECT * FROM {open_name}", max_rows=100)
+        refused = await c.error("query", sql=f"SELECT * FROM {hidden}")
+        joined = await c.error("query", sql=f"SELECT * FROM {open_name} JOIN {hidden} USING (region)")
+        not_found = await c.error("describe", dataset=hidden)
+        not_profiled = await c.error("profile", dataset=hidden)
+        not_admin = await c.error("register_source", name="x", dsn="postgresql://u@127.0.0.1/test")
+        not_owner = await c.error("drop_dataset", name=open_name)
+        not_replaced = await c.error("load_dataset", name=open_name, content="a\n1\n", format="csv")
+    names = [d["name"] for d in listed["datasets"]]
+    assert open_name in names
+    assert hidden not in names
+    assert rows["row_count"] == 2
+    assert rows["truncated"] is True
+    for message in (refused, joined, not_found, not_profiled):
+        assert f"no dataset named {hidden!r}" in message
+    assert "register_source is for admins" in not_admin
+    assert "only its owner or an admin may drop it" in not_owner
+    assert "only its owner or an admin may replace it" in not_replaced
+
+
+async def test_a_non_admin_may_load_a_file_only_from_the_uploads_folder(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a\n1\n")
+    async with tools(caller("carol")) as c:
+        message = await c.error("load_dataset", name=unique("path"), path=str(data))
+    assert "limited to" in message
+    assert "uploads" in message
+
+
+async def test_reloading_replaces_the_dataset_and_keeps_it_queryable(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    name = (await load_csv(SALES, "reload"))["name"]
+    async with tools(None) as c:
+        before = await c.ok("query", sql=f"SELECT count(*) FROM {name}")
+        await c.ok(
+            "load_dataset", name=name, content="region,amount\nwest,1\n", format="csv", description="v2"
+        )
+        after = await c.ok("query", sql=f"SELECT * FROM {name}")
+        described = await c.ok("describe", dataset=name)
+    assert before["rows"] == [[3]]
+    assert after["rows"] == [["west", 1]]
+    assert described["description"] == "v2"
+
+
+async def test_a_dropped_dataset_is_gone_with_its_roles(tools: ClientFactory, runtime: ServerRuntime) -> None:
+    name = unique("drop")
+    async with tools(None) as c:
+        await c.ok("load_dataset", name=name, content="a\n1\n", format="csv")
+        await c.ok("query", sql=f"SELECT * FROM {name}")
+        dropped = await c.ok("drop_dataset", name=name)
+        gone = await c.error("query", sql=f"SELECT * FROM {name}")
+    assert dropped == {"name": name, "dropped": True, "row_count": 1}
+    assert f"no dataset named {name!r}" in gone
+    async with runtime.database.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM analytics.reader_roles WHERE %s = ANY(datasets)", (name,)
+        )
+        assert await cur.fetchone() == (0,)

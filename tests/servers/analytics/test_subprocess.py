@@ -1,0 +1,90 @@
+"""The analytics server and the `bastion dataset load` command as real processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+from bastion.caller import CallerContext
+from servers.analytics.service import AnalyticsService
+from tests.servers.analytics.conftest import unique
+
+REPO = Path(__file__).resolve().parents[3]
+START_TIMEOUT = 90
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BASTION_") and k not in {"DATABASE_URL", "REDIS_URL", "OPA_URL"}
+    }
+    env["BASTION_HOME"] = str(home)
+    return env
+
+
+async def test_bastion_serve_analytics_over_stdio_loads_and_queries(shared_home: Path) -> None:
+    name = unique("stdio")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "bastion.cli", "serve", "analytics", "--transport", "stdio"],
+        env=_env(shared_home),
+        cwd=str(REPO),
+    )
+    with anyio.fail_after(START_TIMEOUT):
+        async with Client(params) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            loaded = await client.call_tool("load_dataset", {"name": name, "content": "x,y\n1,2\n3,4\n"})
+            result = await client.call_tool("query", {"sql": f"SELECT sum(x) AS s FROM {name}"})
+            refused = await client.call_tool("query", {"sql": f"DROP TABLE {name}"})
+            dropped = await client.call_tool("drop_dataset", {"name": name})
+    assert tools == {
+        "list_datasets",
+        "describe",
+        "profile",
+        "query",
+        "explain",
+        "chart",
+        "load_dataset",
+        "drop_dataset",
+        "register_source",
+    }
+    assert not loaded.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["rows"] == [[4]]
+    assert refused.is_error
+    assert "query refused" in str(refused.content)
+    assert not dropped.is_error
+
+
+async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
+    shared_home: Path, tmp_path: Path, service: AnalyticsService
+) -> None:
+    name = unique("cli")
+    data = tmp_path / "data.csv"
+    data.write_text("day,value\n" + "".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 29)))
+    cli = [sys.executable, "-m", "bastion.cli", "dataset", "load"]
+    with anyio.fail_after(240):
+        done = await anyio.run_process(
+            [*cli, str(data), "--name", name], env=_env(shared_home), cwd=REPO, check=False
+        )
+        bad = await anyio.run_process(
+            [*cli, str(tmp_path / "nope.csv"), "--name", name, "-q"],
+            env=_env(shared_home),
+            cwd=REPO,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    assert f"loaded 28 rows into dataset '{name}' (day date, value bigint)" in out
+    assert "loading data.csv" in out
+    assert bad.returncode == 2
+    assert bad.stderr.decode().strip().splitlines()[-1].startswith("bastion: error: ")
+    assert "no such file" in bad.stderr.decode()
+    result = await service.query(CallerContext.local_owner(), f"SELECT count(*) FROM {name}")
+    assert result["rows"] == [[28]]
+    await service.drop(CallerContext.local_owner(), name)

@@ -1,0 +1,99 @@
+"""Small pieces: names, type inference, the DSN vault, JSON values and settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from decimal import Decimal
+
+import pytest
+
+from bastion.errors import ConfigError
+from servers.analytics.config import AnalyticsConfig
+from servers.analytics.errors import InvalidNameError, SourceError
+from servers.analytics.infer import infer_json_type, infer_text_type
+from servers.analytics.names import check_name, column_names
+from servers.analytics.values import jsonable
+from servers.analytics.vault import DsnVault
+
+
+def test_headers_become_unique_safe_column_names() -> None:
+    assert column_names(["Sales Amount", "sales-amount", "", "1st", "Ünïcode", "pg_x"]) == [
+        "sales_amount",
+        "sales_amount_2",
+        "column_3",
+        "c_1st",
+        "unicode",
+        "x_pg_x",
+    ]
+
+
+def test_names_are_checked_not_repaired() -> None:
+    assert check_name("sales_2024") == "sales_2024"
+    for bad in ["Sales", "1abc", "a-b", "bastion_x", "", "a" * 64, "é"]:
+        with pytest.raises(InvalidNameError):
+            check_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["1", "-2", ""], "bigint"),
+        (["1", "2.5"], "numeric"),
+        (["1e3", "0.1"], "numeric"),
+        (["007", "12"], "text"),
+        (["true", "F", "yes"], "boolean"),
+        (["2024-01-01", "2024-02-29"], "date"),
+        (["2024-01-01", "2024-01-01 10:00"], "timestamp"),
+        (["2024-01-01T10:00:00Z", "2024-01-01T10:00:00+02:00"], "timestamptz"),
+        (["2024-02-30"], "text"),
+        (["03/04/2024"], "text"),
+        (["99999999999999999999"], "numeric"),
+        ([""], "text"),
+    ],
+)
+def test_csv_types_are_the_narrowest_that_fit_every_sample(values: list[str], expected: str) -> None:
+    assert infer_text_type(values) == expected
+
+
+def test_json_types_follow_the_json_values() -> None:
+    assert infer_json_type([1, None, 2]) == "bigint"
+    assert infer_json_type([1, 2.5]) == "numeric"
+    assert infer_json_type(["12", "x"]) == "text"
+    assert infer_json_type(["2024-01-01"]) == "date"
+    assert infer_json_type([{"a": 1}, [1]]) == "jsonb"
+    assert infer_json_type([True, False]) == "boolean"
+
+
+def test_the_vault_binds_a_dsn_to_its_source_and_to_the_instance_key() -> None:
+    key = secrets.token_bytes(32)
+    vault = DsnVault(key)
+    sealed = vault.seal("sales", "postgresql://u:hunter2@db/x")
+    assert b"hunter2" not in sealed
+    assert vault.open("sales", sealed) == "postgresql://u:hunter2@db/x"
+    with pytest.raises(SourceError, match="cannot be decrypted"):
+        vault.open("other", sealed)
+    with pytest.raises(SourceError, match="cannot be decrypted"):
+        DsnVault(secrets.token_bytes(32)).open("sales", sealed)
+    with pytest.raises(SourceError, match="damaged"):
+        vault.open("sales", b"\x02" + sealed[1:])
+
+
+def test_values_become_plain_json() -> None:
+    assert jsonable(Decimal("10.50")) == 10.5
+    assert jsonable(Decimal("12")) == 12
+    assert jsonable(Decimal("NaN")) == "NaN"
+    assert jsonable(dt.date(2024, 1, 2)) == "2024-01-02"
+    assert jsonable(dt.timedelta(minutes=1)) == 60.0
+    assert jsonable(b"\x01\xff") == "\\x01ff"
+    assert jsonable([Decimal("1.5"), {"a": dt.time(1, 2)}]) == [1.5, {"a": "01:02:00"}]
+    assert jsonable(float("inf")) == "inf"
+
+
+def test_limits_are_read_from_the_environment_and_checked() -> None:
+    config = AnalyticsConfig.from_environ({"BASTION_ANALYTICS_STATEMENT_TIMEOUT_MS": "1500"})
+    assert config.statement_timeout_ms == 1500
+    with pytest.raises(ConfigError, match="BASTION_ANALYTICS_MAX_ROWS='many'"):
+        AnalyticsConfig.from_environ({"BASTION_ANALYTICS_MAX_ROWS": "many"})
+    with pytest.raises(ConfigError, match="expected a positive integer"):
+        AnalyticsConfig(max_result_bytes=0)
