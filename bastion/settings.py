@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="gateway listen address")
     port: int = Field(default=8765, ge=1, le=65535, description="gateway listen port")
+    allowed_origins: list[str] = Field(
+        default_factory=list[str], description="browser origins allowed besides the gateway's own"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list[str], description="Host names accepted on loopback besides localhost"
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token for /metrics scrapers beyond loopback"
     )
@@ -145,19 +151,33 @@ class Settings(BaseSettings):
     servers: dict[str, ServerConfig] = Field(
         default_factory=dict, description="built-in servers to run over HTTP under the supervisor"
     )
-    api_key_cache_ttl: float = Field(default=10.0, gt=0, le=3600, description="seconds a verified key is cached")
-    rate_limit_per_second: float = Field(default=50.0, ge=0, description="calls per principal per second; 0 is off")
+    api_key_cache_ttl: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds a verified key is cached"
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="calls per principal per second; 0 is off"
+    )
     rate_limit_burst: int = Field(default=100, ge=1)
-    rate_limit_tool_per_second: float = Field(default=20.0, ge=0, description="calls per principal and tool; 0 is off")
+    rate_limit_tool_per_second: float = Field(
+        default=20.0, ge=0, description="calls per principal and tool; 0 is off"
+    )
     rate_limit_tool_burst: int = Field(default=40, ge=1)
     audit_durability: Literal["flush", "commit"] = Field(
         default="flush", description="flush: wait for the WAL on disk; commit: survive gateway crashes only"
     )
-    policy_dir: Path | None = Field(default=None, description="folder of Rego policies and data; unset: the shipped one")
-    policy_reload_interval: float = Field(default=1.0, ge=0, le=3600, description="seconds between checks; 0 is off")
-    policy_cache_ttl: float = Field(default=5.0, ge=0, le=3600, description="seconds a decision is cached; 0 is off")
+    policy_dir: Path | None = Field(
+        default=None, description="folder of Rego policies and data; unset: the shipped one"
+    )
+    policy_reload_interval: float = Field(
+        default=1.0, ge=0, le=3600, description="seconds between checks; 0 is off"
+    )
+    policy_cache_ttl: float = Field(
+        default=5.0, ge=0, le=3600, description="seconds a decision is cached; 0 is off"
+    )
     policy_cache_size: int = Field(default=10_000, ge=0)
-    opa_decision_path: str = Field(default="bastion/authz/decision", description="OPA data path of the decision")
+    opa_decision_path: str = Field(
+        default="bastion/authz/decision", description="OPA data path of the decision"
+    )
     opa_timeout: float = Field(default=1.0, gt=0, le=60, description="seconds to wait for OPA; then deny")
     require_caller_context: bool = Field(
         default=False, description="servers refuse requests without a signed caller context, even over stdio"

@@ -89,6 +89,7 @@ class MCPEndpoint:
         authenticator: Authenticator,
         *,
         allowed_origins: tuple[str, ...] = (),
+        allowed_hosts: tuple[str, ...] = (),
         listen_host: str = "127.0.0.1",
         max_body: int = MAX_BODY,
     ) -> None:
@@ -96,11 +97,20 @@ class MCPEndpoint:
         self.views = views
         self.authenticator = authenticator
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.listen_loopback = _loopback(listen_host)
         self.max_body = max_body
         self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (negotiated version, last seen)
 
     # -- the gate ---------------------------------------------------------------
+
+    def _host_ok(self, headers: Mapping[bytes, bytes]) -> bool:
+        """On loopback, a foreign Host means a DNS-rebinding attempt from a browser."""
+        if not self.listen_loopback:
+            return True
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        name = urlsplit(f"//{host}").hostname or ""
+        return name in {"localhost", "127.0.0.1", "::1"} or name in self.allowed_hosts
 
     def _origin_ok(self, headers: Mapping[bytes, bytes]) -> bool:
         origin = headers.get(b"origin")
@@ -110,7 +120,7 @@ class MCPEndpoint:
         if text in self.allowed_origins:
             return True
         host = urlsplit(text).hostname
-        if host in {"localhost", "127.0.0.1", "::1"}:
+        if self.listen_loopback and host in {"localhost", "127.0.0.1", "::1"}:
             return True
         own = headers.get(b"host", b"").decode("latin-1").lower()
         return bool(own) and urlsplit(text).netloc == own
@@ -126,6 +136,18 @@ class MCPEndpoint:
             )
             return
         headers = dict(scope["headers"])
+        if not self._host_ok(headers):
+            await _reply(
+                send,
+                421,
+                _rpc_error(
+                    None,
+                    -32600,
+                    "Host not allowed: this gateway answers to its "
+                    "loopback names only (DNS-rebinding protection)",
+                ),
+            )
+            return
         if not self._origin_ok(headers):
             await _reply(
                 send,

@@ -12,6 +12,7 @@ server when it needs the SDK's machinery (a progress token, an SSE-only client).
 from __future__ import annotations
 
 import logging
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,13 @@ from mcp import types
 from mcp.server.lowlevel.server import Server
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
-from mcp.shared.exceptions import MCPError
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
 
 from bastion import __version__
 from gateway.calls import CallContext, CallError, Gateway, ProgressFn
@@ -61,20 +67,28 @@ class GatewayMCPServer:
         self.view_name = view_name
         self.bus = InMemorySubscriptionBus()
         self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
-        self.server: Server[Any] = Server(
-            "bastion-gateway" + (f"-{view_name}" if view_name else ""),
-            version=__version__,
-            instructions=instructions(),
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources,
-            on_list_resource_templates=self._list_templates,
-            on_read_resource=self._read_resource,
-            on_list_prompts=self._list_prompts,
-            on_get_prompt=self._get_prompt,
-            on_completion=self._complete,
-            on_subscriptions_listen=ListenHandler(self.bus),
-        )
+        # Resource subscriptions of handshake-era sessions, by URI.
+        self._subscribers: dict[str, weakref.WeakSet[ServerSession]] = {}
+        with warnings.catch_warnings():
+            # logging/setLevel is deprecated from 2026-07-28 but clients of 2025-11-25 still send it.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = Server(  # pyright: ignore[reportDeprecated]
+                "bastion-gateway" + (f"-{view_name}" if view_name else ""),
+                version=__version__,
+                instructions=instructions(),
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                on_list_resources=self._list_resources,
+                on_list_resource_templates=self._list_templates,
+                on_read_resource=self._read_resource,
+                on_subscribe_resource=self._subscribe,
+                on_unsubscribe_resource=self._unsubscribe,
+                on_list_prompts=self._list_prompts,
+                on_get_prompt=self._get_prompt,
+                on_completion=self._complete,
+                on_set_logging_level=self._set_level,
+                on_subscriptions_listen=ListenHandler(self.bus),
+            )
 
     def _track(self, ctx: Any) -> CallContext:
         session = getattr(ctx, "session", None)
@@ -129,6 +143,43 @@ class GatewayMCPServer:
             _raise(exc)
             raise
         return types.CallToolResult.model_validate(raw)
+
+    async def notify_resource_updated(self, uri: str) -> None:
+        await self.bus.publish(ResourceUpdated(uri=uri))
+        for session in list(self._subscribers.get(uri, ())):
+            try:
+                await session.send_resource_updated(uri)
+            except Exception as exc:
+                logger.debug("could not notify a subscriber: %s", exc)
+
+    async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        call = self._track(ctx)
+        uri = str(params.uri)
+        upstream = call.view.resource_upstream(uri)
+        if upstream is None:
+            raise MCPError(code=-32602, message=f"unknown resource {uri!r}: call resources/list first")
+        try:
+            await self.gateway.forward_raw(
+                call, upstream, "resources/subscribe", {"uri": uri}, "resources/read"
+            )
+        except CallError as exc:
+            _raise(exc)
+        if isinstance(ctx.session, ServerSession):
+            self._subscribers.setdefault(uri, weakref.WeakSet()).add(ctx.session)
+        return types.EmptyResult()
+
+    async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        self._track(ctx)
+        uri = str(params.uri)
+        subscribers = self._subscribers.get(uri)
+        if subscribers is not None and isinstance(ctx.session, ServerSession):
+            subscribers.discard(ctx.session)
+        return types.EmptyResult()
+
+    async def _set_level(self, ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        # Accepted for the session; upstream log messages are not relayed to clients.
+        self._track(ctx)
+        return types.EmptyResult()
 
     async def _list_resources(
         self, ctx: Any, params: types.PaginatedRequestParams | None

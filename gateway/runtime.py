@@ -34,7 +34,7 @@ from gateway.naming import NameTable
 from gateway.policy import PolicyEngine, create_policy_engine
 from gateway.policy.bundle import default_policy_dir
 from gateway.ratelimit import RateLimit, RateLimiter
-from gateway.upstreams.manager import UpstreamManager
+from gateway.upstreams.manager import RESOURCE_UPDATED, UpstreamManager
 from gateway.upstreams.specs import upstream_specs
 
 __all__ = ["GatewayRuntime", "open_gateway"]
@@ -134,6 +134,10 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             views[name] = ViewRuntime(view, server, manager)
 
         async def rebuild(upstream: str, what: str) -> None:
+            if what.startswith(RESOURCE_UPDATED):
+                for runtime in views.values():
+                    await runtime.server.notify_resource_updated(what[len(RESOURCE_UPDATED) :])
+                return
             catalogs = upstreams.catalogs()
             for name, runtime in views.items():
                 runtime.view = build_view(runtime.view.config, catalogs, tables[name])
@@ -142,7 +146,14 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
                     await runtime.server.notify_changed(what)
 
         upstreams.add_listener(rebuild)
-        endpoint = MCPEndpoint(gateway, views, authenticator, listen_host=settings.host)
+        endpoint = MCPEndpoint(
+            gateway,
+            views,
+            authenticator,
+            allowed_origins=tuple(settings.allowed_origins),
+            allowed_hosts=tuple(settings.allowed_hosts),
+            listen_host=settings.host,
+        )
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
         # Upstreams connect in the background: /healthz answers at once, /readyz shows

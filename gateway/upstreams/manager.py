@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from bastion.metrics import REGISTRY
 from gateway.upstreams.connection import Catalog, UpstreamConnection, UpstreamSpec
 
-__all__ = ["UpstreamManager", "UpstreamState"]
+__all__ = ["RESOURCE_UPDATED", "UpstreamManager", "UpstreamState"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ Listener = Callable[
     [str, str], Awaitable[None]
 ]  # (upstream, what changed: "catalog" or a notification method)
 
+RESOURCE_UPDATED = "resource_updated:"  # listener `what` prefix, followed by the URI
 STABLE_AFTER = 60.0
 CONNECT_TIMEOUT = 90.0
 
@@ -125,6 +126,13 @@ class UpstreamManager:
         method = getattr(message, "method", "")
         if method.endswith("/list_changed"):
             await self._changed(upstream, method)
+        elif method == "notifications/resources/updated":
+            uri = str(getattr(getattr(message, "params", None), "uri", ""))
+            for listener in list(self._listeners):
+                try:
+                    await listener(upstream, f"{RESOURCE_UPDATED}{uri}")
+                except Exception:
+                    logger.exception("resource listener failed")
 
     async def _supervise(self, name: str) -> None:
         state = self.states[name]
