@@ -121,6 +121,9 @@ class PostgresAuditWriter(AuditWriter):
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._statements: dict[int, bytes] = {}
+        # One connection kept for the writer: a batch is then a single autocommitted INSERT,
+        # one round trip, with the durability set once for the session.
+        self._conn: AsyncConnection[Any] | None = None
 
     async def write(self, event: AuditEvent) -> None:
         if self._closed:
@@ -140,6 +143,29 @@ class PostgresAuditWriter(AuditWriter):
         self._wakeup.set()
         if self._flusher is not None:
             await self._flusher
+        await self._release()
+
+    async def _connection(self) -> AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            conn = await self.pool.getconn()
+            try:
+                await conn.execute("SELECT set_config('synchronous_commit', %s, false)", (self._sync,))
+            except BaseException:
+                await self.pool.putconn(conn)
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if not conn.closed:
+            try:
+                await conn.execute("SET synchronous_commit TO DEFAULT")
+            except Exception:
+                await conn.close()  # the pool discards a closed connection
+        await self.pool.putconn(conn)
 
     async def _flush_forever(self) -> None:
         try:
@@ -165,11 +191,12 @@ class PostgresAuditWriter(AuditWriter):
         AUDIT_BATCH_SIZE.observe(len(batch))
         params = [value for event, _ in batch for value in _params(event)]
         try:
-            async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-                await conn.execute("SELECT set_config('synchronous_commit', %s, true)", (self._sync,))
-                await conn.execute(self._statement(len(batch)), params)
+            conn = await self._connection()
+            await conn.execute(self._statement(len(batch)), params)  # autocommit: one atomic statement
         except BaseException as exc:
             logger.error("audit batch of %d event(s) failed: %s", len(batch), exc)
+            if isinstance(exc, Exception):
+                await self._release()
             _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise  # cancelled: the waiters are failed, the flusher stops

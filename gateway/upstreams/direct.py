@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import X_MCP_HEADER_KEY, encode_header_value
@@ -42,27 +42,36 @@ class DirectHTTPClient:
     """POST one modern-era request, return its raw result."""
 
     def __init__(self, url: str, headers: Mapping[str, str], *, timeout: float) -> None:
+        # aiohttp: about a fifth of httpx's CPU per request here, and this is the hot path.
         self.url = url
         self._ids = itertools.count(1)
-        self._client = httpx.AsyncClient(
-            headers={
-                **headers,
-                "content-type": "application/json",
-                "accept": "application/json, text/event-stream",
-                "mcp-protocol-version": LATEST_MODERN_VERSION,
-            },
-            timeout=httpx.Timeout(30.0, read=timeout),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-        )
+        self._headers = {
+            **headers,
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            "mcp-protocol-version": LATEST_MODERN_VERSION,
+        }
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created inside the running loop
+            connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout, connector=connector
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def discover(self) -> dict[str, Any] | None:
         """`server/discover`, or None when the upstream does not speak 2026-07-28."""
         try:
             return await self.request("server/discover", {})
-        except (MCPError, httpx.HTTPError, ValueError):
+        except (MCPError, aiohttp.ClientError, TimeoutError, ValueError):
             return None
 
     def eligible(self, method: str, tool_schema: Any = None) -> bool:
@@ -81,8 +90,14 @@ class DirectHTTPClient:
         key = _NAMED.get(method)
         if key is not None and isinstance(params.get(key), str):
             headers["mcp-name"] = encode_header_value(params[key])
-        response = await self._client.post(self.url, content=body, headers=headers)
-        message = self._message(response, rid)
+        try:
+            async with self._client().post(self.url, data=body, headers=headers) as response:
+                content = await response.read()
+                message = self._message(
+                    response.status, response.headers.get("content-type", ""), content, rid
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise MCPError(code=-32000, message=f"HTTP request failed: {exc or type(exc).__name__}") from None
         if "error" in message:
             error = message["error"]
             raise MCPError(
@@ -103,10 +118,9 @@ class DirectHTTPClient:
         return result
 
     @staticmethod
-    def _message(response: httpx.Response, rid: int) -> dict[str, Any]:
-        content_type = response.headers.get("content-type", "")
+    def _message(status: int, content_type: str, content: bytes, rid: int) -> dict[str, Any]:
         if content_type.startswith("text/event-stream"):
-            for block in response.content.split(b"\n\n"):
+            for block in content.split(b"\n\n"):
                 data = b"\n".join(
                     line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
                 )
@@ -114,15 +128,11 @@ class DirectHTTPClient:
                     message = orjson.loads(data)
                     if isinstance(message, dict) and message.get("id") == rid:
                         return message
-            raise MCPError(
-                code=-32603, message=f"upstream stream ended without an answer (HTTP {response.status_code})"
-            )
+            raise MCPError(code=-32603, message=f"upstream stream ended without an answer (HTTP {status})")
         try:
-            message = orjson.loads(response.content)
+            message = orjson.loads(content)
         except orjson.JSONDecodeError:
-            raise MCPError(
-                code=-32603, message=f"upstream answered HTTP {response.status_code} without JSON-RPC"
-            ) from None
+            raise MCPError(code=-32603, message=f"upstream answered HTTP {status} without JSON-RPC") from None
         if not isinstance(message, dict):
             raise MCPError(code=-32603, message="upstream answered with a non-object")
         return message

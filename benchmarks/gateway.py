@@ -1,0 +1,222 @@
+"""Gateway overhead: `tools/call echo` through the gateway versus straight to the upstream.
+
+Method (the same load generator, the same upstream, the same run, interleaved):
+
+- the upstream is the MCP SDK's echo server (`../shared/bench/echo_server.py`), over
+  Streamable HTTP on 127.0.0.1;
+- the gateway is `bastion gateway` on a fresh BASTION_HOME (embedded PostgreSQL,
+  embedded Rego policy, API-key authentication, audit events committed before each
+  answer), with the echo server as its only upstream;
+- `../shared/bench/load.py` drives closed-loop clients of one protocol era at a time,
+  first against the echo server, then against the gateway, alternating for `--rounds`
+  rounds; the gateway's process tree CPU is accounted with `--pid`;
+- everything is repeated for both protocol eras (2026-07-28 stateless, 2025-11-25
+  handshake), for 1 and 16 clients, and for both audit durability modes.
+
+The benchmark principal gets a subject grant that lifts the policy's per-role rate so
+the limiter does not shape the load; every other part of the path is the default.
+
+Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+ECHO = BENCH / "echo_server.py"
+LOAD = BENCH / "load.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, timeout: float = 120.0, ready: bool = False) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=1.0)
+            if not ready:
+                return
+            upstreams = response.json().get("upstreams") or {}
+            if upstreams and all(u["state"] == "ready" for u in upstreams.values()):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _policy_dir(work: Path) -> Path:
+    """The shipped policy, plus a grant that lifts the per-role rate for the `bench` key."""
+    folder = work / "policies"
+    shutil.copytree(ROOT / "policies", folder, ignore=shutil.ignore_patterns("*_test.rego", "README.md"))
+    data = json.loads((folder / "data.json").read_text())
+    data["bastion"]["grants"]["subjects"]["bench"] = {"rate": {"per_minute": 60_000_000, "burst": 1_000_000}}
+    (folder / "data.json").write_text(json.dumps(data))
+    return folder
+
+
+class Gateway:
+    def __init__(self, work: Path, echo_url: str, durability: str, policies: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = work / f"bastion-{durability}.toml"
+        config.write_text(
+            "builtin_servers = []\n"
+            f'policy_dir = "{policies}"\n'
+            "rate_limit_per_second = 0\nrate_limit_tool_per_second = 0\n"
+            f'audit_durability = "{durability}"\n'
+            f'[upstreams.echo]\ntransport = "http"\nurl = "{echo_url}"\n'
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
+        self.env.update({"BASTION_HOME": str(work / "home"), "BASTION_CONFIG": str(config),
+                         "BASTION_LOG_LEVEL": "WARNING", "BASTION_LOG_FORMAT": "json"})  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "gateway", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=(work / f"gateway-{durability}.log").open("wb"),
+        )  # fmt: skip
+        _wait(self.url + "/readyz", ready=True)
+
+    def key(self) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", "bench", "--role", "admin", "--json"],
+            env=self.env, capture_output=True, text=True, check=True, timeout=60,
+        )  # fmt: skip
+        return str(json.loads(done.stdout)["key"])
+
+
+def _load(url: str, protocol: str, workers: int, duration: float, key: str | None, pid: int) -> dict[str, Any]:
+    argv = [sys.executable, str(LOAD), url, "--protocol", protocol, "--workers", str(workers),
+            "--duration", str(duration), "--warmup", "2", "--tool-regex", "echo$", "--pid", f"server={pid}"]  # fmt: skip
+    if key:
+        argv += ["--token", key]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
+    result = json.loads(done.stdout)
+    if result.get("fatal"):
+        raise RuntimeError(f"load.py against {url}: {result['fatal']}")
+    return result
+
+
+def _cpu_ms(result: dict[str, Any]) -> float | None:
+    value = (result.get("cpu") or {}).get("server_cpu_ms_per_req")
+    return None if value is None else float(value)
+
+
+def measure(duration: float, rounds: int, durabilities: list[str]) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))  # noqa: S108 - outside /root, short socket path
+    echo_port = _free_port()
+    echo_url = f"http://127.0.0.1:{echo_port}/mcp"
+    echo = subprocess.Popen([sys.executable, str(ECHO), "--port", str(echo_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    results: dict[str, Any] = {}
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", echo_port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        policies = _policy_dir(work)
+        key: str | None = None
+        for durability in durabilities:
+            gateway = Gateway(work, echo_url, durability, policies)
+            try:
+                key = key or gateway.key()
+                for protocol in ("modern", "handshake"):
+                    for workers in (1, 16):
+                        label = f"{durability}/{protocol}/{workers}"
+                        runs: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
+                        for _ in range(rounds):
+                            runs["direct"].append(_load(echo_url, protocol, workers, duration, None, echo.pid))
+                            runs["gateway"].append(_load(gateway.url + "/mcp", protocol, workers, duration, key,
+                                                         gateway.process.pid))  # fmt: skip
+                        results[label] = runs
+                        print(summarise_one(label, runs), file=sys.stderr, flush=True)
+            finally:
+                _stop(gateway.process)
+    finally:
+        _stop(echo)
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
+
+
+def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
+    d, g = runs["direct"], runs["gateway"]
+    gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
+    return (
+        f"{label}: direct {_median(d, 'rps'):.0f} rps p50 {_median(d, 'p50_ms'):.2f} ms p99 {_median(d, 'p99_ms'):.2f}"
+        f" | gateway {_median(g, 'rps'):.0f} rps p50 {_median(g, 'p50_ms'):.2f} ms p99 {_median(g, 'p99_ms'):.2f}"
+        f" | ratio {_median(g, 'rps') / _median(d, 'rps'):.2f}"
+        f" | added p50 {_median(g, 'p50_ms') - _median(d, 'p50_ms'):.2f} ms"
+        f" | gateway CPU/call {statistics.median(gw_cpu) if gw_cpu else float('nan'):.3f} ms"
+    )
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        "| durability / era / clients | direct rps | gateway rps | ratio | direct p50 / p99 ms | gateway p50 / p99 ms"
+        " | added p50 / p99 ms | gateway CPU ms/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, runs in results.items():
+        d, g = runs["direct"], runs["gateway"]
+        gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
+        lines.append(
+            f"| {label} | {_median(d, 'rps'):.0f} | {_median(g, 'rps'):.0f} | {_median(g, 'rps') / _median(d, 'rps'):.2f}"
+            f" | {_median(d, 'p50_ms'):.2f} / {_median(d, 'p99_ms'):.2f}"
+            f" | {_median(g, 'p50_ms'):.2f} / {_median(g, 'p99_ms'):.2f}"
+            f" | {_median(g, 'p50_ms') - _median(d, 'p50_ms'):.2f} / {_median(g, 'p99_ms') - _median(d, 'p99_ms'):.2f}"
+            f" | {statistics.median(gw_cpu) if gw_cpu else float('nan'):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating direct/gateway rounds (default 2)")
+    parser.add_argument("--durability", action="append", choices=["flush", "commit"],
+                        help="audit durability modes to measure (default both)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write every load.py result here")
+    args = parser.parse_args()
+    results = measure(args.duration, args.rounds, args.durability or ["flush", "commit"])
+    print(report(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
