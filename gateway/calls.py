@@ -62,6 +62,7 @@ DENIED = -32003
 RATE_LIMITED = -32029
 UPSTREAM_UNAVAILABLE = -32001
 INVALID_PARAMS = -32602
+RESOURCE_NOT_FOUND = INVALID_PARAMS  # SEP-2164: invalid params, with `data.uri`
 CALLER_TTL = 60.0
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -81,11 +82,10 @@ class CallError(Exception):
 
     def to_error(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
-        data = (
-            dict(self.data)
-            if isinstance(self.data, dict)
-            else ({} if self.data is None else {"detail": self.data})
-        )
+        if self.data is not None and not isinstance(self.data, dict):
+            error["data"] = self.data  # an upstream's own data passes through as it was
+            return error
+        data = dict(self.data or {})
         if self.retry_after is not None:
             data["retry_after"] = round(self.retry_after, 3)
         if data:
@@ -263,7 +263,9 @@ class Gateway:
         upstream = ctx.view.resource_upstream(uri)
         if upstream is None:
             raise CallError(
-                INVALID_PARAMS, f"unknown resource {uri!r}: call resources/list or resources/templates/list"
+                RESOURCE_NOT_FOUND,
+                f"unknown resource {uri!r}: call resources/list or resources/templates/list",
+                data={"uri": uri},
             )
         resource = Resource(upstream=upstream, uri=uri)
         return await self._forward(
@@ -271,13 +273,17 @@ class Gateway:
         )
 
     async def forward_raw(
-        self, ctx: CallContext, upstream: str, method: str, params: dict[str, Any], action: str | None = None
+        self, ctx: CallContext, method: str, action: str, resource: Resource, params: dict[str, Any]
     ) -> dict[str, Any]:
-        """Forward a request that needs no per-item decision (completion, subscribe), still audited."""
-        resource = Resource(upstream=upstream, name=method, arguments=params)
+        """Forward `method` decided as `action` on `resource` (completion, subscribe), audited."""
+        assert resource.upstream is not None
+        target = resource.uri or resource.prompt or resource.tool or method
         return await self._forward(
-            ctx, action or method, method, upstream, method, resource, params, None, None
+            ctx, action, method, resource.upstream, target, resource, params, None, None
         )
+
+    def prompt_resource(self, entry: Entry) -> Resource:
+        return self._prompt_resource(entry)
 
     async def _forward(
         self,
@@ -344,10 +350,10 @@ class Gateway:
             return result
         except MCPError as exc:
             outcome = "upstream_error"
-            message = exc.error.message if hasattr(exc, "error") else str(exc)
+            # The upstream's own code and data pass through (clients act on them); the
+            # message names the upstream.
             raise CallError(
-                exc.error.code if hasattr(exc, "error") else UPSTREAM_UNAVAILABLE,
-                f"upstream {upstream!r}: {message}",
+                exc.error.code, f"upstream {upstream!r}: {exc.error.message}", data=exc.error.data
             ) from None
         finally:
             CALLS.labels(upstream, target, outcome).inc()

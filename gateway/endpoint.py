@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 
 import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    X_MCP_HEADER_KEY,
+    InboundModernRoute,
+    classify_inbound_request,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
@@ -72,6 +77,18 @@ async def _reply(
     await send({"type": "http.response.body", "body": body})
 
 
+def _plain_client(body: bytes) -> bool:
+    """An `initialize` from a client that declared nothing an upstream could ask of it."""
+    if b'"initialize"' not in body:
+        return False
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    capabilities = (message.get("params") or {}).get("capabilities") if isinstance(message, dict) else None
+    return isinstance(capabilities, dict) and not {"sampling", "elicitation", "roots"} & set(capabilities)
+
+
 def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
@@ -100,7 +117,10 @@ class MCPEndpoint:
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.listen_loopback = _loopback(listen_host)
         self.max_body = max_body
-        self._sessions: dict[str, tuple[str, float]] = {}  # session id -> (negotiated version, last seen)
+        # Handshake sessions the fast path may serve: id -> last seen. A client that declared
+        # sampling, elicitation or roots (or asked for log lines) stays on the SDK path, where
+        # the gateway can relay an upstream's requests back to it.
+        self._sessions: dict[str, float] = {}
 
     # -- the gate ---------------------------------------------------------------
 
@@ -240,13 +260,19 @@ class MCPEndpoint:
         method = scope["method"]
         headers = dict(scope["headers"])
 
+        fast_ok = body is not None and _plain_client(body)
+
         async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and method == "POST":
+            if message["type"] == "http.response.start" and method == "POST" and fast_ok:
                 for key, value in message.get("headers", []):
                     if key.lower() == b"mcp-session-id":
-                        version = headers.get(b"mcp-protocol-version", b"2025-11-25").decode("latin-1")
-                        self._sessions[value.decode("latin-1")] = (version, time.monotonic())
+                        self._sessions[value.decode("latin-1")] = time.monotonic()
             await send(message)
+
+        if body is not None and b'"logging/setLevel"' in body:
+            sid = headers.get(b"mcp-session-id")
+            if sid:
+                self._sessions.pop(sid.decode("latin-1"), None)
 
         if method == "DELETE":
             sid = headers.get(b"mcp-session-id")
@@ -274,6 +300,9 @@ class MCPEndpoint:
         meta = params.get("_meta")
         if isinstance(meta, dict) and "progressToken" in meta:
             return False  # progress needs a stream: the SDK path relays it
+        entry = call.view.tools.get(params["name"])
+        if entry is not None and X_MCP_HEADER_KEY in str(entry.definition.get("inputSchema") or ""):
+            return False  # the SDK validates the Mcp-Param-* headers such tools declare
         version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
         modern = version in MODERN_PROTOCOL_VERSIONS
         if modern:
@@ -282,10 +311,10 @@ class MCPEndpoint:
                 return False  # the SDK answers envelope and header errors with the right codes
         else:
             sid = headers.get(b"mcp-session-id")
-            session = self._sessions.get(sid.decode("latin-1")) if sid else None
-            if session is None or time.monotonic() - session[1] > SESSION_IDLE:
+            seen = self._sessions.get(sid.decode("latin-1")) if sid else None
+            if seen is None or sid is None or time.monotonic() - seen > SESSION_IDLE:
                 return False
-            self._sessions[sid.decode("latin-1")] = (session[0], time.monotonic())  # type: ignore[union-attr]
+            self._sessions[sid.decode("latin-1")] = time.monotonic()
         accept = headers.get(b"accept", b"").decode("latin-1").lower()
         as_json = "application/json" in accept or "*/*" in accept or "application/*" in accept
         if not as_json and "text/event-stream" not in accept:
@@ -303,7 +332,8 @@ class MCPEndpoint:
             status, extra = 200, []
         except CallError as exc:
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
-            status, extra = 200, []
+            # 2026-07-28 maps some error codes onto HTTP statuses; the handshake era answers 200.
+            status, extra = (ERROR_CODE_HTTP_STATUS.get(exc.code, 200) if modern else 200), []
             if exc.code == RATE_LIMITED and exc.retry_after is not None:
                 status = 429
                 extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]

@@ -31,6 +31,8 @@ from mcp.shared.subscriptions import (
 
 from bastion import __version__
 from gateway.calls import CallContext, CallError, Gateway, ProgressFn
+from gateway.catalog import View
+from gateway.policy import Resource
 
 __all__ = ["GatewayMCPServer"]
 
@@ -69,6 +71,7 @@ class GatewayMCPServer:
         self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
         # Resource subscriptions of handshake-era sessions, by URI.
         self._subscribers: dict[str, weakref.WeakSet[ServerSession]] = {}
+        self.view: View | None = None  # set by the runtime on every rebuild
         with warnings.catch_warnings():
             # logging/setLevel is deprecated from 2026-07-28 but clients of 2025-11-25 still send it.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -88,7 +91,14 @@ class GatewayMCPServer:
                 on_completion=self._complete,
                 on_set_logging_level=self._set_level,
                 on_subscriptions_listen=ListenHandler(self.bus),
+                get_tool_input_schema=self._input_schema,
             )
+
+    def _input_schema(self, name: str) -> dict[str, Any] | None:
+        """Lets the SDK check `Mcp-Param-*` headers against the tool's schema (2026-07-28)."""
+        entry = self.view.tools.get(name) if self.view is not None else None
+        schema = entry.definition.get("inputSchema") if entry is not None else None
+        return schema if isinstance(schema, dict) else None
 
     def _track(self, ctx: Any) -> CallContext:
         session = getattr(ctx, "session", None)
@@ -130,15 +140,21 @@ class GatewayMCPServer:
         meta = _wire_meta(ctx)
         token = meta.get("progressToken") if meta else None
         relay: ProgressFn | None = None
-        if token is not None:
-            session = ctx.session
+        session = ctx.session if isinstance(ctx.session, ServerSession) else None
+        if token is not None and session is not None:
+            reporter = session
 
             async def relay_progress(progress: float, total: float | None, message: str | None) -> None:
-                await session.report_progress(progress, total, message)
+                await reporter.report_progress(progress, total, message)
 
             relay = relay_progress
+        entry = call.view.tools.get(params.name)
         try:
-            raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
+            if entry is not None and session is not None:
+                with self.gateway.upstreams.back.open(entry.upstream, session, ctx.request_id):
+                    raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
+            else:
+                raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
         except CallError as exc:
             _raise(exc)
             raise
@@ -157,10 +173,13 @@ class GatewayMCPServer:
         uri = str(params.uri)
         upstream = call.view.resource_upstream(uri)
         if upstream is None:
-            raise MCPError(code=-32602, message=f"unknown resource {uri!r}: call resources/list first")
+            raise MCPError(
+                code=-32002, message=f"unknown resource {uri!r}: call resources/list first", data={"uri": uri}
+            )
         try:
+            resource = Resource(upstream=upstream, uri=uri)
             await self.gateway.forward_raw(
-                call, upstream, "resources/subscribe", {"uri": uri}, "resources/read"
+                call, "resources/subscribe", "resources/read", resource, {"uri": uri}
             )
         except CallError as exc:
             _raise(exc)
@@ -228,19 +247,25 @@ class GatewayMCPServer:
     async def _complete(self, ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
         call = self._track(ctx)
         ref = params.ref
-        upstream: str | None
         body = params.model_dump(by_alias=True, exclude_none=True, mode="json")
+        body.pop("_meta", None)
+        # Completing an argument is reading what the prompt or resource offers: decided as such.
+        resource: Resource | None = None
+        action = "prompts/get"
         if isinstance(ref, types.PromptReference):
             entry = call.view.prompts.get(ref.name)
-            upstream = entry.upstream if entry else None
             if entry is not None:
                 body["ref"] = {**body["ref"], "name": entry.name}
+                resource = self.gateway.prompt_resource(entry)
         else:
-            upstream = call.view.resource_upstream(str(ref.uri))
-        if upstream is None:
+            uri = str(ref.uri)
+            upstream = call.view.resource_upstream(uri)
+            if upstream is not None:
+                resource, action = Resource(upstream=upstream, uri=uri), "resources/read"
+        if resource is None:
             return types.CompleteResult(completion=types.Completion(values=[]))
         try:
-            raw = await self.gateway.forward_raw(call, upstream, "completion/complete", body)
+            raw = await self.gateway.forward_raw(call, "completion/complete", action, resource, body)
         except CallError as exc:
             _raise(exc)
             raise

@@ -29,6 +29,7 @@ from gateway.auth import ApiKeyAuthenticator, ApiKeyStore
 from gateway.calls import Gateway
 from gateway.catalog import ViewConfig, build_view
 from gateway.endpoint import MCPEndpoint, ViewRuntime
+from gateway.event_store import MemoryEventStore
 from gateway.mcp_server import GatewayMCPServer
 from gateway.naming import NameTable
 from gateway.policy import PolicyEngine, create_policy_engine
@@ -129,7 +130,9 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         for name, config in configs.items():
             view = build_view(config, {}, tables[name])
             server = GatewayMCPServer(gateway, name, lambda v=view: v.instructions)
-            manager = StreamableHTTPSessionManager(app=server.server, json_response=False)
+            manager = StreamableHTTPSessionManager(
+                app=server.server, json_response=False, event_store=MemoryEventStore(), retry_interval=1000
+            )
             await stack.enter_async_context(manager.run())
             views[name] = ViewRuntime(view, server, manager)
 
@@ -141,6 +144,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             catalogs = upstreams.catalogs()
             for name, runtime in views.items():
                 runtime.view = build_view(runtime.view.config, catalogs, tables[name])
+                runtime.server.view = runtime.view
                 runtime.server.server.instructions = runtime.view.instructions
                 if upstream in runtime.view.upstream_names or what == "catalog":
                     await runtime.server.notify_changed(what)

@@ -31,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
 
+from gateway.back_channel import BackChannels
 from gateway.upstreams.direct import DirectHTTPClient, supports_modern
 
 __all__ = ["Catalog", "UpstreamConnection", "UpstreamSpec"]
@@ -79,8 +80,11 @@ class Catalog:
 class UpstreamConnection:
     """Connect, list, forward requests; `run()` returns when the upstream goes away."""
 
-    def __init__(self, spec: UpstreamSpec, *, on_notification: NotifyFn | None = None) -> None:
+    def __init__(
+        self, spec: UpstreamSpec, *, on_notification: NotifyFn | None = None, back: BackChannels | None = None
+    ) -> None:
         self.spec = spec
+        self.back = back
         self.catalog = Catalog()
         self.closed = anyio.Event()
         self.protocol_version: str | None = None
@@ -105,6 +109,7 @@ class UpstreamConnection:
                 dispatcher=dispatcher,
                 client_info=CLIENT_INFO,
                 message_handler=self._handle_message,
+                **self._callbacks(),
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, read, relay_send)
@@ -149,6 +154,33 @@ class UpstreamConnection:
                 for t in self.catalog.tools
                 if self.direct.eligible("tools/call", t.get("inputSchema"))
             )
+
+    def _callbacks(self) -> dict[str, Any]:
+        """Relay the upstream's requests to the calling client (see gateway.back_channel)."""
+        back, name = self.back, self.spec.name
+        if back is None:
+            return {}
+
+        async def elicit(context: Any, params: types.ElicitRequestParams) -> Any:
+            return await back.relay(name, types.ElicitRequest(params=params), types.ElicitResult)
+
+        async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
+            return await back.relay(
+                name, types.CreateMessageRequest(params=params), types.CreateMessageResult
+            )
+
+        async def roots(context: Any) -> Any:
+            return await back.relay(name, types.ListRootsRequest(), types.ListRootsResult)
+
+        async def log(params: types.LoggingMessageNotificationParams) -> None:
+            await back.log(name, params)
+
+        return {
+            "elicitation_callback": elicit,
+            "sampling_callback": sample,
+            "list_roots_callback": roots,
+            "logging_callback": log,
+        }
 
     async def _open_transport(self, stack: AsyncExitStack) -> tuple[Any, Any]:
         spec = self.spec

@@ -22,6 +22,7 @@ from mcp import types
 from prometheus_client import Counter, Gauge
 
 from bastion.metrics import REGISTRY
+from gateway.back_channel import BackChannels
 from gateway.upstreams.connection import Catalog, UpstreamConnection, UpstreamSpec
 
 __all__ = ["RESOURCE_UPDATED", "UpstreamManager", "UpstreamState"]
@@ -73,6 +74,7 @@ class UpstreamManager:
 
     def __init__(self, specs: Mapping[str, UpstreamSpec], *, backoff_max: float = 30.0) -> None:
         self.states = {name: UpstreamState(spec) for name, spec in specs.items()}
+        self.back = BackChannels()
         self.backoff_max = backoff_max
         self.generation = 0
         self._listeners: list[Listener] = []
@@ -138,7 +140,7 @@ class UpstreamManager:
         state = self.states[name]
         backoff = 0.5
         while True:
-            connection = UpstreamConnection(state.spec, on_notification=self._on_notification)
+            connection = UpstreamConnection(state.spec, on_notification=self._on_notification, back=self.back)
             started = time.monotonic()
             try:
                 async with anyio.create_task_group() as tg:
