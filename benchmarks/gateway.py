@@ -97,26 +97,68 @@ class Gateway:
             f'audit_durability = "{durability}"\n'
             f'[upstreams.echo]\ntransport = "http"\nurl = "{echo_url}"\n'
         )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
-        self.env.update({"BASTION_HOME": str(work / "home"), "BASTION_CONFIG": str(config),
-                         "BASTION_LOG_LEVEL": "WARNING", "BASTION_LOG_FORMAT": "json"})  # fmt: skip
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))
+        }
+        self.env.update(
+            {
+                "BASTION_HOME": str(work / "home"),
+                "BASTION_CONFIG": str(config),
+                "BASTION_LOG_LEVEL": "WARNING",
+                "BASTION_LOG_FORMAT": "json",
+            }
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bastion.cli", "gateway", "--port", str(self.port)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=(work / f"gateway-{durability}.log").open("wb"),
-        )  # fmt: skip
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / f"gateway-{durability}.log").open("wb"),
+        )
         _wait(self.url + "/readyz", ready=True)
 
     def key(self) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", "bench", "--role", "admin", "--json"],
-            env=self.env, capture_output=True, text=True, check=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "bastion.cli",
+                "keys",
+                "create",
+                "--name",
+                "bench",
+                "--role",
+                "admin",
+                "--json",
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         return str(json.loads(done.stdout)["key"])
 
 
-def _load(url: str, protocol: str, workers: int, duration: float, key: str | None, pid: int) -> dict[str, Any]:
-    argv = [sys.executable, str(LOAD), url, "--protocol", protocol, "--workers", str(workers),
-            "--duration", str(duration), "--warmup", "2", "--tool-regex", "echo$", "--pid", f"server={pid}"]  # fmt: skip
+def _load(
+    url: str, protocol: str, workers: int, duration: float, key: str | None, pid: int
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        str(LOAD),
+        url,
+        "--protocol",
+        protocol,
+        "--workers",
+        str(workers),
+        "--duration",
+        str(duration),
+        "--warmup",
+        "2",
+        "--tool-regex",
+        "echo$",
+        "--pid",
+        f"server={pid}",
+    ]
     if key:
         argv += ["--token", key]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
@@ -132,11 +174,14 @@ def _cpu_ms(result: dict[str, Any]) -> float | None:
 
 
 def measure(duration: float, rounds: int, durabilities: list[str]) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))  # noqa: S108 - outside /root, short socket path
+    work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = _free_port()
     echo_url = f"http://127.0.0.1:{echo_port}/mcp"
-    echo = subprocess.Popen([sys.executable, str(ECHO), "--port", str(echo_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    echo = subprocess.Popen(
+        [sys.executable, str(ECHO), "--port", str(echo_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results: dict[str, Any] = {}
     try:
         for _ in range(100):
@@ -156,9 +201,19 @@ def measure(duration: float, rounds: int, durabilities: list[str]) -> dict[str, 
                         label = f"{durability}/{protocol}/{workers}"
                         runs: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
                         for _ in range(rounds):
-                            runs["direct"].append(_load(echo_url, protocol, workers, duration, None, echo.pid))
-                            runs["gateway"].append(_load(gateway.url + "/mcp", protocol, workers, duration, key,
-                                                         gateway.process.pid))  # fmt: skip
+                            runs["direct"].append(
+                                _load(echo_url, protocol, workers, duration, None, echo.pid)
+                            )
+                            runs["gateway"].append(
+                                _load(
+                                    gateway.url + "/mcp",
+                                    protocol,
+                                    workers,
+                                    duration,
+                                    key,
+                                    gateway.process.pid,
+                                )
+                            )
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
@@ -173,43 +228,63 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in runs)
 
 
-def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
+def _row(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Medians of one configuration: throughput, latency, added latency, gateway CPU per call."""
     d, g = runs["direct"], runs["gateway"]
     gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
+    row = {
+        "direct_rps": _median(d, "rps"),
+        "gateway_rps": _median(g, "rps"),
+        "direct_p50": _median(d, "p50_ms"),
+        "direct_p99": _median(d, "p99_ms"),
+        "gateway_p50": _median(g, "p50_ms"),
+        "gateway_p99": _median(g, "p99_ms"),
+        "cpu": statistics.median(gw_cpu) if gw_cpu else float("nan"),
+    }
+    row["ratio"] = row["gateway_rps"] / row["direct_rps"]
+    row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
+    row["added_p99"] = row["gateway_p99"] - row["direct_p99"]
+    return row
+
+
+def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
+    r = _row(runs)
     return (
-        f"{label}: direct {_median(d, 'rps'):.0f} rps p50 {_median(d, 'p50_ms'):.2f} ms p99 {_median(d, 'p99_ms'):.2f}"
-        f" | gateway {_median(g, 'rps'):.0f} rps p50 {_median(g, 'p50_ms'):.2f} ms p99 {_median(g, 'p99_ms'):.2f}"
-        f" | ratio {_median(g, 'rps') / _median(d, 'rps'):.2f}"
-        f" | added p50 {_median(g, 'p50_ms') - _median(d, 'p50_ms'):.2f} ms"
-        f" | gateway CPU/call {statistics.median(gw_cpu) if gw_cpu else float('nan'):.3f} ms"
+        f"{label}: direct {r['direct_rps']:.0f} rps, p50 {r['direct_p50']:.2f} ms | "
+        f"gateway {r['gateway_rps']:.0f} rps, p50 {r['gateway_p50']:.2f} ms | ratio {r['ratio']:.2f} | "
+        f"added p50 {r['added_p50']:.2f} ms | gateway CPU/call {r['cpu']:.3f} ms"
     )
 
 
 def report(results: dict[str, Any]) -> str:
     lines = [
-        "| durability / era / clients | direct rps | gateway rps | ratio | direct p50 / p99 ms | gateway p50 / p99 ms"
-        " | added p50 / p99 ms | gateway CPU ms/call |",
+        "| durability / era / clients | direct rps | gateway rps | ratio | direct p50 / p99 ms "
+        "| gateway p50 / p99 ms | added p50 / p99 ms | gateway CPU ms/call |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, runs in results.items():
-        d, g = runs["direct"], runs["gateway"]
-        gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
+        r = _row(runs)
         lines.append(
-            f"| {label} | {_median(d, 'rps'):.0f} | {_median(g, 'rps'):.0f} | {_median(g, 'rps') / _median(d, 'rps'):.2f}"
-            f" | {_median(d, 'p50_ms'):.2f} / {_median(d, 'p99_ms'):.2f}"
-            f" | {_median(g, 'p50_ms'):.2f} / {_median(g, 'p99_ms'):.2f}"
-            f" | {_median(g, 'p50_ms') - _median(d, 'p50_ms'):.2f} / {_median(g, 'p99_ms') - _median(d, 'p99_ms'):.2f}"
-            f" | {statistics.median(gw_cpu) if gw_cpu else float('nan'):.3f} |"
+            f"| {label} | {r['direct_rps']:.0f} | {r['gateway_rps']:.0f} | {r['ratio']:.2f} "
+            f"| {r['direct_p50']:.2f} / {r['direct_p99']:.2f} "
+            f"| {r['gateway_p50']:.2f} / {r['gateway_p99']:.2f} "
+            f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run (default 8)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/gateway rounds (default 2)")
-    parser.add_argument("--durability", action="append", choices=["flush", "commit"],
-                        help="audit durability modes to measure (default both)")  # fmt: skip
+    parser.add_argument(
+        "--durability",
+        action="append",
+        choices=["flush", "commit"],
+        help="audit durability modes to measure (default both)",
+    )
     parser.add_argument("--json", type=Path, help="also write every load.py result here")
     args = parser.parse_args()
     results = measure(args.duration, args.rounds, args.durability or ["flush", "commit"])

@@ -174,7 +174,7 @@ class GatewayMCPServer:
         upstream = call.view.resource_upstream(uri)
         if upstream is None:
             raise MCPError(
-                code=-32002, message=f"unknown resource {uri!r}: call resources/list first", data={"uri": uri}
+                code=-32602, message=f"unknown resource {uri!r}: call resources/list first", data={"uri": uri}
             )
         try:
             resource = Resource(upstream=upstream, uri=uri)

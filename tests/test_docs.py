@@ -14,7 +14,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 @pytest.mark.parametrize("field", sorted(Settings.model_fields))
 def test_every_setting_is_documented(field: str) -> None:
-    assert f"| `{field}` |" in (DOCS / "configuration.md").read_text(), f"document `{field}` in configuration.md"
+    assert f"| `{field}` |" in (DOCS / "configuration.md").read_text(), (
+        f"document `{field}` in configuration.md"
+    )
 
 
 def _commands() -> list[str]:

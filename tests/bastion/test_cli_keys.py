@@ -60,7 +60,7 @@ async def test_create_list_and_revoke_reach_a_running_gateway(shared_home: Path,
             assert f"Revoked API key {shown['id']}" in revoked.stdout
             # The CLI announced it through the store: the cached key goes within a second.
             with anyio.fail_after(1.0):
-                while isinstance(await auth.verify(header, "127.0.0.1"), Principal):  # noqa: ASYNC110
+                while isinstance(await auth.verify(header, "127.0.0.1"), Principal):
                     await asyncio.sleep(0.01)
             result = await auth.verify(header, "127.0.0.1")
             assert isinstance(result, AuthFailure) and result.reason == "revoked"

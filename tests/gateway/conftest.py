@@ -41,18 +41,36 @@ class GatewayProcess:
     def key(self, role: str) -> str:
         if role not in self.keys:
             done = subprocess.run(
-                [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", f"test-{role}-{len(self.keys)}",
-                 "--role", role, "--json"],
-                env=self.env, capture_output=True, text=True, timeout=60, check=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "bastion.cli",
+                    "keys",
+                    "create",
+                    "--name",
+                    f"test-{role}-{len(self.keys)}",
+                    "--role",
+                    role,
+                    "--json",
+                ],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
             self.keys[role] = json.loads(done.stdout)["key"]
         return self.keys[role]
 
     def new_key(self, role: str, name: str) -> str:
         done = subprocess.run(
             [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", name, "--role", role, "--json"],
-            env=self.env, capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return str(json.loads(done.stdout)["key"])
 
 
@@ -100,8 +118,11 @@ allow_loopback_test_principal = true
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bastion.cli", "gateway", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT

@@ -91,17 +91,32 @@ def test_both_eras_without_a_key_get_401_with_a_challenge(gateway: GatewayProces
     handshake = httpx.post(
         gateway.url + "/mcp",
         headers={"content-type": "application/json", "accept": "application/json, text/event-stream"},
-        content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
-    )  # fmt: skip
+        content=json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": HANDSHAKE,
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+        ),
+    )
     assert handshake.status_code == 401
     bad = _modern(gateway.url + "/mcp", "tools/list", {}, "bst_nope_nope")
     assert bad.status_code == 401 and 'error="invalid_token"' in bad.headers["www-authenticate"]
 
 
 def test_a_modern_client_calls_a_tool_statelessly(gateway: GatewayProcess) -> None:
-    response = _modern(gateway.url + "/mcp", "tools/call", {"name": "counter_echo", "arguments": {"text": "hi"}},
-                       gateway.key("admin"), name="counter_echo")  # fmt: skip
+    response = _modern(
+        gateway.url + "/mcp",
+        "tools/call",
+        {"name": "counter_echo", "arguments": {"text": "hi"}},
+        gateway.key("admin"),
+        name="counter_echo",
+    )
     assert response.status_code == 200
     result = _result(response)["result"]
     assert result["content"][0]["text"] == "hi" and result["resultType"] == "complete"
@@ -110,23 +125,61 @@ def test_a_modern_client_calls_a_tool_statelessly(gateway: GatewayProcess) -> No
 
 def test_a_handshake_client_calls_a_tool_in_its_session(gateway: GatewayProcess) -> None:
     key = gateway.key("admin")
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
-               "authorization": f"Bearer {key}"}  # fmt: skip
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "authorization": f"Bearer {key}",
+    }
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
-        init = http.post("/mcp", content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))  # fmt: skip
+        init = http.post(
+            "/mcp",
+            content=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": HANDSHAKE,
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"},
+                    },
+                }
+            ),
+        )
         assert init.status_code == 200
         session = init.headers["mcp-session-id"]
         assert _result(init)["result"]["protocolVersion"] == HANDSHAKE
         session_headers = {"mcp-session-id": session, "mcp-protocol-version": HANDSHAKE}
-        http.post("/mcp", headers=session_headers,
-                  content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))  # fmt: skip
-        call = http.post("/mcp", headers=session_headers, content=json.dumps({"jsonrpc": "2.0", "id": 2,
-                         "method": "tools/call", "params": {"name": "counter_echo", "arguments": {"text": "yo"}}}))  # fmt: skip
+        http.post(
+            "/mcp",
+            headers=session_headers,
+            content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        call = http.post(
+            "/mcp",
+            headers=session_headers,
+            content=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "counter_echo", "arguments": {"text": "yo"}},
+                }
+            ),
+        )
         assert _result(call)["result"]["content"][0]["text"] == "yo"
-        unknown = http.post("/mcp", headers={**session_headers, "mcp-session-id": "not-a-session"},
-                            content=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                                                "params": {"name": "counter_echo", "arguments": {"text": "x"}}}))  # fmt: skip
+        unknown = http.post(
+            "/mcp",
+            headers={**session_headers, "mcp-session-id": "not-a-session"},
+            content=json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "tools/call",
+                    "params": {"name": "counter_echo", "arguments": {"text": "x"}},
+                }
+            ),
+        )
         assert unknown.status_code in (400, 404)
         assert http.delete("/mcp", headers=session_headers).status_code in (200, 204)
 
@@ -152,26 +205,31 @@ async def test_a_cancelled_call_is_cancelled_upstream(gateway: GatewayProcess) -
     async def progress(value: float, total: float | None, message: str | None) -> None:
         started.set()
 
-    async with _client(gateway.url + "/mcp", gateway.key("admin"), "legacy") as client:
-        async with anyio.create_task_group() as tg:
+    async with (
+        _client(gateway.url + "/mcp", gateway.key("admin"), "legacy") as client,
+        anyio.create_task_group() as tg,
+    ):
 
-            async def call() -> None:
-                await client.call_tool(
-                    "counter_slow", {"steps": 1000, "delay": 0.05}, progress_callback=progress
-                )
+        async def call() -> None:
+            await client.call_tool("counter_slow", {"steps": 1000, "delay": 0.05}, progress_callback=progress)
 
-            tg.start_soon(call)
-            with anyio.fail_after(30):
-                await started.wait()
-            tg.cancel_scope.cancel()
+        tg.start_soon(call)
+        with anyio.fail_after(30):
+            await started.wait()
+        tg.cancel_scope.cancel()
     with anyio.fail_after(30):
         while "slow-cancelled" not in gateway.counted():
             await anyio.sleep(0.05)
 
 
 def test_builtin_servers_receive_the_callers_signed_context(gateway: GatewayProcess) -> None:
-    response = _modern(gateway.url + "/mcp", "tools/call", {"name": "system_health", "arguments": {}},
-                       gateway.key("analyst"), name="system_health")  # fmt: skip
+    response = _modern(
+        gateway.url + "/mcp",
+        "tools/call",
+        {"name": "system_health", "arguments": {}},
+        gateway.key("analyst"),
+        name="system_health",
+    )
     result = _result(response)["result"]
     assert not result.get("isError"), result
     assert result["structuredContent"]["caller"]["subject"].startswith("test-analyst")
@@ -181,17 +239,30 @@ def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> Non
     key = gateway.key("admin")
     response = httpx.post(
         gateway.url + "/mcp",
-        headers={"content-type": "application/json", "accept": "application/json", "mcp-protocol-version": MODERN,
-                 "mcp-method": "tools/call", "mcp-name": "counter_echo", "authorization": f"Bearer {key}",
-                 "x-request-id": "audit-check-1"},
-        content=json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
-            "name": "counter_echo", "arguments": {"text": "audited"}, "_meta": ENVELOPE}}),
-    )  # fmt: skip
+        headers={
+            "content-type": "application/json",
+            "accept": "application/json",
+            "mcp-protocol-version": MODERN,
+            "mcp-method": "tools/call",
+            "mcp-name": "counter_echo",
+            "authorization": f"Bearer {key}",
+            "x-request-id": "audit-check-1",
+        },
+        content=json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "tools/call",
+                "params": {"name": "counter_echo", "arguments": {"text": "audited"}, "_meta": ENVELOPE},
+            }
+        ),
+    )
     assert response.status_code == 200
     dsn = EmbeddedPostgres(Home(gateway.home)).dsn()
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
-            "SELECT action, upstream, tool, decision, outcome FROM gateway.audit_events WHERE request_id = %s",
+            "SELECT action, upstream, tool, decision, outcome FROM gateway.audit_events "
+            "WHERE request_id = %s",
             ("audit-check-1",),
         ).fetchone()
     assert row == ("tools/call", "counter", "echo", "allow", "ok")
@@ -214,11 +285,21 @@ def test_the_loopback_test_principal_is_admitted_only_where_configured(gateway: 
 
 def test_foreign_origins_and_oversized_bodies_are_refused(gateway: GatewayProcess) -> None:
     key = gateway.key("admin")
-    evil = httpx.post(gateway.url + "/mcp", headers={"origin": "http://evil.example", "authorization": f"Bearer {key}",
-                      "content-type": "application/json"}, content=b"{}")  # fmt: skip
+    evil = httpx.post(
+        gateway.url + "/mcp",
+        headers={
+            "origin": "http://evil.example",
+            "authorization": f"Bearer {key}",
+            "content-type": "application/json",
+        },
+        content=b"{}",
+    )
     assert evil.status_code == 403 and "Origin" in evil.text
-    huge = httpx.post(gateway.url + "/mcp", headers={"authorization": f"Bearer {key}",
-                      "content-type": "application/json"}, content=b" " * (4 * 1024 * 1024 + 1))  # fmt: skip
+    huge = httpx.post(
+        gateway.url + "/mcp",
+        headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+        content=b" " * (4 * 1024 * 1024 + 1),
+    )
     assert huge.status_code == 413
 
 
@@ -228,11 +309,26 @@ def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayPro
     statuses: list[httpx.Response] = []
     with httpx.Client(timeout=30) as http:
         for i in range(90):
-            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                    "params": {"name": "system_version", "arguments": {}, "_meta": ENVELOPE}}  # fmt: skip
-            statuses.append(http.post(gateway.url + "/mcp", content=json.dumps(body), headers={
-                "content-type": "application/json", "accept": "application/json", "mcp-protocol-version": MODERN,
-                "mcp-method": "tools/call", "mcp-name": "system_version", "authorization": f"Bearer {key}"}))  # fmt: skip
+            body = {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "tools/call",
+                "params": {"name": "system_version", "arguments": {}, "_meta": ENVELOPE},
+            }
+            statuses.append(
+                http.post(
+                    gateway.url + "/mcp",
+                    content=json.dumps(body),
+                    headers={
+                        "content-type": "application/json",
+                        "accept": "application/json",
+                        "mcp-protocol-version": MODERN,
+                        "mcp-method": "tools/call",
+                        "mcp-name": "system_version",
+                        "authorization": f"Bearer {key}",
+                    },
+                )
+            )
     limited = [r for r in statuses if r.status_code == 429]
     assert limited, "90 calls at once never hit the burst of 60"
     assert int(limited[0].headers["retry-after"]) >= 1

@@ -19,13 +19,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) 
     Expiry happens on the server's clock with no event to wait on, so this polls.
     """
     with anyio.fail_after(within):
-        while not await check():  # noqa: ASYNC110
+        while not await check():
             await anyio.sleep(POLL)
 
 
 async def wait_for_job(store: Store, queue: str, within: float = 5.0) -> Job:
     with anyio.fail_after(within):
-        while (job := await store.dequeue(queue, lease=30)) is None:  # noqa: ASYNC110
+        while (job := await store.dequeue(queue, lease=30)) is None:
             await anyio.sleep(POLL)
     return job
 

@@ -89,7 +89,7 @@ async def test_a_job_leased_by_a_killed_worker_is_redelivered_after_its_lease(
             assert await process.wait() == -signal.SIGKILL
     assert await store.dequeue(ns + "q", lease=30) is None  # still leased to the dead worker
     with anyio.fail_after(10):
-        while (job := await store.dequeue(ns + "q", lease=30)) is None:  # noqa: ASYNC110
+        while (job := await store.dequeue(ns + "q", lease=30)) is None:
             await anyio.sleep(0.05)
     assert (job.id, job.payload, job.attempts) == (job_id, b"precious", 2)
     await store.ack(job)

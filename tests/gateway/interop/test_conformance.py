@@ -72,7 +72,9 @@ def test_every_scenario_the_revision_scores_passes_directly(
 def _known_losses(revision: str) -> set[tuple[str, str]]:
     """The documented gaps through the gateway (docs/conformance.md), as (scenario, check)."""
     path = Path(__file__).with_name(f"gateway-losses-{revision}.yml")
-    entries = [line.strip()[2:].strip() for line in path.read_text().splitlines() if line.strip().startswith("- ")]
+    entries = [
+        line.strip()[2:].strip() for line in path.read_text().splitlines() if line.strip().startswith("- ")
+    ]
     return {(entry.split(":", 1)[0], entry.split(":", 1)[1]) for entry in entries}
 
 
@@ -86,7 +88,8 @@ def test_every_check_that_passes_directly_passes_through_the_gateway(
     known = _known_losses(revision)
     unexplained = lost - known
     assert not unexplained, (
-        f"{len(unexplained)} check(s) pass directly but not through the gateway:\n{through.describe(unexplained)}"
+        f"{len(unexplained)} check(s) pass directly but not through the gateway:\n"
+        f"{through.describe(unexplained)}"
     )
     stale = {entry for entry in known if entry in through.passed}
     assert not stale, f"documented gateway gaps that now pass (remove them): {sorted(stale)}"

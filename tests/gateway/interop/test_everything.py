@@ -175,7 +175,7 @@ async def _probe_cancellation(client: Client, tool: str) -> None:
         await _cancel_after_first_progress(client, tool, {"marker": str(marker)})
         with anyio.fail_after(15):
             # Another process writes the marker when notifications/cancelled arrives: no event to await.
-            while not marker.exists():  # noqa: ASYNC110
+            while not marker.exists():
                 await anyio.sleep(0.05)
     finally:
         marker.unlink(missing_ok=True)
