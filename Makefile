@@ -23,7 +23,7 @@ STAMP := $(VENV)/.bastion-installed
 DEV_STAMP := $(VENV)/.bastion-installed-dev
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 
-.PHONY: help up test lint format typecheck bench clean distclean
+.PHONY: help up test lint format typecheck bench clean distclean constraints
 
 help: ## Show this help (the default target)
 	@echo "Usage: make <target> [VAR=value]   venv: $(VENV)"
@@ -44,13 +44,14 @@ $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install -q --upgrade pip
 
-# Stamps: reinstall only when pyproject.toml is newer than the last install.
-$(STAMP): pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install -q -e .
+# Stamps: reinstall only when pyproject.toml or the constraints are newer than the last
+# install. constraints.txt pins every dependency so a fresh install is repeatable.
+$(STAMP): pyproject.toml constraints.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install -q -c constraints.txt -e '.[all]'
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install -q -e '.[dev]'
+$(DEV_STAMP): pyproject.toml constraints.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@ $(STAMP)
 
 up: $(STAMP) ## Install into the venv if needed and start everything (args: BASTION_ARGS=...)
@@ -78,6 +79,9 @@ bench: $(STAMP) ## Run every benchmarks/*.py; each writes its own results
 		echo "== $$script"; \
 		$(VENV_PY) "$$script"; \
 	done
+
+constraints: $(DEV_STAMP) ## Re-pin constraints.txt from the dev environment (after changing dependencies)
+	$(VENV_PY) -m pip freeze --exclude-editable --exclude bastion | grep -v '^-e ' > constraints.txt
 
 clean: ## Remove build artifacts and caches (keeps the venv)
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.*
