@@ -81,7 +81,8 @@ bench: $(STAMP) ## Run every benchmarks/*.py; each writes its own results
 	done
 
 constraints: $(DEV_STAMP) ## Re-pin constraints.txt from the dev environment (after changing dependencies)
-	$(VENV_PY) -m pip freeze --exclude-editable --exclude bastion | grep -v '^-e ' > constraints.txt
+	$(VENV_PY) -m pip freeze --exclude-editable --exclude bastion \
+		| grep -v -E '^(-e |torch|nvidia|triton|py-spy|regopy)' > constraints.txt
 
 clean: ## Remove build artifacts and caches (keeps the venv)
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.*
