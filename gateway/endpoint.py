@@ -33,9 +33,11 @@ from mcp.shared.inbound import (
     classify_inbound_request,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from prometheus_client import Gauge
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.logs import request_id
+from bastion.metrics import REGISTRY
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
 from gateway.calls import RATE_LIMITED, CallContext, CallError, Gateway
 from gateway.catalog import View
@@ -46,6 +48,11 @@ __all__ = ["MCPEndpoint", "ViewRuntime"]
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
+SESSIONS_OPEN = Gauge(
+    "bastion_gateway_sessions_open",
+    "Handshake-era MCP sessions seen within the idle timeout",
+    registry=REGISTRY,
+)
 SESSION_IDLE = 1800.0
 TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
@@ -121,6 +128,8 @@ class MCPEndpoint:
         # sampling, elicitation or roots (or asked for log lines) stays on the SDK path, where
         # the gateway can relay an upstream's requests back to it.
         self._sessions: dict[str, float] = {}
+        self._open_sessions: dict[str, float] = {}  # every handshake session: id -> last seen
+        self._last_prune = time.monotonic()
 
     # -- the gate ---------------------------------------------------------------
 
@@ -260,25 +269,38 @@ class MCPEndpoint:
         method = scope["method"]
         headers = dict(scope["headers"])
 
+        is_initialize = body is not None and b'"initialize"' in body
         fast_ok = body is not None and _plain_client(body)
 
         async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and method == "POST" and fast_ok:
+            if message["type"] == "http.response.start" and method == "POST" and is_initialize:
                 for key, value in message.get("headers", []):
                     if key.lower() == b"mcp-session-id":
-                        self._sessions[value.decode("latin-1")] = time.monotonic()
+                        self._open_sessions[value.decode("latin-1")] = time.monotonic()
+                        if fast_ok:
+                            self._sessions[value.decode("latin-1")] = time.monotonic()
             await send(message)
 
-        if body is not None and b'"logging/setLevel"' in body:
-            sid = headers.get(b"mcp-session-id")
-            if sid:
-                self._sessions.pop(sid.decode("latin-1"), None)
-
-        if method == "DELETE":
-            sid = headers.get(b"mcp-session-id")
-            if sid:
-                self._sessions.pop(sid.decode("latin-1"), None)
+        sid = headers.get(b"mcp-session-id")
+        if sid:
+            self._open_sessions[sid.decode("latin-1")] = time.monotonic()
+            if body is not None and b'"logging/setLevel"' in body:
+                self._sessions.pop(sid.decode("latin-1"), None)  # it wants log lines: SDK path
+        if method == "DELETE" and sid:
+            self._sessions.pop(sid.decode("latin-1"), None)
+            self._open_sessions.pop(sid.decode("latin-1"), None)
+        self._count_sessions()
         await runtime.manager.handle_request(scope, receive, watch)
+
+    def _count_sessions(self) -> None:
+        """Drop sessions idle past the SDK's own timeout, then publish the count."""
+        now = time.monotonic()
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            for table in (self._sessions, self._open_sessions):
+                for sid in [s for s, seen in table.items() if now - seen > SESSION_IDLE]:
+                    del table[sid]
+        SESSIONS_OPEN.set(len(self._open_sessions))
 
     # -- the fast path ----------------------------------------------------------
 
