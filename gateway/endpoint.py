@@ -58,6 +58,7 @@ TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
 _JSON = [(b"content-type", b"application/json")]
+_OWS = (b" ", b"\t")
 
 
 @dataclass
@@ -164,7 +165,13 @@ class MCPEndpoint:
                 send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
             )
             return
-        headers = dict(scope["headers"])
+        # Optional whitespace around a field value is not part of it (RFC 9110 5.5);
+        # httptools keeps it, so it is dropped here for every layer after this one.
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if any(v[:1] in _OWS or v[-1:] in _OWS for _, v in raw_headers):
+            raw_headers = [(k, v.strip(b" \t")) for k, v in raw_headers]
+            scope["headers"] = raw_headers
+        headers = dict(raw_headers)
         if not self._host_ok(headers):
             await _reply(
                 send,

@@ -17,6 +17,7 @@ import anyio
 import typer
 
 from bastion.cli.dataset import dataset_app
+from bastion.cli.ingest import ingest_command
 from bastion.cli.keys import keys_app
 from bastion.cli.mcp import mcp_app, mcp_config_command
 from bastion.cli.policy import policy_app
@@ -37,8 +38,6 @@ db_app = typer.Typer(help="Database: migrations, backup and restore.", no_args_i
 config_app = typer.Typer(help="Inspect the effective settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
-
-from bastion.cli.ingest import ingest_command  # noqa: E402 - registered beside the other commands
 
 app.command("ingest")(ingest_command)
 app.add_typer(policy_app, name="policy")

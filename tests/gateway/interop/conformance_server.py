@@ -374,13 +374,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        server.run(
-            "streamable-http",
-            host=args.host,
-            port=args.port,
-            event_store=MemoryEventStore(),
-            retry_interval=100,
-        )
+        import uvicorn
+
+        app = server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=100, host=args.host)
+        # h11 drops the optional whitespace around header values, as RFC 9110 requires;
+        # httptools (uvicorn's choice when installed) keeps it, and the SDK then sees
+        # " name " in Mcp-Name (conformance check sep-2243 whitespace).
+        uvicorn.run(app, host=args.host, port=args.port, http="h11", log_level="warning")
 
 
 if __name__ == "__main__":

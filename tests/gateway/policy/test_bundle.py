@@ -14,7 +14,8 @@ def test_the_shipped_folder_holds_the_policy_its_tests_and_data() -> None:
     bundle = PolicyBundle.load(default_policy_dir(), include_tests=True)
     names = [name for name, _ in bundle.modules]
     assert {"authz.rego", "rules.rego", "obligations.rego", "authz_test.rego"} <= set(names)
-    assert set(bundle.data["bastion"]["grants"]["roles"]) == {"admin", "analyst", "viewer", "service"}
+    roles = set(bundle.data["bastion"]["grants"]["roles"])
+    assert roles == {"admin", "analyst", "viewer", "service", "conformance"}
     production = PolicyBundle.load(default_policy_dir())
     assert not any(name.endswith("_test.rego") for name, _ in production.modules)
 
