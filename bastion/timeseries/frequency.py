@@ -1,0 +1,118 @@
+"""Frequency and season length: inferred from timestamps, or taken from the caller.
+
+A frequency is a pandas offset alias ("h", "15min", "D", "W-SUN", "MS", "QS-JAN", "YS").
+Season lengths follow the calendar: sub-daily data repeats daily (and weekly), daily
+data weekly (and yearly), weekly data yearly (52), monthly 12, quarterly 4. The first
+length is the main one; the others feed models that take several (MSTL).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from bastion.timeseries.errors import SeriesInputError
+
+__all__ = ["infer_frequency", "normalize_frequency", "season_lengths_for"]
+
+logger = logging.getLogger(__name__)
+
+_DAY = 86_400.0
+# Calendar offsets by the rule code pandas gives them (prefix before any "-" anchor).
+_CALENDAR_SEASONS: dict[str, list[int]] = {
+    "B": [5],
+    "C": [5],
+    "W": [52],
+    "MS": [12],
+    "ME": [12],
+    "M": [12],
+    "SMS": [24],
+    "SME": [24],
+    "BMS": [12],
+    "BME": [12],
+    "QS": [4],
+    "QE": [4],
+    "Q": [4],
+    "BQS": [4],
+    "BQE": [4],
+    "YS": [1],
+    "YE": [1],
+    "Y": [1],
+    "BYS": [1],
+    "BYE": [1],
+}
+# Seasons longer than this are not modelled: a daily cycle of 1-minute data (1440)
+# costs more than it helps a statistical model.
+MAX_SEASON = 1_000
+
+
+def normalize_frequency(freq: str) -> str:
+    """The canonical alias of a caller's `freq`, or a clear error."""
+    try:
+        return to_offset(freq).freqstr
+    except (ValueError, TypeError):
+        raise SeriesInputError(
+            f"`freq` {freq!r} is not a pandas frequency alias. Use one such as 'h', '15min', 'D', "
+            "'W-SUN', 'MS' or 'QS', or leave it out to infer it from the timestamps."
+        ) from None
+
+
+def infer_frequency(index: pd.DatetimeIndex) -> str:
+    """The alias of a sorted, de-duplicated index: pandas' own inference, else the typical step."""
+    if len(index) < 2:
+        raise SeriesInputError("at least two distinct timestamps are needed to infer a frequency.")
+    if len(index) >= 3:
+        inferred = pd.infer_freq(index)
+        if inferred is not None:
+            return to_offset(inferred).freqstr
+    # Gaps defeat pandas' inference: use the most common step.
+    steps = np.diff(index.asi8) / 1e9
+    values, counts = np.unique(steps, return_counts=True)
+    step = float(values[int(np.argmax(counts))])
+    return _alias_for_step(step, index)
+
+
+def _alias_for_step(seconds: float, dates: pd.DatetimeIndex) -> str:
+    index: Any = dates  # pandas' stubs miss normalize, day and day_name on DatetimeIndex
+    days = seconds / _DAY
+    anchored_midnight = bool((index == index.normalize()).all())
+    if anchored_midnight and 28 <= days <= 31:
+        return "MS" if bool((index.day == 1).all()) else "ME"
+    if anchored_midnight and 89 <= days <= 92:
+        return "QS" if bool((index.day == 1).all()) else "QE"
+    if anchored_midnight and 365 <= days <= 366:
+        return "YS" if bool((index.day == 1).all()) else "YE"
+    if anchored_midnight and days == 7:
+        return to_offset(f"W-{index[0].day_name()[:3].upper()}").freqstr
+    return to_offset(timedelta(seconds=seconds)).freqstr
+
+
+def season_lengths_for(freq: str) -> list[int]:
+    """Season lengths of `freq`, main one first; [1] when it has no calendar cycle."""
+    offset = to_offset(freq)
+    code = offset.rule_code.split("-")[0]
+    if code in _CALENDAR_SEASONS:
+        return list(_CALENDAR_SEASONS[code])
+    try:
+        seconds = pd.Timedelta(offset).total_seconds()
+    except ValueError:
+        return [1]
+    if seconds <= 0:
+        return [1]
+    if seconds < _DAY:
+        per_day = _DAY / seconds
+        if per_day != int(per_day):
+            return [1]
+        seasons = [int(per_day), int(per_day) * 7]
+    elif seconds == _DAY:
+        seasons = [7, 365]
+    elif seconds == 7 * _DAY:
+        seasons = [52]
+    else:
+        seasons = [1]
+    return [s for s in seasons if s <= MAX_SEASON] or [1]

@@ -1,0 +1,161 @@
+"""Putting a series on a regular grid, reporting every repair.
+
+Models need one value per step. Real series arrive unsorted, with repeated
+timestamps, skipped steps and null values; each of those is repaired here and
+reported as a warning, never silently dropped:
+
+- unsorted timestamps are sorted (values move with them);
+- repeated timestamps (and points snapped onto the same step) are averaged;
+- timestamps off the frequency's grid are snapped to the nearest step;
+- skipped steps and null values are filled by linear interpolation inside the
+  series; missing points before the first or after the last observation are dropped.
+
+More than half the grid missing is refused: interpolation would invent the series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from bastion.timeseries.errors import SeriesInputError
+from bastion.timeseries.validation import SeriesLimits
+
+__all__ = ["RegularSeries", "fill_missing", "merge_duplicates", "regularize", "sort_by_time"]
+
+FloatArray = npt.NDArray[np.float64]
+MAX_MISSING_SHARE = 0.5
+
+
+@dataclass
+class RegularSeries:
+    values: FloatArray
+    index: pd.DatetimeIndex | None
+    warnings: list[str] = field(default_factory=list[str])
+
+
+def regularize(
+    values: FloatArray, index: pd.DatetimeIndex | None, freq: str | None, limits: SeriesLimits
+) -> RegularSeries:
+    """`values` on a regular grid of `freq` (only repaired for missing values when no index)."""
+    warnings: list[str] = []
+    if index is None or freq is None:
+        filled, index_kept = fill_missing(values, None, warnings)
+        return RegularSeries(filled, index_kept, warnings)
+    values, index = sort_by_time(values, index, warnings)
+    grid = pd.date_range(index[0], index[-1], freq=freq)
+    if len(grid) > limits.max_points:
+        raise SeriesInputError(
+            f"the timestamps span {len(grid)} steps of frequency {freq!r}, above the limit of "
+            f"{limits.max_points}. Check for a wrong timestamp, or aggregate to a coarser `freq`."
+        )
+    if len(grid) == 0:
+        raise SeriesInputError(f"the timestamps do not fit frequency {freq!r}; pass the right `freq`.")
+    position = grid.get_indexer(index, method="nearest")
+    off_grid = int(np.sum(grid[position] != index))
+    if off_grid:
+        warnings.append(
+            f"{off_grid} timestamps were off the {freq!r} grid and were moved to the nearest step."
+        )
+    duplicated = int(position.size - np.unique(position).size)
+    if duplicated:
+        first = _iso(index, int(np.argmax(np.r_[False, np.diff(position) == 0])))
+        warnings.append(
+            f"{duplicated} repeated timestamps (first at {first}) were averaged into one value each."
+        )
+    on_grid = _mean_by_position(values, position, len(grid))
+    gaps = len(grid) - int(np.unique(position).size)
+    if gaps:
+        missing_at = _iso(grid, int(np.setdiff1d(np.arange(len(grid)), position)[0]))
+        warnings.append(
+            f"{gaps} steps were missing from the timestamps (first at {missing_at}) "
+            "and were filled by interpolation."
+        )
+    filled, kept = fill_missing(on_grid, grid, warnings, counted=gaps)
+    return RegularSeries(filled, kept, warnings)
+
+
+def sort_by_time(
+    values: FloatArray, index: pd.DatetimeIndex, warnings: list[str]
+) -> tuple[FloatArray, pd.DatetimeIndex]:
+    """Values and index in time order (stable); a warning names the first out-of-order timestamp."""
+    order = np.argsort(index.asi8, kind="stable")
+    if np.all(order == np.arange(order.size)):
+        return values, index
+    first = int(np.argmax(np.diff(index.asi8) < 0)) + 1
+    warnings.append(
+        f"timestamps were not in order (timestamps[{first}] comes before the one above it): "
+        "sorted them, values moved with them."
+    )
+    return values[order], pd.DatetimeIndex(index[order])
+
+
+def merge_duplicates(
+    values: FloatArray, index: pd.DatetimeIndex, warnings: list[str]
+) -> tuple[FloatArray, pd.DatetimeIndex]:
+    """Average the values of repeated timestamps (index sorted); a warning counts them."""
+    unique, position = np.unique(index.asi8, return_inverse=True)
+    if unique.size == index.size:
+        return values, index
+    first = _iso(index, int(np.argmax(np.r_[False, np.diff(position) == 0])))
+    warnings.append(
+        f"{index.size - unique.size} repeated timestamps (first at {first}) were averaged "
+        "into one value each."
+    )
+    merged = _mean_by_position(values, position, unique.size)
+    if index.tz is None:
+        return merged, pd.DatetimeIndex(pd.to_datetime(unique))
+    return merged, pd.DatetimeIndex(pd.to_datetime(unique, utc=True)).tz_convert(index.tz)
+
+
+def _mean_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:
+    ok = ~np.isnan(values)
+    sums = np.bincount(position[ok], weights=values[ok], minlength=size)
+    counts = np.bincount(position[ok], minlength=size)
+    out = np.full(size, np.nan)
+    np.divide(sums, counts, out=out, where=counts > 0)
+    return out
+
+
+def fill_missing(
+    values: FloatArray, index: pd.DatetimeIndex | None, warnings: list[str], counted: int = 0
+) -> tuple[FloatArray, pd.DatetimeIndex | None]:
+    """Interpolate interior NaNs; drop leading and trailing ones. `counted` gaps were already reported."""
+    missing = np.isnan(values)
+    total = int(missing.sum())
+    if total == 0:
+        return values, index
+    if total > MAX_MISSING_SHARE * values.size:
+        raise SeriesInputError(
+            f"{total} of {values.size} points are missing: too few observations to model. "
+            "Send a denser series or aggregate to a coarser frequency."
+        )
+    present = np.flatnonzero(~missing)
+    lo, hi = int(present[0]), int(present[-1]) + 1
+    if lo or hi < values.size:
+        warnings.append(
+            f"{lo} missing points before the first observation and {values.size - hi} after the last "
+            "were dropped."
+        )
+    interior = values[lo:hi].copy()
+    holes = np.isnan(interior)
+    if holes.any():
+        interior[holes] = np.interp(np.flatnonzero(holes), np.flatnonzero(~holes), interior[~holes])
+        nulls = int(holes.sum()) - counted
+        if nulls > 0:
+            first = int(np.flatnonzero(holes)[0]) + lo
+            warnings.append(
+                f"{nulls} values were null or NaN (first at position {first}) and were filled by "
+                "linear interpolation."
+            )
+    kept = pd.DatetimeIndex(index[lo:hi]) if index is not None else None
+    return interior, kept
+
+
+def _iso(index: pd.DatetimeIndex, position: int) -> str:
+    stamp: Any = index[position]  # a Timestamp; pandas' stubs type it as Index
+    return str(stamp.isoformat())

@@ -1,0 +1,1 @@
+"""The `forecast` MCP server: statistical forecasts with model choice by cross-validation."""

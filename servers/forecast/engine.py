@@ -1,0 +1,195 @@
+"""One forecast request, end to end, as plain synchronous code (run off the event loop).
+
+prepare the series -> check the horizon -> candidates -> rolling-origin CV -> choose
+-> fit the chosen model(s) on the whole history with intervals -> labelled result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bastion.timeseries import (
+    PreparedSeries,
+    SeriesInputError,
+    SeriesLimits,
+    check_horizon,
+    prepare_series,
+)
+from bastion.timeseries.validation import is_positive_int
+from servers.forecast.candidates import auto_candidates, is_intermittent
+from servers.forecast.crossval import CrossValidation, cross_validate
+from servers.forecast.fitting import ModelFailure, ModelForecast, fit_forecast
+from servers.forecast.intervals import conformal_bounds, validate_levels, widen_to_conformal
+from servers.forecast.models import parse_model, resolve_model
+from servers.forecast.selection import Choice, choose, combine, cv_report
+
+__all__ = ["DEFAULT_WINDOWS", "MAX_FIT_POINTS", "ForecastRequest", "run_forecast"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+DEFAULT_WINDOWS = 2
+# Models see at most this many recent points: older history adds cost, not accuracy.
+MAX_FIT_POINTS = 5_000
+
+
+@dataclass
+class ForecastRequest:
+    values: Sequence[object]
+    horizon: int
+    timestamps: Sequence[object] | None = None
+    freq: str | None = None
+    season_length: int | None = None
+    model: str = "auto"
+    levels: list[int] | None = None
+    windows: int = DEFAULT_WINDOWS
+    combinations: bool = True
+
+
+@dataclass
+class Outcome:
+    """The forecast with everything needed to report it."""
+
+    series: PreparedSeries
+    model: str
+    forecast: ModelForecast
+    levels: list[int]
+    cv: CrossValidation | None
+    choice: Choice | None
+    skipped: dict[str, str] = field(default_factory=dict[str, str])
+
+
+def prepare(request: ForecastRequest) -> tuple[PreparedSeries, FloatArray, list[int]]:
+    series = prepare_series(request.values, request.timestamps, request.freq, request.season_length)
+    check_horizon(request.horizon, series.values.size, SeriesLimits())
+    levels = validate_levels(request.levels)
+    y = series.values
+    if y.size > MAX_FIT_POINTS:
+        series.warnings.append(f"models were fitted on the last {MAX_FIT_POINTS} of {y.size} points.")
+        y = y[-MAX_FIT_POINTS:]
+    return series, y, levels
+
+
+def min_train(series: PreparedSeries) -> int:
+    return max(8, 2 * series.season_length + 1)
+
+
+def forecast_outcome(request: ForecastRequest) -> Outcome:
+    model = resolve_model(request.model)
+    if not is_positive_int(request.windows):
+        raise SeriesInputError(f"`windows` must be a positive integer, got {request.windows!r}.")
+    series, y, levels = prepare(request)
+    h = request.horizon
+    if series.constant:
+        flat = np.full(h, y[-1])
+        bounds = {lv: flat for lv in levels}
+        return Outcome(series, "Naive", ModelForecast(flat, bounds, dict(bounds)), levels, None, None)
+    if model == "auto":
+        candidates = auto_candidates(y, series.season_length, series.seasons, request.windows)
+        names, skipped = candidates.models, candidates.skipped
+    else:
+        info, explicit = parse_model(model)
+        info.make(explicit or series.season_length, series.seasons)  # fails early on a missing season
+        names, skipped = [model], {}
+    cv = cross_validate(y, h, names, request.windows, series.season_length, series.seasons, min_train(series))
+    if model == "auto":
+        choice = _choose(cv, y, request.combinations, series)
+    else:
+        choice = Choice(model, [model], "single")
+    skipped.update(cv.failures)
+    fitted = _fit_members(choice, y, h, series, levels, cv)
+    return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
+
+
+def _choose(cv: CrossValidation, y: FloatArray, combinations: bool, series: PreparedSeries) -> Choice:
+    if cv.origins and cv.forecasts:
+        return choose(cv, allow_combinations=combinations)
+    # No window, or no candidate survived one: fall back on a robust default, and say so.
+    fallback = "CrostonSBA" if is_intermittent(y) else "AutoTheta"
+    if cv.origins:
+        reason = "every candidate failed in cross-validation (see `skipped`)"
+    else:
+        reason = (
+            "the series is too short for cross-validation with this horizon (it needs "
+            f"{min_train(series) + cv.horizon} points)"
+        )
+    series.warnings.append(f"{reason}; {fallback} was used without comparison.")
+    return Choice(fallback, [fallback], "single")
+
+
+def _fit_members(
+    choice: Choice, y: FloatArray, h: int, series: PreparedSeries, levels: list[int], cv: CrossValidation
+) -> ModelForecast:
+    fits: list[ModelForecast] = []
+    for member in choice.members:
+        try:
+            fit = fit_forecast(member, y, h, series.season_length, series.seasons, levels)
+        except ModelFailure as failure:
+            raise SeriesInputError(
+                f"{member} could not be fitted to this series ({failure.reason}). Choose another "
+                "model, or model='auto' to compare several."
+            ) from None
+        if not parse_model(member)[0].native_intervals:
+            residuals = cv.residuals(cv.forecasts[member]) if member in cv.forecasts and cv.origins else None
+            fit.lower, fit.upper = conformal_bounds(fit.mean, residuals, y, levels)
+        fits.append(fit)
+    if choice.combine == "single":
+        result = fits[0]
+    else:
+        how = choice.combine
+        result = ModelForecast(
+            combine([f.mean for f in fits], how),
+            {lv: combine([f.lower[lv] for f in fits], how) for lv in levels},
+            {lv: combine([f.upper[lv] for f in fits], how) for lv in levels},
+        )
+    if cv.origins and all(m in cv.forecasts for m in choice.members):
+        windows = [
+            combine([cv.forecasts[m][w] for m in choice.members], choice.combine)
+            for w in range(len(cv.origins))
+        ]
+        result.lower, result.upper = widen_to_conformal(
+            result.mean, result.lower, result.upper, cv.residuals(windows)
+        )
+    return _clip(result, y)
+
+
+def _clip(fit: ModelForecast, y: FloatArray) -> ModelForecast:
+    # Demand (non-negative, intermittent) cannot go below zero; other series may.
+    if not is_intermittent(y):
+        return fit
+    return ModelForecast(
+        np.maximum(fit.mean, 0),
+        {lv: np.maximum(b, 0) for lv, b in fit.lower.items()},
+        {lv: np.maximum(b, 0) for lv, b in fit.upper.items()},
+    )
+
+
+def run_forecast(request: ForecastRequest) -> dict[str, Any]:
+    """The `forecast` tool's result for `request`."""
+    outcome = forecast_outcome(request)
+    series, fit = outcome.series, outcome.forecast
+    labels = series.future_labels(request.horizon)
+    points = [
+        {
+            "ds": labels[i],
+            "mean": float(fit.mean[i]),
+            "lower": {str(lv): float(fit.lower[lv][i]) for lv in outcome.levels},
+            "upper": {str(lv): float(fit.upper[lv][i]) for lv in outcome.levels},
+        }
+        for i in range(request.horizon)
+    ]
+    return {
+        "model": outcome.model,
+        "season_length": series.season_length,
+        "freq": series.freq,
+        "forecast": points,
+        "cv": cv_report(outcome.cv, outcome.choice) if outcome.cv is not None else {},
+        "skipped": outcome.skipped,
+        "warnings": series.warnings,
+    }

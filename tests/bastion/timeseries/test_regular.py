@@ -1,0 +1,63 @@
+"""Sorting, duplicates, gaps and missing values: each repaired and reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bastion.timeseries import (
+    SeriesInputError,
+    SeriesLimits,
+    fill_missing,
+    merge_duplicates,
+    regularize,
+    sort_by_time,
+)
+
+
+def _hours(*offsets: int) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex([pd.Timestamp("2024-01-01") + pd.Timedelta(hours=h) for h in offsets])
+
+
+def test_unsorted_timestamps_are_sorted_with_a_warning_naming_the_first() -> None:
+    warnings: list[str] = []
+    values, index = sort_by_time(np.array([0.0, 2.0, 1.0]), _hours(0, 2, 1), warnings)
+    assert values.tolist() == [0.0, 1.0, 2.0]
+    assert index.is_monotonic_increasing
+    assert "timestamps[2] comes before" in warnings[0]
+
+
+def test_repeated_timestamps_are_averaged_and_counted() -> None:
+    warnings: list[str] = []
+    values, index = merge_duplicates(np.array([1.0, 2.0, 4.0]), _hours(0, 1, 1), warnings)
+    assert values.tolist() == [1.0, 3.0]
+    assert len(index) == 2
+    assert warnings == [
+        "1 repeated timestamps (first at 2024-01-01T01:00:00) were averaged into one value each."
+    ]
+
+
+def test_gaps_are_filled_on_the_grid_and_reported() -> None:
+    out = regularize(np.array([0.0, 1.0, 4.0]), _hours(0, 1, 4), "h", SeriesLimits())
+    assert out.values.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert any("2 steps were missing" in w for w in out.warnings)
+
+
+def test_nulls_are_interpolated_and_edges_dropped_with_warnings() -> None:
+    warnings: list[str] = []
+    values, _ = fill_missing(np.array([np.nan, 1.0, np.nan, 3.0, 4.0, np.nan]), None, warnings)
+    assert values.tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert any("1 missing points before the first observation and 1 after" in w for w in warnings)
+    assert any("1 values were null" in w for w in warnings)
+
+
+def test_a_mostly_missing_series_is_refused() -> None:
+    with pytest.raises(SeriesInputError, match="6 of 8 points are missing"):
+        fill_missing(np.array([1.0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 2.0]), None, [])
+
+
+def test_a_timestamp_far_away_is_caught_by_the_grid_limit() -> None:
+    index = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 01:00", "2099-01-01 00:00"])
+    with pytest.raises(SeriesInputError, match=r"span .* steps of frequency 'h', above the limit"):
+        regularize(np.array([1.0, 2.0, 3.0]), index, "h", SeriesLimits())

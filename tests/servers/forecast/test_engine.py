@@ -1,0 +1,128 @@
+"""One forecast request end to end: results, interval coverage, and every kind of bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bastion.timeseries import SeriesInputError
+from servers.forecast.engine import ForecastRequest, run_forecast
+
+
+def _local_level(n: int, rng: np.random.Generator) -> np.ndarray:
+    # A random walk observed with noise: exactly what simple exponential smoothing assumes.
+    return 100 + np.cumsum(rng.normal(scale=1.0, size=n)) + rng.normal(scale=2.0, size=n)
+
+
+def _coverage(model: str, series: int, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    inside = {"80": [], "95": []}
+    for _ in range(series):
+        y = _local_level(212, rng)
+        result = run_forecast(ForecastRequest(list(y[:200]), 12, season_length=1, model=model))
+        actual = y[200:]
+        for level, hits in inside.items():
+            lower = np.array([p["lower"][level] for p in result["forecast"]])
+            upper = np.array([p["upper"][level] for p in result["forecast"]])
+            hits.extend(((actual >= lower) & (actual <= upper)).tolist())
+    return {level: float(np.mean(hits)) for level, hits in inside.items()}
+
+
+def test_nominal_95_percent_intervals_cover_90_to_99_percent_of_simulated_outcomes() -> None:
+    coverage = _coverage("AutoETS", 80, seed=7)
+    assert 0.90 <= coverage["95"] <= 0.99
+    assert 0.72 <= coverage["80"] <= 0.88
+
+
+def test_auto_intervals_also_cover_about_95_percent() -> None:
+    coverage = _coverage("auto", 20, seed=11)
+    assert 0.90 <= coverage["95"] <= 0.99
+
+
+def test_auto_reports_the_winner_and_every_candidates_cv_scores() -> None:
+    rng = np.random.default_rng(0)
+    y = 20 + 5 * np.sin(np.arange(120) * 2 * np.pi / 12) + rng.normal(scale=0.5, size=120)
+    result = run_forecast(ForecastRequest(list(y), 6, season_length=12))
+    assert result["season_length"] == 12
+    assert {"SeasonalNaive", "AutoTheta", "MSTL", "AutoETS"} <= set(result["cv"])
+    assert result["model"] in result["cv"]
+    assert all(set(v) == {"smape", "mase"} for v in result["cv"].values())
+    assert [p["ds"] for p in result["forecast"]] == list(range(120, 126))
+    first = result["forecast"][0]
+    assert (
+        first["lower"]["95"]
+        <= first["lower"]["80"]
+        <= first["mean"]
+        <= first["upper"]["80"]
+        <= first["upper"]["95"]
+    )
+
+
+def test_timestamps_make_ds_iso_timestamps_and_infer_the_frequency() -> None:
+    stamps = [str(t.date()) for t in pd.date_range("2024-01-01", periods=60, freq="D")]
+    result = run_forecast(
+        ForecastRequest([float(i % 7) + i * 0.1 for i in range(60)], 3, stamps, model="AutoTheta")
+    )
+    assert result["freq"] == "D"
+    assert result["season_length"] == 7
+    assert [p["ds"] for p in result["forecast"]] == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    assert set(result["cv"]) == {"AutoTheta"}
+
+
+def test_intermittent_demand_is_forecast_by_a_croston_style_model_never_below_zero() -> None:
+    rng = np.random.default_rng(3)
+    y = np.where(rng.random(150) < 0.3, rng.poisson(5, 150) + 1, 0).astype(float)
+    result = run_forecast(ForecastRequest(list(y), 8))
+    assert result["model"] != "" and all(p["lower"]["95"] >= 0 for p in result["forecast"])
+    assert "CrostonSBA" in result["cv"]
+
+
+def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
+    result = run_forecast(ForecastRequest([4.0] * 30, 3))
+    assert result["model"] == "Naive"
+    assert {p["mean"] for p in result["forecast"]} == {4.0}
+    assert result["forecast"][0]["lower"]["95"] == result["forecast"][0]["upper"]["95"] == 4.0
+    assert "constant" in result["warnings"][0]
+
+
+def test_a_series_too_short_for_cross_validation_falls_back_and_says_so() -> None:
+    result = run_forecast(ForecastRequest([1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0, 6.0, 5.0, 7.0], 5))
+    assert result["model"] == "AutoTheta"
+    assert any("too short for cross-validation" in w for w in result["warnings"])
+
+
+def test_nulls_and_unsorted_or_repeated_timestamps_are_repaired_with_warnings() -> None:
+    stamps = [str(t) for t in pd.date_range("2024-01-01", periods=40, freq="h")]
+    stamps[5], stamps[6] = stamps[6], stamps[5]
+    stamps[20] = stamps[19]
+    values: list[object] = [float(i) for i in range(40)]
+    values[10] = None
+    result = run_forecast(ForecastRequest(values, 2, stamps, model="Naive"))
+    text = " ".join(result["warnings"])
+    assert "not in order" in text and "repeated timestamps" in text and "null" in text
+    assert result["forecast"][0]["ds"] == "2024-01-02T16:00:00"
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (ForecastRequest([1.0, 2.0, 3.0], 1), "at least 8 are needed"),
+        (ForecastRequest([1.0] * 20 + [math.inf], 1), "infinite values cannot be modelled"),
+        (ForecastRequest([1.0] * 20 + ["n/a"], 1), r"`values\[20\]` is 'n/a' \(str\), not a number"),
+        (ForecastRequest(list(range(20)), 21), "longer than the 20-point history"),
+        (ForecastRequest([0.0] * 100_001, 1), "above the limit of 100000"),
+        (ForecastRequest(list(range(20)), 2, model="prophet"), "unknown `model` 'prophet'"),
+        (ForecastRequest(list(range(20)), 2, model="MSTL", season_length=1), "MSTL models seasonality"),
+        (ForecastRequest(list(range(20)), 2, levels=[150]), "`levels` entry 150"),
+        (ForecastRequest(list(range(20)), 2, windows=0), "`windows` must be a positive integer"),
+        (ForecastRequest(list(range(20)), 2, freq="every-so-often"), "not a pandas frequency alias"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message_that_says_what_to_do(
+    request_: ForecastRequest, message: str
+) -> None:
+    with pytest.raises(SeriesInputError, match=message):
+        run_forecast(request_)
