@@ -23,6 +23,7 @@ BUILTIN_SERVERS: dict[str, str] = {
     "retrieval": "servers.retrieval.server:spec",
     "analytics": "servers.analytics.server:spec",
     "forecast": "servers.forecast.server:spec",
+    "anomaly": "servers.anomaly.server:spec",
 }
 
 

@@ -1,0 +1,1 @@
+"""The `anomaly` MCP server: time series, tables and answer risk."""

@@ -1,0 +1,57 @@
+"""Rows to a numeric matrix: column choice, repairs and refusals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bastion.timeseries import SeriesInputError
+from servers.anomaly.table.columns import to_matrix
+
+
+def test_numeric_columns_are_used_and_text_columns_left_out_with_a_warning() -> None:
+    m = to_matrix([{"a": 1, "b": "x", "c": 2.0}, {"a": 2, "b": "y", "c": 3.5}], None)
+    assert m.features == ["a", "c"]
+    assert m.values.tolist() == [[1.0, 2.0], [2.0, 3.5]]
+    assert "non-numeric columns were left out: b (e.g. 'x')" in m.warnings[0]
+
+
+def test_a_named_text_column_is_an_error_naming_row_and_value() -> None:
+    with pytest.raises(SeriesInputError, match=r"column 'b' is not numeric: rows\[1\] has 'oops'"):
+        to_matrix([{"a": 1, "b": 2}, {"a": 2, "b": "oops"}], ["a", "b"])
+
+
+def test_nulls_are_imputed_with_the_median_and_constant_columns_dropped() -> None:
+    m = to_matrix([[1.0, 5.0, None], [2.0, 5.0, 4.0], [3.0, 5.0, 6.0]], ["x", "same", "z"])
+    assert m.features == ["x", "z"]
+    assert m.values[:, 1].tolist() == [5.0, 4.0, 6.0]
+    assert any("1 missing cells" in w for w in m.warnings)
+    assert any("constant columns" in w and "same" in w for w in m.warnings)
+
+
+@pytest.mark.parametrize(
+    ("rows", "features", "message"),
+    [
+        ([], None, "non-empty list"),
+        ([{"a": math.inf}, {"a": 1}], None, "infinite"),
+        ([[1, 2], [1]], None, r"`rows\[1\]` is not an array of 2 values"),
+        ([[1, 2]], ["a"], "names 1 columns"),
+        ([{"a": 1}, {"a": 1}], None, "no numeric column varies"),
+        (["text"], None, "each row must be an object"),
+        ([{"a": 1}], [], "non-empty list of column names"),
+    ],
+)
+def test_unusable_tables_are_refused_clearly(
+    rows: list[object], features: list[str] | None, message: str
+) -> None:
+    with pytest.raises(SeriesInputError, match=message):
+        to_matrix(rows, features)
+
+
+def test_too_many_rows_are_refused_naming_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import servers.anomaly.table.columns as columns
+
+    monkeypatch.setattr(columns, "MAX_ROWS", 3)
+    with pytest.raises(SeriesInputError, match="above the limit of 3"):
+        to_matrix([{"a": i} for i in range(4)], None)

@@ -1,0 +1,42 @@
+"""score_table end to end: scores, labels, contributions, contamination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bastion.timeseries import SeriesInputError
+from servers.anomaly.table import score_table
+
+
+def _rows(n: int = 300) -> list[dict[str, float]]:
+    x = np.random.default_rng(1).normal(size=(n, 3))
+    rows = [{"price": float(a), "qty": float(b), "discount": float(c)} for a, b, c in x]
+    rows[min(42, n - 1)]["qty"] = 40.0
+    return rows
+
+
+def test_the_planted_row_is_flagged_and_explained_by_its_column() -> None:
+    result = score_table(_rows())
+    assert result["method"] == "lof"
+    assert result["labels"][42] is True
+    assert next(iter(result["contributions"][42])) == "qty"
+    assert result["contributions"][42]["qty"] > 10
+    assert len(result["scores"]) == len(result["labels"]) == len(result["contributions"]) == 300
+
+
+def test_contamination_flags_that_share_of_rows() -> None:
+    result = score_table(_rows(), method="isolation_forest", contamination=0.05)
+    assert result["anomalies"] == 15
+    assert result["labels"][42]
+
+
+@pytest.mark.parametrize("bad", [0, 0.6, -0.1, True])
+def test_contamination_outside_0_to_half_is_refused(bad: object) -> None:
+    with pytest.raises(SeriesInputError, match=r"`contamination` must be a share of rows in \(0, 0.5\]"):
+        score_table(_rows(20), contamination=bad)  # type: ignore[arg-type]
+
+
+def test_an_unknown_method_is_refused_with_the_choices() -> None:
+    with pytest.raises(SeriesInputError, match="not one of: auto, isolation_forest, lof, robust_z"):
+        score_table(_rows(20), method="svm")

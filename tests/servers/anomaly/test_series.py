@@ -1,0 +1,84 @@
+"""score_series: the contract, sensitivity, repairs and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bastion.timeseries import SeriesInputError
+from servers.anomaly.series import SENSITIVITIES, score_series
+
+
+def _spiky(n: int = 300) -> list[float]:
+    y = 50 + np.random.default_rng(0).normal(size=n)
+    y[250] += 15
+    return [float(v) for v in y]
+
+
+def test_the_result_follows_the_contract_and_finds_the_spike() -> None:
+    result = score_series(_spiky())
+    point = result["points"][250]
+    assert set(point) == {"ds", "value", "score", "expected", "lower", "upper", "is_anomaly"}
+    assert point["is_anomaly"] and point["ds"] == 250
+    assert not (point["lower"] <= point["value"] <= point["upper"])
+    top = max(result["anomalies"], key=lambda a: a["peak_score"])
+    assert (top["start"], top["kind"]) == (250, "spike")
+    # Noise alone may set a new record now and then (here once, at 3.3 sigma), rarely.
+    assert sum(p["is_anomaly"] for p in result["points"]) <= 3
+
+
+def test_higher_sensitivity_flags_at_least_as_much_with_narrower_bands() -> None:
+    low, high = score_series(_spiky(), sensitivity="low"), score_series(_spiky(), sensitivity="high")
+    assert sum(p["is_anomaly"] for p in high["points"]) >= sum(p["is_anomaly"] for p in low["points"])
+    width = [r["points"][200]["upper"] - r["points"][200]["lower"] for r in (low, high)]
+    assert width[0] > width[1]
+    assert SENSITIVITIES["high"].threshold < SENSITIVITIES["low"].threshold
+
+
+def test_timestamps_label_points_and_set_the_season() -> None:
+    stamps = [str(t) for t in pd.date_range("2024-01-01", periods=300, freq="h")]
+    result = score_series(_spiky(), stamps)
+    assert result["freq"] == "h" and result["season_length"] == 24
+    assert result["points"][250]["ds"] == "2024-01-11T10:00:00"
+    assert "2024-01-11T10:00:00" in [a["start"] for a in result["anomalies"]]
+
+
+def test_unsorted_and_repeated_timestamps_and_nulls_are_repaired_with_warnings() -> None:
+    stamps = [str(t) for t in pd.date_range("2024-01-01", periods=60, freq="D")]
+    stamps[3], stamps[4] = stamps[4], stamps[3]
+    stamps[10] = stamps[9]
+    values: list[object] = [float(i % 5) for i in range(60)]
+    values[30] = None
+    result = score_series(values, stamps)
+    text = " ".join(result["warnings"])
+    assert "not in order" in text and "repeated timestamps" in text and "null" in text
+    assert len(result["points"]) == 59
+    missing = [p for p in result["points"] if p["value"] is None]
+    assert len(missing) == 1 and not missing[0]["is_anomaly"]
+
+
+def test_a_constant_series_flags_nothing_and_says_why() -> None:
+    result = score_series([3.0] * 50)
+    assert not any(p["is_anomaly"] for p in result["points"])
+    assert "constant" in result["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"values": [1.0] * 5}, "at least 10 are needed"),
+        ({"values": [1.0] * 20 + [math.nan] * 0 + [math.inf]}, "infinite values"),
+        ({"values": [1.0] * 20 + ["high"]}, r"`values\[20\]` is 'high'"),
+        ({"values": [None] * 20}, "every value is null"),
+        ({"values": [1.0] * 100_001}, "above the limit of 100000"),
+        ({"values": [1.0] * 20, "sensitivity": "extreme"}, "not one of: low, medium, high"),
+        ({"values": [1.0] * 20, "season_length": 0}, "positive integer"),
+        ({"values": [1.0] * 20, "timestamps": ["2024-01-01"] * 19}, "has 19 entries"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(SeriesInputError, match=message):
+        score_series(**kwargs)  # type: ignore[arg-type]
