@@ -1,0 +1,80 @@
+"""What every extractor returns: the text, its structure and its pages.
+
+Offsets everywhere (blocks, pages, later chunks) are character offsets into
+`Extracted.text`, the text a citation points into.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Block", "Extracted", "TextBuilder"]
+
+BlockKind = Literal["heading", "paragraph"]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A structural unit of the text: a heading (with its level) or a paragraph."""
+
+    start: int
+    end: int
+    kind: BlockKind = "paragraph"
+    level: int = 0
+
+
+@dataclass
+class Extracted:
+    """The extracted text of one document, with its blocks and page starts."""
+
+    text: str
+    type: str
+    title: str = ""
+    blocks: list[Block] = field(default_factory=list[Block])
+    # Offset at which page i+1 begins; None for formats without pages.
+    page_starts: list[int] | None = None
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding `offset`, or None without pages."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
+
+
+class TextBuilder:
+    """Assemble extracted blocks into one text, remembering where each block lies."""
+
+    SEPARATOR = "\n\n"
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._length = 0
+        self.blocks: list[Block] = []
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def add(self, text: str, kind: BlockKind = "paragraph", level: int = 0) -> None:
+        text = text.strip()
+        if not text:
+            return
+        if self._parts and not self._parts[-1].endswith(self.SEPARATOR):
+            self._append(self.SEPARATOR)
+        start = self._length
+        self._append(text)
+        self.blocks.append(Block(start, self._length, kind, level))
+
+    def separate(self) -> None:
+        """End the current page: the next block starts after a separator."""
+        if self._parts and not self._parts[-1].endswith(self.SEPARATOR):
+            self._append(self.SEPARATOR)
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def _append(self, piece: str) -> None:
+        self._parts.append(piece)
+        self._length += len(piece)

@@ -1,0 +1,130 @@
+"""HTML: the main content (`<main>`, `<article>`, else `<body>`), without navigation,
+headers, footers, scripts or forms; block elements become paragraphs, `<h1>`-`<h6>` headings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from servers.retrieval.errors import ExtractionError, missing_extra
+from servers.retrieval.extract.base import Extracted, TextBuilder
+
+__all__ = ["extract_html"]
+
+_DROP = {
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "template",
+    "svg",
+    "iframe",
+    "button",
+    "select",
+    "menu",
+    "dialog",
+}
+_DROP_ROLES = {"navigation", "banner", "contentinfo", "search", "menu", "complementary"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "ul",
+    "ol",
+    "pre",
+    "blockquote",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "dt",
+    "dd",
+    "dl",
+    "figure",
+    "figcaption",
+    "br",
+    "hr",
+    "address",
+    "details",
+    "summary",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+}
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+
+def extract_html(data: bytes) -> Extracted:
+    try:
+        import lxml.html
+    except ImportError:
+        raise missing_extra("lxml") from None
+    try:
+        root: Any = lxml.html.document_fromstring(data)
+    except Exception as exc:  # lxml raises ParserError or ValueError on garbage
+        raise ExtractionError(f"not readable as HTML ({exc})") from None
+    title_el = root.find(".//title")
+    title = " ".join((title_el.text_content() if title_el is not None else "").split())
+    for element in list(root.iter()):
+        if _dropped(element):
+            element.drop_tree()
+    body = _main(root)
+    builder = TextBuilder()
+    pieces: list[str] = []
+    _walk(body, pieces, builder)
+    _flush(pieces, builder)
+    if not title:
+        first = next((b for b in builder.blocks if b.kind == "heading"), None)
+        title = builder.text()[first.start : first.end] if first else ""
+    return Extracted(text=builder.text(), type="html", title=title, blocks=builder.blocks)
+
+
+def _dropped(element: Any) -> bool:
+    tag = element.tag if isinstance(element.tag, str) else ""
+    if tag.lower() in _DROP:
+        return True
+    if not isinstance(element.tag, str):
+        return True  # comments and processing instructions
+    role = (element.get("role") or "").lower()
+    return role in _DROP_ROLES or (element.get("aria-hidden") or "").lower() == "true"
+
+
+def _main(root: Any) -> Any:
+    for path in (".//main", ".//*[@role='main']", ".//article"):
+        found = root.find(path)
+        if found is not None:
+            return found
+    body = root.find(".//body")
+    return body if body is not None else root
+
+
+def _walk(element: Any, pieces: list[str], builder: TextBuilder) -> None:
+    tag = element.tag.lower() if isinstance(element.tag, str) else ""
+    if tag in _BLOCKS:
+        _flush(pieces, builder)
+    if tag in _HEADINGS:
+        builder.add(" ".join(element.text_content().split()), "heading", _HEADINGS[tag])
+    else:
+        if element.text:
+            pieces.append(element.text)
+        for child in element:
+            _walk(child, pieces, builder)
+            if child.tail:
+                pieces.append(child.tail)
+    if tag in _BLOCKS:
+        _flush(pieces, builder)
+
+
+def _flush(pieces: list[str], builder: TextBuilder) -> None:
+    if pieces:
+        builder.add(" ".join("".join(pieces).split()))
+        pieces.clear()

@@ -1,0 +1,88 @@
+"""Extraction of every format: text, blocks, pages and titles, with offsets into the text."""
+
+from __future__ import annotations
+
+import pytest
+
+from servers.retrieval.errors import ExtractionError
+from servers.retrieval.extract import extract_bytes, extract_inline
+from tests.servers.retrieval.fixtures import make_docx, make_pdf
+
+
+def _blocks(doc: object) -> list[tuple[str, str]]:
+    text = doc.text  # type: ignore[attr-defined]
+    return [(b.kind, text[b.start : b.end]) for b in doc.blocks]  # type: ignore[attr-defined]
+
+
+def test_markdown_keeps_the_source_text_with_headings_and_fenced_code_as_blocks() -> None:
+    source = (
+        "# Title\n\nFirst para\nstill first.\n\n```\ncode\n\nmore code\n```\n\n## Next\nText under next.\n"
+    )
+    doc = extract_bytes(source.encode(), "markdown")
+    assert doc.text == source and doc.title == "Title"
+    assert _blocks(doc) == [
+        ("heading", "# Title"),
+        ("paragraph", "First para\nstill first."),
+        ("paragraph", "```\ncode\n\nmore code\n```"),
+        ("heading", "## Next"),
+        ("paragraph", "Text under next."),
+    ]
+
+
+def test_html_keeps_the_main_content_without_navigation_scripts_or_footers() -> None:
+    page = (
+        b"<html><head><title>T</title><style>p{}</style></head><body><header>Site</header><nav>Menu</nav>"
+        b"<div role='navigation'>More menu</div><article><h2>Story</h2><p>Body <b>bold</b> text.</p>"
+        b"<ul><li>one</li><li>two</li></ul><script>alert(1)</script></article><footer>(c)</footer></body></html>"
+    )
+    doc = extract_bytes(page, "html")
+    assert doc.title == "T"
+    assert _blocks(doc) == [
+        ("heading", "Story"),
+        ("paragraph", "Body bold text."),
+        ("paragraph", "one"),
+        ("paragraph", "two"),
+    ]
+
+
+def test_pdf_pages_are_kept_apart_and_numbered() -> None:
+    doc = extract_bytes(make_pdf([["Page one line."], ["Page two line.", "And more."]]), "pdf")
+    assert doc.page_starts is not None and len(doc.page_starts) == 2
+    second = doc.text.index("Page two")
+    assert doc.page_at(0) == 1 and doc.page_at(second) == 2
+    assert doc.text[doc.page_starts[1] :].startswith("Page two line.")
+
+
+def test_docx_headings_come_from_their_styles() -> None:
+    doc = extract_bytes(make_docx("Report", ["Intro text."], "Findings", ["It works."]), "docx")
+    assert _blocks(doc) == [
+        ("heading", "Report"),
+        ("paragraph", "Intro text."),
+        ("heading", "Findings"),
+        ("paragraph", "It works."),
+    ]
+    assert doc.title == "Report"
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "message"),
+    [
+        (b"", "text", "empty"),
+        (b"   \n ", "markdown", "empty"),
+        (b"\x00\x01binary", "text", "binary content"),
+        (b"not a pdf at all", "pdf", "does not start with %PDF"),
+        (b"%PDF-1.4\ngarbage", "pdf", "corrupt PDF"),
+        (b"PK\x03\x04 not really a zip", "docx", "DOCX"),
+        (b"<html><body><nav>only nav</nav></body></html>", "html", "no text left"),
+    ],
+)
+def test_unreadable_content_fails_with_its_reason(data: bytes, kind: str, message: str) -> None:
+    with pytest.raises(ExtractionError, match=message):
+        extract_bytes(data, kind)
+
+
+def test_an_inline_document_keeps_its_title_and_text() -> None:
+    doc = extract_inline("Plain words.\n\nMore words.", "Given title")
+    assert doc.title == "Given title" and doc.text == "Plain words.\n\nMore words."
+    with pytest.raises(ExtractionError, match="empty"):
+        extract_inline("  ", "t")

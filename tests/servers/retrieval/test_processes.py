@@ -1,0 +1,105 @@
+"""The retrieval server and `bastion ingest` as real processes on the session's embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import anyio
+from mcp import Client, StdioServerParameters
+
+REPO = Path(__file__).resolve().parents[3]
+START_TIMEOUT = 120
+
+
+def _env(home: Path, root: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("BASTION_") and k not in {"DATABASE_URL", "REDIS_URL", "OPA_URL"}
+    }
+    env.update(
+        BASTION_HOME=str(home),
+        BASTION_RETRIEVAL_ALLOWED_ROOTS=str(root),
+        BASTION_RETRIEVAL_WORKER_IDLE_POLL="0.2",
+    )
+    return env
+
+
+async def test_bastion_serve_retrieval_over_stdio_ingests_and_searches(
+    shared_home: Path, docs_root: Path
+) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "bastion.cli", "serve", "retrieval", "--transport", "stdio"],
+        env=_env(shared_home, docs_root),
+        cwd=str(REPO),
+    )
+    collection = f"stdio-{uuid.uuid4().hex[:8]}"
+    (docs_root / "lighthouse.md").write_text(
+        "# Lighthouses\n\nA lighthouse guides ships past the reef at night.\n"
+    )
+    with anyio.fail_after(START_TIMEOUT):
+        async with Client(params) as client:
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert {
+                "ingest",
+                "ingest_status",
+                "search",
+                "get_document",
+                "get_chunk",
+                "list_collections",
+                "collection_stats",
+                "delete_document",
+                "delete_collection",
+            } <= tools
+            started = await client.call_tool("ingest", {"collection": collection, "paths": [str(docs_root)]})
+            assert started.structured_content is not None
+            job_id = started.structured_content["job_id"]
+            while True:  # the server's own worker runs the job
+                status = (await client.call_tool("ingest_status", {"job_id": job_id})).structured_content
+                assert status is not None
+                if status["state"] == "completed":
+                    break
+                await anyio.sleep(0.1)
+            found = await client.call_tool("search", {"query": "ships reef", "collection": collection})
+    assert found.structured_content is not None
+    hit = found.structured_content["results"][0]
+    assert hit["title"] == "Lighthouses" and hit["source"] == str(docs_root / "lighthouse.md")
+
+
+def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
+    shared_home: Path, docs_root: Path
+) -> None:
+    (docs_root / "ok.txt").write_text("Compost turns kitchen scraps into soil.")
+    (docs_root / "empty.md").write_text("")
+    collection = f"cli-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "ingest", str(docs_root), "--collection", collection, "--json"],
+        env=_env(shared_home, docs_root),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr.decode()
+    status = json.loads(done.stdout)
+    assert status["state"] == "completed"
+    assert (status["counts"]["created"], status["counts"]["failed"]) == (1, 1)
+    assert "empty" in status["errors"][0]["error"]
+    outside = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "ingest", "/etc/hostname", "--collection", collection],
+        env=_env(shared_home, docs_root),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert outside.returncode == 2
+    assert "outside the allowed roots" in outside.stderr.decode()

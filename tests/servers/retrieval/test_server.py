@@ -1,0 +1,309 @@
+"""The retrieval tools end to end in-process, on the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import Client
+
+from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
+from servers.retrieval.errors import RetrievalError
+from servers.retrieval.service import RetrievalService, install_service
+from tests.servers.retrieval.conftest import Retrieval
+from tests.servers.retrieval.fixtures import make_docx, make_pdf
+
+CATS = (
+    "# Cats\n\nCats are small carnivorous mammals that purr.\n\n"
+    "## Food\n\nCats eat fish, mice and dry kibble.\n"
+)
+DOGS = "Dogs are loyal companions. Dogs bark at strangers and fetch sticks in the park.\n"
+
+
+async def _chunk_count(r: Retrieval, collection: str) -> int:
+    stats = await r.call("collection_stats", {"collection": collection})
+    return int(stats["chunks"])
+
+
+async def _document_text(r: Retrieval, collection: str, document_id: str) -> str:
+    doc = await r.call("get_document", {"collection": collection, "document_id": document_id})
+    return str(doc["text"])
+
+
+async def test_ingested_files_are_found_with_citations_that_point_at_the_passage(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    (cats, _) = write_files({"cats.md": CATS, "dogs.txt": DOGS})
+    collection = retrieval.collection()
+    status = await retrieval.ingest(collection, paths=[str(retrieval.root)])
+    assert status["state"] == "completed"
+    assert status["counts"]["created"] == 2
+    found = await retrieval.call("search", {"query": "what do cats eat", "collection": collection, "k": 3})
+    top = found["results"][0]
+    assert top["document_id"] == str(cats) and top["source"] == str(cats)
+    text = await _document_text(retrieval, collection, top["document_id"])
+    assert "Cats eat fish" in text[top["start"] : top["end"]]
+    assert "<mark>" in top["snippet"]
+    assert top["title"] == "Cats"
+
+
+async def test_ingesting_the_same_content_twice_stores_it_once(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    write_files({"a.txt": DOGS, "copy/b.txt": DOGS})
+    collection = retrieval.collection()
+    first = await retrieval.ingest(collection, paths=[str(retrieval.root)])
+    assert (first["counts"]["created"], first["counts"]["duplicate"]) == (1, 1)
+    chunks = await _chunk_count(retrieval, collection)
+    again = await retrieval.ingest(collection, paths=[str(retrieval.root)])
+    assert again["counts"]["unchanged"] == 1 and again["counts"]["duplicate"] == 1
+    assert await _chunk_count(retrieval, collection) == chunks
+    inline = await retrieval.ingest(collection, documents=[{"id": "d1", "text": "Birds fly south."}] * 1)
+    inline_again = await retrieval.ingest(collection, documents=[{"id": "d1", "text": "Birds fly south."}])
+    assert inline["counts"]["created"] == 1 and inline_again["counts"]["unchanged"] == 1
+
+
+async def test_a_changed_file_replaces_its_old_chunks_atomically(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    (path,) = write_files({"notes.md": CATS})
+    collection = retrieval.collection()
+    await retrieval.ingest(collection, paths=[str(path)])
+    path.write_text("# Owls\n\nOwls hunt at night and swallow their prey whole.\n", encoding="utf-8")
+    status = await retrieval.ingest(collection, paths=[str(path)])
+    assert status["counts"]["replaced"] == 1
+    stats = await retrieval.call("collection_stats", {"collection": collection})
+    assert (stats["documents"], stats["chunks"]) == (1, 1)
+    old = await retrieval.call("search", {"query": "kibble", "collection": collection, "mode": "keyword"})
+    assert old["results"] == []
+    new = await retrieval.call("search", {"query": "owls hunt", "collection": collection, "mode": "keyword"})
+    assert [hit["title"] for hit in new["results"]] == ["Owls"]
+
+
+async def test_offsets_point_at_the_right_text_for_every_format(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    html = (
+        "<html><head><title>Volcano page</title></head><body><nav>Home | Menu | Login</nav>"
+        "<main><h1>Volcanoes</h1><p>Magma rises through the crust and erupts as lava.</p></main>"
+        "<footer>Copyright footer text</footer></body></html>"
+    )
+    pdf = make_pdf([["Glaciers carve deep valleys."], ["Icebergs calve from tidewater glaciers."]])
+    docx = make_docx(
+        "Rivers", ["Rivers erode their banks."], "Deltas", ["Deltas form where rivers slow down."]
+    )
+    write_files({"a.txt": DOGS, "b.md": CATS, "c.html": html, "d.pdf": pdf, "e.docx": docx})
+    collection = retrieval.collection()
+    status = await retrieval.ingest(collection, paths=[str(retrieval.root)])
+    assert status["counts"]["created"] == 5, status["errors"]
+    expectations = {
+        "fetch sticks": ("text", None),
+        "fish mice kibble": ("markdown", None),
+        "magma erupts lava": ("html", None),
+        "icebergs calve": ("pdf", 2),
+        "deltas rivers slow": ("docx", None),
+    }
+    for query, (kind, page) in expectations.items():
+        found = await retrieval.call(
+            "search",
+            {"query": query, "collection": collection, "mode": "keyword", "filters": {"type": [kind]}},
+        )
+        hit = found["results"][0]
+        text = await _document_text(retrieval, collection, hit["document_id"])
+        passage = text[hit["start"] : hit["end"]].lower()
+        assert all(word in passage for word in query.split()[:2]), (kind, passage)
+        assert hit["page"] == page
+        chunk = await retrieval.call("get_chunk", {"chunk_id": hit["chunk_id"]})
+        assert chunk["chunk"]["text"] == text[hit["start"] : hit["end"]]
+    nav = await retrieval.call(
+        "search", {"query": "login menu copyright", "collection": collection, "mode": "keyword"}
+    )
+    assert nav["results"] == []  # navigation and footer are not content
+
+
+async def test_filters_narrow_by_tags_type_source_metadata_and_date(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    (cats, dogs) = write_files({"cats.md": CATS, "dogs.txt": DOGS})
+    collection = retrieval.collection()
+    await retrieval.ingest(collection, paths=[str(cats)], tags=["pets", "felines"])
+    await retrieval.ingest(collection, paths=[str(dogs)], tags=["pets"])
+    await retrieval.ingest(
+        collection,
+        documents=[
+            {
+                "id": "n1",
+                "title": "Pet news",
+                "text": "Cats and dogs share homes.",
+                "metadata": {"lang": "en", "date": "2020-01-01T00:00:00+00:00"},
+            }
+        ],
+    )
+
+    async def ids(filters: dict[str, Any]) -> set[str]:
+        found = await retrieval.call(
+            "search", {"query": "cats dogs", "collection": collection, "k": 20, "filters": filters}
+        )
+        return {hit["document_id"] for hit in found["results"]}
+
+    assert await ids({"tags": ["felines"]}) == {str(cats)}
+    assert await ids({"type": ["text"]}) == {str(dogs)}
+    assert await ids({"source": f"{retrieval.root}/*.md"}) == {str(cats)}
+    assert await ids({"metadata": {"lang": "en"}}) == {"n1"}
+    assert await ids({"date_to": "2021-01-01T00:00:00Z"}) == {"n1"}
+    assert await ids({"date_from": "2021-01-01T00:00:00Z"}) == {str(cats), str(dogs)}
+    assert await ids({"document_id": ["n1"]}) == {"n1"}
+
+
+async def test_a_caller_never_sees_chunks_outside_its_allowed_collections(retrieval: Retrieval) -> None:
+    open_c, secret_c = retrieval.collection(), retrieval.collection()
+    await retrieval.ingest(
+        open_c, documents=[{"id": "o", "text": "Public notes about the quarterly budget."}]
+    )
+    await retrieval.ingest(secret_c, documents=[{"id": "s", "text": "Secret budget of the merger project."}])
+    bob = retrieval.signed((open_c,))
+    found = await retrieval.call("search", {"query": "budget merger", "k": 50}, meta=bob)
+    assert {hit["collection"] for hit in found["results"]} == {open_c}
+    for mode in ("keyword", "vector"):
+        found = await retrieval.call("search", {"query": "secret merger", "mode": mode, "k": 50}, meta=bob)
+        assert all(hit["collection"] == open_c for hit in found["results"])
+    assert "not among the collections" in await retrieval.error(
+        "search", {"query": "x", "collection": secret_c}, bob
+    )
+    listed = await retrieval.call("list_collections", {}, meta=bob)
+    assert [c["name"] for c in listed["collections"]] == [open_c]
+    owner_hit = await retrieval.call("search", {"query": "merger", "collection": secret_c})
+    chunk_id = owner_hit["results"][0]["chunk_id"]
+    assert "no chunk" in await retrieval.error("get_chunk", {"chunk_id": chunk_id}, bob)
+    assert "not among" in await retrieval.error(
+        "get_document", {"collection": secret_c, "document_id": "s"}, bob
+    )
+    assert "not among" in await retrieval.error(
+        "ingest", {"collection": secret_c, "documents": [{"id": "x", "text": "y"}]}, bob
+    )
+
+
+async def test_search_results_are_cached_until_the_collection_changes(retrieval: Retrieval) -> None:
+    collection = retrieval.collection()
+    await retrieval.ingest(collection, documents=[{"id": "a", "text": "Solar panels convert sunlight."}])
+    query = {"query": "solar sunlight", "collection": collection}
+    first = await retrieval.call("search", query)
+    second = await retrieval.call("search", query)
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert second["results"] == first["results"]
+    await retrieval.ingest(
+        collection, documents=[{"id": "b", "text": "Sunlight also warms solar water heaters."}]
+    )
+    third = await retrieval.call("search", query)
+    assert third["cached"] is False
+    assert {hit["document_id"] for hit in third["results"]} == {"a", "b"}
+
+
+async def test_get_chunk_returns_its_neighbours_in_document_order(retrieval: Retrieval) -> None:
+    collection = retrieval.collection()
+    text = "\n\n".join(f"Paragraph {i} is about topic number {i} in a long report." * 6 for i in range(8))
+    await retrieval.ingest(collection, documents=[{"id": "long", "title": "Report", "text": text}])
+    found = await retrieval.call(
+        "search", {"query": "paragraph 4 topic number 4", "collection": collection, "mode": "keyword"}
+    )
+    middle = await retrieval.call("get_chunk", {"chunk_id": found["results"][0]["chunk_id"], "neighbours": 1})
+    ords = (
+        [c["ord"] for c in middle["before"]] + [middle["chunk"]["ord"]] + [c["ord"] for c in middle["after"]]
+    )
+    assert ords == sorted(ords) and len(ords) >= 2
+    for view in [*middle["before"], middle["chunk"], *middle["after"]]:
+        assert text[view["start"] : view["end"]] == view["text"]
+
+
+async def test_deleting_documents_and_collections_removes_them_from_search(retrieval: Retrieval) -> None:
+    collection = retrieval.collection()
+    await retrieval.ingest(
+        collection,
+        documents=[{"id": "x", "text": "Quantum tunnelling."}, {"id": "y", "text": "Quantum dots glow."}],
+    )
+    removed = await retrieval.call("delete_document", {"collection": collection, "document_id": "x"})
+    assert removed["deleted"] is True
+    found = await retrieval.call("search", {"query": "quantum", "collection": collection, "mode": "keyword"})
+    assert [hit["document_id"] for hit in found["results"]] == ["y"]
+    stats = await retrieval.call("collection_stats", {"collection": collection})
+    assert (stats["documents"], stats["chunks"]) == (1, 1)
+    await retrieval.call("delete_collection", {"collection": collection})
+    assert "no collection" in await retrieval.error("search", {"query": "quantum", "collection": collection})
+
+
+async def test_documents_are_readable_as_resources(retrieval: Retrieval) -> None:
+    collection = retrieval.collection()
+    await retrieval.ingest(collection, documents=[{"id": "r/1", "text": "Resource body text."}])
+    async with Client(retrieval.server) as client:
+        result = await client.read_resource(f"retrieval://documents/{collection}/r%2F1")
+    assert getattr(result.contents[0], "text", None) == "Resource body text."
+
+
+async def test_bad_input_gets_a_clear_error_and_loses_nothing_stored(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    collection = retrieval.collection()
+    await retrieval.ingest(
+        collection, documents=[{"id": "keep", "text": "Precious stored knowledge about tides."}]
+    )
+    write_files(
+        {
+            "bad.xyz": "some text",
+            "broken.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage without xref",
+            "empty.txt": "",
+            "huge.txt": "word " * 50_000,
+            "good.txt": "Tides follow the moon.",
+        }
+    )
+    status = await retrieval.ingest(
+        collection,
+        paths=[
+            str(retrieval.root / n) for n in ("bad.xyz", "broken.pdf", "empty.txt", "huge.txt", "good.txt")
+        ],
+    )
+    errors = {e["item"].rsplit("/", 1)[-1]: e["error"] for e in status["errors"]}
+    assert "unsupported file type '.xyz'" in errors["bad.xyz"]
+    assert "PDF" in errors["broken.pdf"]
+    assert "empty" in errors["empty.txt"]
+    assert "exceeds the 200,000-byte limit" in errors["huge.txt"]
+    assert status["counts"]["created"] == 1 and status["counts"]["failed"] == 4
+    outside = await retrieval.error("ingest", {"collection": collection, "paths": ["/etc/passwd"]})
+    assert "outside the allowed roots" in outside
+    too_long = await retrieval.error("search", {"query": "tides " * 1000, "collection": collection})
+    assert "the limit is 2,000" in too_long
+    assert "mode" in await retrieval.error("search", {"query": "tides", "mode": "fuzzy"})
+    assert "invalid" in await retrieval.error(
+        "ingest", {"collection": "../etc", "documents": [{"id": "a", "text": "b"}]}
+    )
+    found = await retrieval.call(
+        "search", {"query": "tides", "collection": collection, "mode": "keyword", "k": 5}
+    )
+    assert {hit["document_id"] for hit in found["results"]} == {"keep", str(retrieval.root / "good.txt")}
+
+
+class _FailingQueries(MiniLMOnnxProvider):
+    """A provider whose query embedding fails, as an Ollama server that went away would."""
+
+    def embed_query(self, text: str) -> Any:
+        raise RetrievalError("the embedding model went away; start it again")
+
+
+async def test_a_failing_ranker_reports_its_own_error_and_keyword_search_still_works(
+    retrieval: Retrieval,
+) -> None:
+    collection = retrieval.collection()
+    await retrieval.ingest(collection, documents=[{"id": "a", "text": "Glass is an amorphous solid."}])
+    old = retrieval.service
+    failing = RetrievalService(
+        settings=old.settings,
+        database=old.database,
+        store=old.store,
+        config=old.config,
+        provider=_FailingQueries(),
+    )
+    install_service(retrieval.runtime, failing)
+    message = await retrieval.error("search", {"query": "amorphous glass", "collection": collection})
+    assert "the embedding model went away" in message
+    found = await retrieval.call(
+        "search", {"query": "amorphous glass", "collection": collection, "mode": "keyword"}
+    )
+    assert [hit["document_id"] for hit in found["results"]] == ["a"]
