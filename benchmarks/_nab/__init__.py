@@ -1,0 +1,1 @@
+"""NAB (Numenta Anomaly Benchmark) corpus loading and scoring, reimplemented from its description."""
