@@ -1,0 +1,1 @@
+"""Helpers of benchmarks/retrieval.py and benchmarks/embedding_parity.py."""
