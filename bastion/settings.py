@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="auto: text on a terminal, JSON otherwise"
     )
+    embedded_shared_buffers_mb: int | None = Field(
+        default=None,
+        ge=16,
+        le=262_144,
+        description="shared_buffers of the embedded PostgreSQL in MB; unset: an eighth of RAM, 128 to 2048",
+    )
     db_pool_min: int = Field(default=1, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=1000)
     db_connect_timeout: float = Field(default=10.0, gt=0, le=300)

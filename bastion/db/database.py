@@ -47,7 +47,11 @@ class Database:
         self.settings = settings
         self.home = home or Home(settings.home)
         self.embedded: EmbeddedPostgres | None = (
-            EmbeddedPostgres(self.home, start_timeout=settings.startup_timeout)
+            EmbeddedPostgres(
+                self.home,
+                start_timeout=settings.startup_timeout,
+                shared_buffers_mb=settings.embedded_shared_buffers_mb,
+            )
             if settings.embedded_database
             else None
         )

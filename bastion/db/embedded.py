@@ -36,7 +36,7 @@ import psutil
 from bastion.errors import EmbeddedPostgresError, HomeError
 from bastion.home import ROOT_HOME_HINT, Home, under_root_home
 
-__all__ = ["PG_BIN", "EmbeddedPostgres", "EmbeddedStatus", "pg_tool"]
+__all__ = ["PG_BIN", "EmbeddedPostgres", "EmbeddedStatus", "auto_shared_buffers_mb", "pg_tool"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,17 @@ def pg_tool(name: str) -> str:
     return str(PG_BIN / name)
 
 
+def auto_shared_buffers_mb() -> int:
+    """An eighth of the machine's memory, between PostgreSQL's default 128 MB and 2 GB."""
+    total_mb = psutil.virtual_memory().total // (1024 * 1024)
+    return int(min(2048, max(128, total_mb // 8)))
+
+
+def auto_effective_cache_mb() -> int:
+    """Half the machine's memory: what the planner may assume the OS caches."""
+    return int(psutil.virtual_memory().total // (1024 * 1024) // 2)
+
+
 @dataclass(frozen=True)
 class EmbeddedStatus:
     running: bool
@@ -87,9 +98,12 @@ class EmbeddedStatus:
 class EmbeddedPostgres:
     """Start, share and stop the embedded server of one instance."""
 
-    def __init__(self, home: Home, *, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, home: Home, *, start_timeout: float = 60.0, shared_buffers_mb: int | None = None
+    ) -> None:
         self.home = home
         self.start_timeout = start_timeout
+        self.shared_buffers_mb = shared_buffers_mb or auto_shared_buffers_mb()
         self.as_root = os.geteuid() == 0
         self._lock_file = home.run / "postgres.lock"
         self._holders_file = home.run / "postgres.holders"
@@ -279,7 +293,13 @@ class EmbeddedPostgres:
         socket_dir.chmod(0o700)
         if self.as_root:
             shutil.chown(socket_dir, SYSTEM_USER, SYSTEM_USER)
-        options = f"-c listen_addresses='' -k {socket_dir} -p {PORT} -c unix_socket_permissions=0700"
+        # PostgreSQL's stock 128 MB of shared buffers thrashes once an HNSW index outgrows
+        # it (a 100k-chunk collection's index and heap are ~400 MB): size them from RAM.
+        cache_mb = max(self.shared_buffers_mb * 3, auto_effective_cache_mb())
+        options = (
+            f"-c listen_addresses='' -k {socket_dir} -p {PORT} -c unix_socket_permissions=0700"
+            f" -c shared_buffers={self.shared_buffers_mb}MB -c effective_cache_size={cache_mb}MB"
+        )
         logger.info("starting embedded PostgreSQL (socket %s)", socket_dir)
         self._run(
             [

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from bastion.db.database import Database
-from bastion.db.embedded import EmbeddedPostgres
+from bastion.db.embedded import EmbeddedPostgres, auto_shared_buffers_mb
 from bastion.errors import HomeError, PgvectorMissingError
 from bastion.home import Home
 from bastion.settings import Settings
@@ -180,3 +180,16 @@ async def test_database_opens_a_pool_on_the_embedded_server(home_path: Path) -> 
     finally:
         await db.close()
     assert EmbeddedPostgres(Home(home_path)).status().running is False
+
+
+async def test_shared_buffers_come_from_the_setting_or_from_the_machine_memory(home_path: Path) -> None:
+    db = Database(_settings(home_path, embedded_shared_buffers_mb=48))
+    await db.open()
+    try:
+        async with db.pool.connection() as conn:
+            cur = await conn.execute("SHOW shared_buffers")
+            assert await cur.fetchone() == ("48MB",)
+    finally:
+        await db.close()
+    assert 128 <= auto_shared_buffers_mb() <= 2048
+    assert EmbeddedPostgres(Home(home_path)).shared_buffers_mb == auto_shared_buffers_mb()
