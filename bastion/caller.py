@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import getpass
 import hashlib
 import hmac
@@ -75,11 +76,7 @@ class CallerContext(BaseModel):
     @classmethod
     def local_owner(cls) -> CallerContext:
         """The person running `bastion serve` over stdio for their own client: full access."""
-        try:
-            user = getpass.getuser()
-        except (OSError, KeyError):
-            user = "owner"
-        return cls(subject=f"local:{user}", tenant="local", roles=(LOCAL_OWNER_ROLE,))
+        return _local_owner()
 
     @classmethod
     def expiring(
@@ -218,3 +215,13 @@ def verify_caller(wire: object, key: bytes, *, now: float | None = None, leeway:
             "The gateway signs a fresh context per request; check both clocks if this repeats."
         )
     return ctx
+
+
+@functools.cache
+def _local_owner() -> CallerContext:
+    # Asked on every unsigned stdio call; the user name does not change while we run.
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "owner"
+    return CallerContext(subject=f"local:{user}", tenant="local", roles=(LOCAL_OWNER_ROLE,))

@@ -15,13 +15,13 @@ Tools (names and arguments are a contract):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from mcp.server.mcpserver import Context
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 
-from bastion.mcp import ServerRuntime, ServerSpec, current_caller
+from bastion.mcp import ServerRuntime, ServerSpec, current_caller, structured
 from servers.analytics import browse
 from servers.analytics.chart import vega_lite
 from servers.analytics.guard import CheckedQuery, check_sql
@@ -80,11 +80,11 @@ async def query(
     params: list[Any] | None = None,
     max_rows: int = 1000,
     source: str | None = None,
-) -> QueryResult:
+) -> Annotated[CallToolResult, QueryResult]:
     """Run one read-only statement (SELECT, WITH, VALUES or EXPLAIN) on the datasets, or on the
     external `source` named. Bind values as $1, $2... with `params`. Returns columns with types,
     rows, row_count, truncated (true when max_rows or the byte cap cut the result) and elapsed_ms."""
-    return await _service(ctx).query(current_caller(), sql, params, max_rows, source)
+    return structured(await _service(ctx).query(current_caller(), sql, params, max_rows, source))
 
 
 @spec.tool(annotations=_READ)
@@ -129,13 +129,13 @@ async def chart(
     source: str | None = None,
     params: list[Any] | None = None,
     title: str | None = None,
-) -> dict[str, Any]:
+) -> Annotated[CallToolResult, dict[str, Any]]:
     """A Vega-Lite v5 chart (bar, line, scatter or histogram) of a query's result, data inlined.
     Defaults follow the column types; `kind`, `x`, `y` and `color` override them."""
     service = _service(ctx)
     caller = current_caller()
     result = await service.query(caller, sql, params, service.config.chart_max_rows, source)
-    return vega_lite(result, kind=kind, x=x, y=y, color=color, title=title)
+    return structured(vega_lite(result, kind=kind, x=x, y=y, color=color, title=title))
 
 
 @spec.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False))

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["jsonable", "jsonable_row", "row_converter"]
+from psycopg.adapt import AdaptersMap, Buffer, Loader
+
+__all__ = ["jsonable", "jsonable_row", "register_json_loaders", "row_converter"]
 
 
 def jsonable(value: Any) -> Any:
@@ -48,14 +50,39 @@ def jsonable_row(row: Sequence[Any]) -> list[Any]:
     return [jsonable(v) for v in row]
 
 
-# Types whose Python values are already plain JSON: their columns are passed through.
+class _JsonNumericLoader(Loader):
+    """`numeric` text straight to what `jsonable` makes of a Decimal: an int when written
+    without a fraction, else a float; NaN and infinities stay strings. No Decimal is built."""
+
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        if b"." in text:
+            return float(text)
+        if text[-1:].isdigit():
+            return int(text)
+        return text.decode()
+
+
+def register_json_loaders(adapters: AdaptersMap) -> None:
+    """Load `numeric` as JSON numbers on a cursor whose rows go through `row_converter`."""
+    adapters.register_loader("numeric", _JsonNumericLoader)
+
+
+# Column types (as psycopg names them, and their SQL spellings) whose values are already
+# plain JSON on a cursor set up by `register_json_loaders`: their columns are passed through.
 _PLAIN = frozenset(
-    {"smallint", "integer", "bigint", "text", "boolean", "character varying", "name", "character", "varchar"}
-)
+    {
+        "int2", "int4", "int8", "smallint", "integer", "bigint",
+        "text", "varchar", "character varying", "bpchar", "character", "name",
+        "bool", "boolean", "numeric",
+    }
+)  # fmt: skip
 
 
 def row_converter(types: Sequence[str]) -> Callable[[Sequence[Any]], list[Any]]:
-    """A fast `jsonable_row` for rows of these column types: plain columns are not visited."""
+    """A fast `jsonable_row` for rows of these column types: plain columns are not visited.
+
+    For cursors set up by `register_json_loaders` (numeric columns are plain there)."""
     convert = [i for i, t in enumerate(types) if t.split("(")[0].strip() not in _PLAIN]
     if not convert:
         return list

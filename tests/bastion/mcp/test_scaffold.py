@@ -11,19 +11,20 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPError
-from mcp_types import RequestParamsMeta
+from mcp_types import CallToolResult, RequestParamsMeta, TextContent
+from typing_extensions import TypedDict
 
 import bastion.mcp
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
 from bastion.db.database import Database
 from bastion.errors import ConfigError
-from bastion.mcp import ServerRuntime, ServerSpec, build_server, current_caller
+from bastion.mcp import ServerRuntime, ServerSpec, build_server, current_caller, structured
 from bastion.mcp.caller_middleware import CALLER_REFUSED
 from bastion.mcp.runtime import Transport
 from bastion.settings import Settings
@@ -232,6 +233,38 @@ async def test_tools_reach_the_runtime_through_the_lifespan_context(tmp_path: Pa
     assert result.structured_content == {"result": "probe"}
 
 
+class _Rows(TypedDict):
+    rows: list[list[int]]
+    count: int
+
+
+async def test_a_structured_result_keeps_its_schema_and_sends_compact_json_text(tmp_path: Path) -> None:
+    local = ServerSpec(name="rows-probe")
+
+    @local.tool
+    async def rows(n: int) -> Annotated[CallToolResult, _Rows]:
+        """n rows of two numbers."""
+        return structured({"rows": [[i, i * i] for i in range(n)], "count": n})
+
+    @local.tool
+    async def broken() -> Annotated[CallToolResult, _Rows]:
+        """A result that does not match the schema it publishes."""
+        return structured({"rows": "not rows"})
+
+    async with Client(build_server(local, _runtime(tmp_path, "stdio"))) as client:
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("rows", {"n": 3})
+        failed = await client.call_tool("broken", {})
+    schema = listed["rows"].output_schema
+    assert schema is not None and set(schema["properties"]) == {"rows", "count"}
+    assert result.structured_content == {"rows": [[0, 0], [1, 1], [2, 4]], "count": 3}
+    assert [block.text for block in result.content if isinstance(block, TextContent)] == [
+        '{"rows":[[0,0],[1,1],[2,4]],"count":3}'
+    ]
+    # The server still checks what it sends against what it publishes.
+    assert failed.is_error
+
+
 def test_a_blocking_tool_is_refused_at_declaration() -> None:
     local = ServerSpec(name="blocking")
 
@@ -264,6 +297,7 @@ def test_the_package_exports_exactly_the_scaffold_surface() -> None:
         "build_server",
         "current_caller",
         "serve",
+        "structured",
     ]
     for name in bastion.mcp.__all__:
         assert getattr(bastion.mcp, name) is not None
