@@ -187,7 +187,9 @@ async def search(
     else:
         ranked = weighted(keyword, vector, keyword_weight=config.keyword_weight)
     results = await _hits(service, query, ranked[:k])
-    await service.store.set(key, json.dumps(results).encode(), ttl=config.cache_ttl)
+    service.after_response(
+        service.store.set(key, json.dumps(results).encode(), ttl=config.cache_ttl), "search cache write"
+    )
     return {"results": results, "mode": mode, "collections": names, "took_ms": _ms(started), "cached": False}
 
 

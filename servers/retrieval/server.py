@@ -16,11 +16,11 @@ from urllib.parse import unquote
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from bastion.errors import BastionError
-from bastion.mcp import ServerRuntime, ServerSpec, current_caller
+from bastion.mcp import ServerRuntime, ServerSpec, current_caller, structured
 from servers.retrieval.filters import SearchFilters
 from servers.retrieval.ingest import InlineDocument
 from servers.retrieval.schema import MIGRATIONS
@@ -125,21 +125,23 @@ async def search(
     k: Annotated[int, Field(description="number of results")] = 10,
     mode: Annotated[Literal["hybrid", "vector", "keyword"], Field(description="ranking")] = "hybrid",
     filters: SearchFilters | None = None,
-) -> dict[str, Any]:
+) -> Annotated[CallToolResult, dict[str, Any]]:
     """Search passages. Each result cites document_id, chunk_id, title, source, page, start/end character
     offsets into the document's text, score, a snippet (HTML-escaped, matches in <mark>) and metadata."""
     from servers.retrieval.search import search as run_search
 
     with _tool_errors():
-        return await run_search(
-            _service(ctx),
-            current_caller(),
-            query,
-            collection=collection,
-            collections=collections,
-            k=k,
-            mode=mode,
-            filters=filters,
+        return structured(
+            await run_search(
+                _service(ctx),
+                current_caller(),
+                query,
+                collection=collection,
+                collections=collections,
+                k=k,
+                mode=mode,
+                filters=filters,
+            )
         )
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -54,6 +55,7 @@ class RetrievalService:
         self._provider_lock = anyio.Lock()
         self._worker: IngestWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.wakeup = anyio.Event()
 
     async def provider(self) -> EmbeddingProvider:
@@ -85,8 +87,25 @@ class RetrievalService:
             self._worker.run(), name="retrieval-worker"
         )
 
+    def after_response(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run `work` without making the caller wait for it (a result-cache write: the
+        answer is ready, and a lost write only costs the next identical search)."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                logger.warning("%s failed", what, exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(logged(), name=what)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def aclose(self) -> None:
         """Stop the worker and release the provider; the database and store stay open."""
+        if self._background:
+            # Let pending cache writes land while the store is still open.
+            await asyncio.wait(set(self._background), timeout=5)
         if self._worker is not None:
             self._worker.stop()
         if self._worker_task is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from mcp import Client
 
 from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
@@ -187,7 +188,14 @@ async def test_search_results_are_cached_until_the_collection_changes(retrieval:
     await retrieval.ingest(collection, documents=[{"id": "a", "text": "Solar panels convert sunlight."}])
     query = {"query": "solar sunlight", "collection": collection}
     first = await retrieval.call("search", query)
+    # The cache is written after the response goes out: the next identical search finds
+    # it as soon as that write lands.
     second = await retrieval.call("search", query)
+    for _ in range(100):
+        if second["cached"]:
+            break
+        await anyio.sleep(0.02)
+        second = await retrieval.call("search", query)
     assert (first["cached"], second["cached"]) == (False, True)
     assert second["results"] == first["results"]
     await retrieval.ingest(
