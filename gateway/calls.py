@@ -12,6 +12,7 @@ limits) the seconds to wait, so both the fast path and the SDK path answer alike
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -348,6 +349,9 @@ class Gateway:
             if result.get("isError"):
                 outcome = "tool_error"
             return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         except MCPError as exc:
             outcome = "upstream_error"
             # The upstream's own code and data pass through (clients act on them); the

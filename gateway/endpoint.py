@@ -16,6 +16,7 @@ path only serves sessions the SDK created.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -54,6 +55,7 @@ SESSIONS_OPEN = Gauge(
     registry=REGISTRY,
 )
 SESSION_IDLE = 1800.0
+REQUEST_CANCELLED = -32800  # JSON-RPC's reserved range; the code LSP uses for the same
 TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
@@ -131,6 +133,9 @@ class MCPEndpoint:
         self._sessions: dict[str, float] = {}
         self._open_sessions: dict[str, float] = {}  # every handshake session: id -> last seen
         self._last_prune = time.monotonic()
+        # Fast-path calls of handshake sessions: (session id, request id as JSON) -> task,
+        # so the session's `notifications/cancelled` can reach them.
+        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[dict[str, Any]]] = {}
 
     # -- the gate ---------------------------------------------------------------
 
@@ -221,7 +226,10 @@ class MCPEndpoint:
         if body is None:
             await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
             return
-        if await self._fast_path(call, headers, body, send):
+        if await self._fast_path(call, headers, body, receive, send):
+            return
+        if self._cancel_fast_call(headers, body):
+            await _reply(send, 202, b"", [])
             return
         await self._to_sdk(runtime, scope, receive, send, body)
 
@@ -312,7 +320,7 @@ class MCPEndpoint:
     # -- the fast path ----------------------------------------------------------
 
     async def _fast_path(
-        self, call: CallContext, headers: Mapping[bytes, bytes], body: bytes, send: Send
+        self, call: CallContext, headers: Mapping[bytes, bytes], body: bytes, receive: Receive, send: Send
     ) -> bool:
         """Answer a plain `tools/call` here; False hands the request to the SDK."""
         if b'"tools/call"' not in body:
@@ -334,12 +342,12 @@ class MCPEndpoint:
             return False  # the SDK validates the Mcp-Param-* headers such tools declare
         version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
         modern = version in MODERN_PROTOCOL_VERSIONS
+        sid = headers.get(b"mcp-session-id")
         if modern:
             text_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
             if not isinstance(classify_inbound_request(message, headers=text_headers), InboundModernRoute):
                 return False  # the SDK answers envelope and header errors with the right codes
         else:
-            sid = headers.get(b"mcp-session-id")
             seen = self._sessions.get(sid.decode("latin-1")) if sid else None
             if seen is None or sid is None or time.monotonic() - seen > SESSION_IDLE:
                 return False
@@ -348,29 +356,95 @@ class MCPEndpoint:
         as_json = "application/json" in accept or "*/*" in accept or "application/*" in accept
         if not as_json and "text/event-stream" not in accept:
             return False
+        arguments = params.get("arguments")
         token = request_id.set(call.request_id)
         try:
-            arguments = params.get("arguments")
-            forwarded_meta = meta if isinstance(meta, dict) else None
-            result = await self.gateway.call_tool(
-                call, params["name"], arguments if isinstance(arguments, dict) else None, forwarded_meta
+            # A task of its own (it copies the request id) so that a cancellation can end it.
+            task = asyncio.ensure_future(
+                self.gateway.call_tool(
+                    call,
+                    params["name"],
+                    arguments if isinstance(arguments, dict) else None,
+                    meta if isinstance(meta, dict) else None,
+                )
             )
+        finally:
+            request_id.reset(token)
+        key = None if modern or sid is None else (sid, orjson.dumps(message["id"]))
+        if key is not None:
+            self._inflight[key] = task
+        status, extra = 200, []
+        try:
+            # 2026-07-28 has no session to carry `notifications/cancelled`: a client
+            # cancels by closing its request, and the upstream call ends with it.
+            if modern and not await _finished_unless_disconnected(task, receive):
+                return True
+            result = await task
             if modern:
                 result = {**result, "resultType": "complete"}
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
-            status, extra = 200, []
         except CallError as exc:
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
             # 2026-07-28 maps some error codes onto HTTP statuses; the handshake era answers 200.
-            status, extra = (ERROR_CODE_HTTP_STATUS.get(exc.code, 200) if modern else 200), []
+            status = ERROR_CODE_HTTP_STATUS.get(exc.code, 200) if modern else 200
             if exc.code == RATE_LIMITED and exc.retry_after is not None:
                 status = 429
                 extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                task.cancel()
+                raise  # the gateway itself is being stopped
+            # The client cancelled the call: it reads no answer, the SDK's would be this.
+            payload = _rpc_error(message["id"], REQUEST_CANCELLED, "request cancelled by the client")
         finally:
-            request_id.reset(token)
+            if key is not None:
+                self._inflight.pop(key, None)
         if as_json:
             await _reply(send, status, payload, [*_JSON, *extra])
         else:
             event = b"event: message\ndata: " + payload + b"\n\n"
             await _reply(send, status, event, [(b"content-type", b"text/event-stream"), *extra])
         return True
+
+    def _cancel_fast_call(self, headers: Mapping[bytes, bytes], body: bytes) -> bool:
+        """Cancel the fast-path call a handshake session's `notifications/cancelled` names."""
+        if not self._inflight or b'"notifications/cancelled"' not in body:
+            return False
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
+            return False
+        params = message.get("params")
+        if not isinstance(params, dict) or "requestId" not in params:
+            return False
+        sid = headers.get(b"mcp-session-id", b"")
+        task = self._inflight.get((sid, orjson.dumps(params["requestId"])))
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+
+async def _finished_unless_disconnected(task: asyncio.Task[Any], receive: Receive) -> bool:
+    """Wait for `task`; if the client disconnects first, cancel it and return False."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return True
+    task.cancel()
+    await asyncio.wait((task,))
+    return False

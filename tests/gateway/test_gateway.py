@@ -367,3 +367,63 @@ async def test_a_crashed_stdio_upstream_fails_calls_in_flight_and_comes_back(gat
                 except MCPError as exc:  # restarting: the gateway says so and the caller retries
                     assert "upstream 'counter'" in exc.error.message
             await anyio.sleep(0.2)
+
+
+async def test_a_handshake_client_cancels_a_call_that_reports_no_progress(gateway: GatewayProcess) -> None:
+    # Without a progress token the call takes the fast path; the session's
+    # notifications/cancelled must still reach it.
+    started = gateway.counted().count("slow")
+    cancelled = gateway.counted().count("slow-cancelled")
+    async with (
+        _client(gateway.url + "/mcp", gateway.key("admin"), "legacy") as client,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def call() -> None:
+            await client.call_tool("counter_slow", {"steps": 1000, "delay": 0.05})
+
+        tg.start_soon(call)
+        with anyio.fail_after(30):
+            while gateway.counted().count("slow") == started:
+                await anyio.sleep(0.02)
+        tg.cancel_scope.cancel()
+    with anyio.fail_after(30):
+        while gateway.counted().count("slow-cancelled") == cancelled:
+            await anyio.sleep(0.05)
+
+
+async def test_a_modern_client_cancels_a_call_by_closing_its_request(gateway: GatewayProcess) -> None:
+    cancelled = gateway.counted().count("slow-cancelled")
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "counter_slow",
+        "authorization": f"Bearer {gateway.key('admin')}",
+        "x-request-id": "cancel-check-1",
+    }
+    params = {"name": "counter_slow", "arguments": {"steps": 1000, "delay": 0.05}, "_meta": ENVELOPE}
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=1.0)) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(gateway.url + "/mcp", headers=headers, content=json.dumps(body))
+    with anyio.fail_after(30):
+        while gateway.counted().count("slow-cancelled") == cancelled:
+            await anyio.sleep(0.05)
+    dsn = EmbeddedPostgres(Home(gateway.home)).dsn()
+    with anyio.fail_after(30):
+        while True:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(
+                    "SELECT tool, outcome FROM gateway.audit_events WHERE request_id = %s",
+                    ("cancel-check-1",),
+                ).fetchone()
+            if row is not None:
+                break
+            await anyio.sleep(0.05)
+    assert row == ("slow", "cancelled")
+    # The gateway keeps serving.
+    echo = {"name": "counter_echo", "arguments": {"text": "after"}}
+    response = _modern(gateway.url + "/mcp", "tools/call", echo, gateway.key("admin"), "counter_echo")
+    assert _result(response)["result"]["content"][0]["text"] == "after"
