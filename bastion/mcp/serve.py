@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Generator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager, nullcontext
 
 import anyio
 import uvicorn
@@ -54,7 +54,10 @@ async def serve(
         # Bind before opening the database, so a taken port costs nothing.
         sock = bind_socket(host, port)
         try:
-            async with ServerRuntime.open(spec, settings, transport="http") as runtime:
+            async with (
+                ServerRuntime.open(spec, settings, transport="http") as runtime,
+                _background(spec, runtime),
+            ):
                 await _serve_http(spec, runtime, sock, host)
         finally:
             sock.close()
@@ -64,9 +67,14 @@ async def serve(
                 runtime = await stack.enter_async_context(
                     ServerRuntime.open(spec, settings, transport="stdio")
                 )
+            await stack.enter_async_context(_background(spec, runtime))
             await _serve_stdio(spec, runtime)
     else:
         raise ConfigError(f"--transport {transport!r}: expected 'stdio' or 'http'.")
+
+
+def _background(spec: ServerSpec, runtime: ServerRuntime) -> AbstractAsyncContextManager[None]:
+    return spec.background(runtime) if spec.background is not None else nullcontext()
 
 
 async def _serve_stdio(spec: ServerSpec, runtime: ServerRuntime) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -31,10 +32,22 @@ from bastion.errors import ConfigError
 if TYPE_CHECKING:
     from bastion.mcp.runtime import ServerRuntime
 
-__all__ = ["HealthCheck", "PromptDef", "ResourceDef", "ServerSpec", "ToolDef", "bastion_version"]
+__all__ = [
+    "Background",
+    "HealthCheck",
+    "PromptDef",
+    "ResourceDef",
+    "ServerSpec",
+    "ToolDef",
+    "bastion_version",
+]
 
 HealthCheck = Callable[["ServerRuntime"], Awaitable[dict[str, Any]]]
 """Extra checks a server adds to its health report, given the running runtime."""
+
+Background = Callable[["ServerRuntime"], AbstractAsyncContextManager[None]]
+"""Work a served process runs for its whole life (a queue worker): entered once the
+runtime is open, before the first request; exited before the runtime closes."""
 
 _FnT = TypeVar("_FnT", bound=Callable[..., Any])
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -106,6 +119,7 @@ class ServerSpec:
     prompts: list[PromptDef] = field(default_factory=list[PromptDef])
     migrations: MigrationSet | None = None
     health: HealthCheck | None = None
+    background: Background | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

@@ -9,8 +9,8 @@ error whose message says what to fix. Documents are also resources:
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Generator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import unquote
 
@@ -29,6 +29,20 @@ __all__ = ["spec"]
 
 logger = logging.getLogger(__name__)
 
+
+@asynccontextmanager
+async def _ingestion_worker(runtime: ServerRuntime) -> AsyncGenerator[None, None]:
+    """Start the ingestion worker with the server, so a job a crash interrupted resumes
+    at once rather than at the first tool call."""
+    from servers.retrieval.service import close_service, service_for
+
+    service_for(runtime)
+    try:
+        yield
+    finally:
+        await close_service(runtime)
+
+
 spec = ServerSpec(
     name="retrieval",
     description="Ingest documents and search them with hybrid BM25 + vector retrieval, with exact citations.",
@@ -39,6 +53,7 @@ spec = ServerSpec(
         "`ingest` starts a background job: poll `ingest_status` with its job_id."
     ),
     migrations=MIGRATIONS,
+    background=_ingestion_worker,
 )
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)

@@ -12,6 +12,16 @@ from pathlib import Path
 import anyio
 from mcp import Client, StdioServerParameters
 
+from bastion.caller import CallerContext
+from bastion.db.database import Database
+from bastion.settings import Settings
+from bastion.stores import open_store
+from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
+from servers.retrieval.ingest import start_ingest
+from servers.retrieval.schema import MIGRATIONS
+from servers.retrieval.service import RetrievalService
+from tests.servers.retrieval.conftest import make_config
+
 REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 120
 
@@ -103,3 +113,50 @@ def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
     )
     assert outside.returncode == 2
     assert "outside the allowed roots" in outside.stderr.decode()
+
+
+async def test_a_served_retrieval_process_runs_queued_jobs_before_any_tool_call(
+    settings: Settings, database: Database, provider: MiniLMOnnxProvider, shared_home: Path, docs_root: Path
+) -> None:
+    # A job queued while no server runs (as after a crash) is picked up by the next
+    # server as soon as it starts: no client request is needed to wake its worker.
+    (docs_root / "queued.md").write_text("# Queued\n\nThe job waited for a server to come back.\n")
+    await database.migrate([MIGRATIONS])
+    store = await open_store(settings, database)
+    service = RetrievalService(
+        settings=settings, database=database, store=store, config=make_config(docs_root), provider=provider
+    )
+    collection = f"queued-{uuid.uuid4().hex[:8]}"
+    log = docs_root.parent / f"{collection}.log"
+    job_id = await start_ingest(service, CallerContext.local_owner(), collection, paths=[str(docs_root)])
+    with log.open("wb") as stderr:
+        server = await anyio.open_process(
+            [sys.executable, "-m", "bastion.cli", "serve", "retrieval", "--transport", "stdio"],
+            env=_env(shared_home, docs_root),
+            cwd=REPO,
+            stdin=subprocess.PIPE,  # held open and silent: a client that has not spoken yet
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        with anyio.fail_after(START_TIMEOUT):
+            while True:
+                async with database.pool.connection() as conn:
+                    cur = await conn.execute("SELECT state FROM retrieval.jobs WHERE id = %s", (job_id,))
+                    row = await cur.fetchone()
+                if row == ("completed",):
+                    break
+                if server.returncode is not None:
+                    raise AssertionError(f"the server exited with {server.returncode}: {log.read_text()}")
+                await anyio.sleep(0.1)
+    finally:
+        # End it as a stdio client does: close its stdin.
+        assert server.stdin is not None
+        await server.stdin.aclose()
+        with anyio.move_on_after(30):
+            await server.wait()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await server.aclose()
+    assert server.returncode == 0, log.read_text()
