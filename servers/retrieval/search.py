@@ -157,7 +157,14 @@ async def search(
         nonlocal keyword
         async with service.database.pool.connection() as conn:
             keyword = await keyword_ranking(
-                conn, query, ids, filters, limit=limit, k1=config.bm25_k1, b=config.bm25_b
+                conn,
+                query,
+                [(row.id, row.version) for row in rows],
+                filters,
+                limit=limit,
+                k1=config.bm25_k1,
+                b=config.bm25_b,
+                frequencies=service.frequencies,
             )
 
     async def rank_vectors(embedder: EmbeddingProvider) -> None:

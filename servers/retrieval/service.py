@@ -23,6 +23,7 @@ from bastion.settings import Settings
 from bastion.stores.base import Store
 from servers.retrieval.config import RetrievalConfig
 from servers.retrieval.jobs import QUEUE
+from servers.retrieval.ranking import DocumentFrequencies
 
 if TYPE_CHECKING:
     from bastion.mcp.runtime import ServerRuntime
@@ -56,6 +57,7 @@ class RetrievalService:
         self._worker: IngestWorker | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.frequencies = DocumentFrequencies()
         self.wakeup = anyio.Event()
 
     async def provider(self) -> EmbeddingProvider:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from servers.retrieval.ranking import keyword_ranking, vector_ranking
+from servers.retrieval.ranking import DocumentFrequencies, keyword_ranking, vector_ranking
 from tests.servers.retrieval.conftest import Retrieval
 
 DOCS = [
@@ -25,18 +25,30 @@ async def test_keyword_scores_are_bm25_over_english_lexemes(retrieval: Retrieval
     query = "blood oxygen organs"
     async with retrieval.service.database.pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT id, chunk_count, total_length FROM retrieval.collections WHERE name = %s", (collection,)
+            "SELECT id, chunk_count, total_length, version FROM retrieval.collections WHERE name = %s",
+            (collection,),
         )
         row = await cur.fetchone()
         assert row is not None
-        cid, n, total = row
+        cid, n, total, version = row
         cur = await conn.execute("SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', %s))", (query,))
         terms = [r[0] for r in await cur.fetchall()]
         cur = await conn.execute(
             "SELECT chunk_id, lexeme, tf, dl FROM retrieval.postings WHERE collection_id = %s", (cid,)
         )
         postings = await cur.fetchall()
-        ranked = await keyword_ranking(conn, query, [cid], None, limit=10, k1=1.2, b=0.75)
+        frequencies = DocumentFrequencies()
+        ranked = await keyword_ranking(
+            conn, query, [(cid, version)], None, limit=10, k1=1.2, b=0.75, frequencies=frequencies
+        )
+        # The second time, the document frequencies come from the cache: same ranking.
+        again = await keyword_ranking(
+            conn, query, [(cid, version)], None, limit=10, k1=1.2, b=0.75, frequencies=frequencies
+        )
+    assert frequencies.known(((cid, version),), terms) == {
+        t: float(sum(1 for p in postings if p[1] == t)) for t in terms if any(p[1] == t for p in postings)
+    }
+    assert again == ranked
     avgdl = total / n
     df = {t: sum(1 for p in postings if p[1] == t) for t in terms}
     expected: dict[int, float] = {}
