@@ -88,6 +88,10 @@ class MiniLMOnnxProvider(EmbeddingProvider):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle intra-op threads would otherwise spin for work: during a hybrid search that
+        # steals the core PostgreSQL's BM25 runs on (p95 46-65 ms -> 38-41 ms at 100k
+        # chunks), for no measurable gain in batch embedding (32.4 vs 31.7 texts/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self._session: Any = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
