@@ -65,21 +65,9 @@ _COLUMNS = (
     "time, subject, tenant, roles, auth_method, key_id, action, upstream, tool, argument_digest, "
     "decision, reasons, latency_ms, outcome, request_id, client_address"
 )
-# One fixed statement for any batch size: the rows travel as one array per column, so
-# the client parses and the server plans the same short text every time (a VALUES list
-# of N rows is a new, long statement per size). `roles` travels as JSON (arrays of
-# arrays must be rectangular).
-_INSERT = (
-    f"INSERT INTO gateway.audit_events ({_COLUMNS}) "
-    "SELECT x.time, x.subject, x.tenant, ARRAY(SELECT jsonb_array_elements_text(x.roles)), "
-    "x.auth_method, x.key_id, x.action, x.upstream, x.tool, x.argument_digest, x.decision, "
-    "x.reasons, x.latency_ms, x.outcome, x.request_id, x.client_address "
-    "FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::float8[], "
-    "%s::text[], %s::text[], %s::text[]) "
-    f"AS x({_COLUMNS})"
-).encode()
-MAX_BATCH_LIMIT = 4000  # events per statement: bounds one batch's memory and commit time
+_ROW = "(" + ", ".join(["%s"] * 11 + ["%s::jsonb"] + ["%s"] * 4) + ")"
+# Max parameters per statement is 65535; 16 per row.
+MAX_BATCH_LIMIT = 4000
 
 _Pending = tuple[AuditEvent, "asyncio.Future[None]"]
 
@@ -90,7 +78,7 @@ def _params(event: AuditEvent) -> tuple[Any, ...]:
         event.time,
         p.subject if p else None,
         p.tenant if p else None,
-        orjson.dumps(list(p.roles) if p else []).decode(),
+        list(p.roles) if p else [],
         p.auth_method if p else None,
         p.key_id if p else None,
         event.action,
@@ -132,6 +120,7 @@ class PostgresAuditWriter(AuditWriter):
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._statements: dict[int, bytes] = {}
         # One connection kept for the writer: a batch is then a single autocommitted INSERT,
         # one round trip, with the durability set once for the session.
         self._conn: AsyncConnection[Any] | None = None
@@ -200,10 +189,10 @@ class PostgresAuditWriter(AuditWriter):
 
     async def _commit(self, batch: list[_Pending]) -> None:
         AUDIT_BATCH_SIZE.observe(len(batch))
-        columns = [list(column) for column in zip(*(_params(event) for event, _ in batch), strict=True)]
+        params = [value for event, _ in batch for value in _params(event)]
         try:
             conn = await self._connection()
-            await conn.execute(_INSERT, columns)  # autocommit: one atomic statement
+            await conn.execute(self._statement(len(batch)), params)  # autocommit: one atomic statement
         except BaseException as exc:
             logger.error("audit batch of %d event(s) failed: %s", len(batch), exc)
             if isinstance(exc, Exception):
@@ -215,6 +204,14 @@ class PostgresAuditWriter(AuditWriter):
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
+
+    def _statement(self, rows: int) -> bytes:
+        statement = self._statements.get(rows)
+        if statement is None:
+            values = ", ".join([_ROW] * rows)
+            statement = f"INSERT INTO gateway.audit_events ({_COLUMNS}) VALUES {values}".encode()
+            self._statements[rows] = statement
+        return statement
 
 
 def _fail(batch: list[_Pending], cause: BaseException) -> None:
