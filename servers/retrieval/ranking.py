@@ -10,21 +10,37 @@ chunks may rank.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import numpy as np
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from servers.retrieval.embeddings.base import Vectors
 from servers.retrieval.filters import SearchFilters, filter_sql
 from servers.retrieval.schema import trusted_sql
 from servers.retrieval.vectors import register_vector
 
-__all__ = ["DocumentFrequencies", "keyword_ranking", "vector_ranking"]
+__all__ = ["DocumentFrequencies", "LexemeStats", "keyword_ranking", "vector_ranking"]
+
+
+Scope = tuple[tuple[int, int], ...]
+"""The searched collections as sorted (id, version) pairs."""
+
+
+@dataclass(frozen=True)
+class LexemeStats:
+    """How many chunks of a scope hold a lexeme, and the range of their chunk ids."""
+
+    df: float
+    first_chunk: int
+    last_chunk: int
 
 
 class DocumentFrequencies:
-    """Document frequencies of lexemes, remembered per collection version.
+    """Lexeme statistics, remembered per collection version.
 
     Counting a lexeme's postings is a fifth of a long query's BM25 time at 100k chunks,
     and the count only changes when the collection does: every write bumps the
@@ -33,56 +49,56 @@ class DocumentFrequencies:
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self.max_entries = max_entries
-        self._counts: dict[tuple[tuple[tuple[int, int], ...], str], float] = {}
+        self._stats: dict[tuple[Scope, str], LexemeStats] = {}
 
-    def known(self, scope: tuple[tuple[int, int], ...], lexemes: Sequence[str]) -> dict[str, float]:
-        return {lex: df for lex in lexemes if (df := self._counts.get((scope, lex))) is not None}
+    def known(self, scope: Scope, lexemes: Sequence[str]) -> dict[str, LexemeStats]:
+        return {lex: st for lex in lexemes if (st := self._stats.get((scope, lex))) is not None}
 
-    def remember(self, scope: tuple[tuple[int, int], ...], counted: dict[str, float]) -> None:
-        if len(self._counts) + len(counted) > self.max_entries:
-            self._counts.clear()  # versions move on; old entries are never asked for again
-        for lexeme, df in counted.items():
-            self._counts[(scope, lexeme)] = df
+    def remember(self, scope: Scope, counted: dict[str, LexemeStats]) -> None:
+        if len(self._stats) + len(counted) > self.max_entries:
+            self._stats.clear()  # versions move on; old entries are never asked for again
+        for lexeme, stats in counted.items():
+            self._stats[(scope, lexeme)] = stats
 
 
-# Per query lexeme: its document frequency (remembered, or an index-only count over its
-# postings) folded into constant weights, then one pass over the same postings sums BM25
-# per chunk. MATERIALIZED keeps the weights computed once per lexeme, not per posting.
+_LEXEMES = "SELECT coalesce(array_agg(DISTINCT lexeme), '{}') FROM unnest(to_tsvector('english', %s))"
+
+# An index-only pass over each lexeme's postings: its document frequency and id range.
+_COUNT = """
+SELECT q.lexeme, c.df, c.first_chunk, c.last_chunk
+FROM unnest(%(lexemes)s::text[]) AS q(lexeme)
+CROSS JOIN LATERAL (
+    SELECT count(*)::float8 AS df, min(p.chunk_id) AS first_chunk, max(p.chunk_id) AS last_chunk
+    FROM retrieval.postings p
+    WHERE p.collection_id = ANY(%(cols)s) AND p.lexeme = q.lexeme
+) c
+"""
+
+# Each lexeme's IDF and length constants (MATERIALIZED: computed once per lexeme, not once
+# per posting), then one pass over its postings in the chunk-id range sums BM25 per chunk.
 _BM25 = """
-WITH q AS (SELECT unnest(%(lexemes)s::text[]) AS lexeme),
-known AS (SELECT * FROM unnest(%(known)s::text[], %(known_df)s::float8[]) AS k(lexeme, df)),
-st AS (
+WITH st AS (
     SELECT greatest(sum(chunk_count), 1)::float8 AS n,
            greatest(sum(total_length), 1)::float8 / greatest(sum(chunk_count), 1) AS avgdl
     FROM retrieval.collections WHERE id = ANY(%(cols)s)
 ),
-freq AS MATERIALIZED (
-    SELECT q.lexeme, k.df IS NULL AS counted,
-           coalesce(k.df, (
-               SELECT count(*) FROM retrieval.postings p
-               WHERE p.collection_id = ANY(%(cols)s) AND p.lexeme = q.lexeme
-           )::float8) AS df
-    FROM q LEFT JOIN known k USING (lexeme)
-),
 w AS MATERIALIZED (
-    SELECT f.lexeme, ln(1 + (st.n - f.df + 0.5) / (f.df + 0.5)) * (%(k1)s + 1) AS idf,
+    SELECT k.lexeme, ln(1 + (st.n - k.df + 0.5) / (k.df + 0.5)) * (%(k1)s + 1) AS idf,
            %(k1)s * (1 - %(b)s) AS c0, %(k1)s * %(b)s / st.avgdl AS c1
-    FROM freq f CROSS JOIN st
-    WHERE f.df > 0
+    FROM unnest(%(lexemes)s::text[], %(dfs)s::float8[]) AS k(lexeme, df) CROSS JOIN st
+    WHERE k.df > 0
 ),
 scored AS (
     SELECT p.chunk_id, sum(w.idf * p.tf / (p.tf + w.c0 + w.c1 * p.dl)) AS score
     FROM w JOIN retrieval.postings p ON p.collection_id = ANY(%(cols)s) AND p.lexeme = w.lexeme
+        AND p.chunk_id BETWEEN %(first)s AND %(last)s
     GROUP BY p.chunk_id
-),
+)
 """
 
-# The counts made for this query come back after the hits, for the cache.
-_COUNTED = """
-SELECT chunk_id, score, NULL::text AS lexeme FROM ranked
-UNION ALL
-SELECT NULL, df, lexeme FROM freq WHERE counted
-"""
+# Below this many postings one query is fastest; above it, two halves of the chunk-id
+# range run at once on two connections (PostgreSQL runs each on its own core).
+SPLIT_POSTINGS = 20_000
 
 
 async def keyword_ranking(
@@ -95,51 +111,83 @@ async def keyword_ranking(
     k1: float,
     b: float,
     frequencies: DocumentFrequencies | None = None,
+    pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None,
 ) -> list[tuple[int, float]]:
     """(chunk id, BM25 score) of the best `limit` chunks, best first.
 
-    `collections` are (id, version) pairs; `frequencies` remembers document frequencies
-    across calls."""
-    cur = await conn.execute(
-        "SELECT coalesce(array_agg(DISTINCT lexeme), '{}') FROM unnest(to_tsvector('english', %s))", (query,)
-    )
+    `collections` are (id, version) pairs; `frequencies` remembers lexeme statistics across
+    calls; with a `pool`, a query over many postings is split across two connections."""
+    cur = await conn.execute(_LEXEMES, (query,))
     row = await cur.fetchone()
     lexemes: list[str] = list(row[0]) if row else []
     if not lexemes:
         return []
-    scope = tuple(sorted(collections))
-    known = frequencies.known(scope, lexemes) if frequencies is not None else {}
+    scope: Scope = tuple(sorted(collections))
+    cols = [cid for cid, _ in collections]
+    stats = frequencies.known(scope, lexemes) if frequencies is not None else {}
+    missing = [lex for lex in lexemes if lex not in stats]
+    if missing:
+        cur = await conn.execute(trusted_sql(_COUNT), {"lexemes": missing, "cols": cols})
+        counted = {
+            str(lex): LexemeStats(float(df), int(first or 0), int(last or 0))
+            for lex, df, first, last in await cur.fetchall()
+        }
+        if frequencies is not None:
+            frequencies.remember(scope, counted)
+        stats = {**stats, **counted}
+    present = {lex: st for lex, st in stats.items() if st.df > 0}
+    if not present:
+        return []
     where, params = filter_sql(filters)
     if where:
         tail = (
-            "ranked AS (SELECT s.chunk_id, s.score FROM scored s "
-            "JOIN retrieval.chunks c ON c.id = s.chunk_id "
+            "SELECT s.chunk_id, s.score FROM scored s JOIN retrieval.chunks c ON c.id = s.chunk_id "
             f"JOIN retrieval.documents d ON d.id = c.document_id WHERE true{where} "
-            "ORDER BY s.score DESC, s.chunk_id LIMIT %(limit)s)"
+            "ORDER BY s.score DESC, s.chunk_id LIMIT %(limit)s"
         )
     else:
-        tail = "ranked AS (SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT %(limit)s)"
+        tail = "SELECT chunk_id, score FROM scored ORDER BY score DESC, chunk_id LIMIT %(limit)s"
+    statement = trusted_sql(_BM25 + tail)
     params.update(
-        lexemes=lexemes,
-        known=list(known),
-        known_df=list(known.values()),
-        cols=[cid for cid, _ in collections],
+        lexemes=list(present),
+        dfs=[st.df for st in present.values()],
+        cols=cols,
         k1=k1,
         b=b,
         limit=limit,
     )
-    cur = await conn.execute(trusted_sql(_BM25 + tail + _COUNTED), params)
+    first = min(st.first_chunk for st in present.values())
+    last = max(st.last_chunk for st in present.values())
+
+    async def rank(on: AsyncConnection[Any], lo: int, hi: int) -> list[tuple[int, float]]:
+        cur = await on.execute(statement, {**params, "first": lo, "last": hi})
+        return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
+
     ranked: list[tuple[int, float]] = []
-    counted: dict[str, float] = {}
-    for chunk_id, value, lexeme in await cur.fetchall():
-        if lexeme is None:
-            ranked.append((int(chunk_id), float(value)))
-        else:
-            counted[str(lexeme)] = float(value)
-    if frequencies is not None and counted:
-        frequencies.remember(scope, counted)
+    postings = sum(st.df for st in present.values())
+    if pool is not None and postings >= SPLIT_POSTINGS and last > first:
+        middle = (first + last) // 2
+        try:
+            async with pool.connection(timeout=0.01) as other:
+                halves: list[list[tuple[int, float]]] = [[], []]
+
+                async def run(i: int, on: AsyncConnection[Any], lo: int, hi: int) -> None:
+                    halves[i] = await rank(on, lo, hi)
+
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(run, 0, conn, first, middle)
+                        tg.start_soon(run, 1, other, middle + 1, last)
+                except BaseExceptionGroup as group:
+                    raise group.exceptions[0] from None  # one half's failure is the query's
+                ranked = halves[0] + halves[1]
+        except PoolTimeout:
+            ranked = await rank(conn, first, last)  # no spare connection: one query
+    else:
+        ranked = await rank(conn, first, last)
+    # Each half holds its own best `limit`; together they hold the best `limit` overall.
     ranked.sort(key=lambda item: (-item[1], item[0]))
-    return ranked
+    return ranked[:limit]
 
 
 async def vector_ranking(

@@ -165,6 +165,7 @@ async def search(
                 k1=config.bm25_k1,
                 b=config.bm25_b,
                 frequencies=service.frequencies,
+                pool=service.database.pool,
             )
 
     async def rank_vectors(embedder: EmbeddingProvider) -> None:

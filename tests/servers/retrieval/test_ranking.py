@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
+from servers.retrieval import ranking
 from servers.retrieval.ranking import DocumentFrequencies, keyword_ranking, vector_ranking
 from tests.servers.retrieval.conftest import Retrieval
 
@@ -45,10 +48,25 @@ async def test_keyword_scores_are_bm25_over_english_lexemes(retrieval: Retrieval
         again = await keyword_ranking(
             conn, query, [(cid, version)], None, limit=10, k1=1.2, b=0.75, frequencies=frequencies
         )
-    assert frequencies.known(((cid, version),), terms) == {
-        t: float(sum(1 for p in postings if p[1] == t)) for t in terms if any(p[1] == t for p in postings)
+        # Split across two connections by chunk-id range: the same ranking.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ranking, "SPLIT_POSTINGS", 1)
+            split = await keyword_ranking(
+                conn,
+                query,
+                [(cid, version)],
+                None,
+                limit=10,
+                k1=1.2,
+                b=0.75,
+                pool=retrieval.service.database.pool,
+            )
+    remembered = frequencies.known(((cid, version),), terms)
+    assert {t: st.df for t, st in remembered.items()} == {
+        t: float(sum(1 for p in postings if p[1] == t)) for t in terms
     }
     assert again == ranked
+    assert split == ranked
     avgdl = total / n
     df = {t: sum(1 for p in postings if p[1] == t) for t in terms}
     expected: dict[int, float] = {}
