@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client
 
+from servers.retrieval import ranking
 from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
 from servers.retrieval.errors import RetrievalError
 from servers.retrieval.service import RetrievalService, install_service
@@ -121,9 +123,15 @@ async def test_offsets_point_at_the_right_text_for_every_format(
     assert nav["results"] == []  # navigation and footer are not content
 
 
+# 1: every keyword search runs as two halves of the chunk-id range on two connections.
+SPLITS = pytest.mark.parametrize("split_postings", [ranking.SPLIT_POSTINGS, 1], ids=["one-query", "split"])
+
+
+@SPLITS
 async def test_filters_narrow_by_tags_type_source_metadata_and_date(
-    retrieval: Retrieval, write_files: Any
+    retrieval: Retrieval, write_files: Any, split_postings: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ranking, "SPLIT_POSTINGS", split_postings)
     (cats, dogs) = write_files({"cats.md": CATS, "dogs.txt": DOGS})
     collection = retrieval.collection()
     await retrieval.ingest(collection, paths=[str(cats)], tags=["pets", "felines"])
@@ -155,7 +163,11 @@ async def test_filters_narrow_by_tags_type_source_metadata_and_date(
     assert await ids({"document_id": ["n1"]}) == {"n1"}
 
 
-async def test_a_caller_never_sees_chunks_outside_its_allowed_collections(retrieval: Retrieval) -> None:
+@SPLITS
+async def test_a_caller_never_sees_chunks_outside_its_allowed_collections(
+    retrieval: Retrieval, split_postings: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ranking, "SPLIT_POSTINGS", split_postings)
     open_c, secret_c = retrieval.collection(), retrieval.collection()
     await retrieval.ingest(
         open_c, documents=[{"id": "o", "text": "Public notes about the quarterly budget."}]
