@@ -79,6 +79,11 @@ class UpstreamConfig(BaseModel):
     headers: dict[str, SecretStr] = Field(
         default_factory=dict[str, SecretStr], description="http: sent on every request"
     )
+    dual_era: bool = Field(
+        default=True,
+        description="also connect in the 2026-07-28 era for 2026-07-28 clients when the server speaks it "
+        "(stdio: a second process); off: every client is served over the handshake-era connection",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> UpstreamConfig:

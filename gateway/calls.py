@@ -103,6 +103,7 @@ class CallContext:
     client_address: str | None = None
     request_id: str | None = None
     approval: str = "none"
+    modern: bool = False  # a 2026-07-28 client: served over an upstream's 2026-07-28 connection
 
 
 class Gateway:
@@ -218,15 +219,19 @@ class Gateway:
         arguments: Mapping[str, Any] | None,
         meta: Mapping[str, Any] | None = None,
         on_progress: ProgressFn | None = None,
+        rounds: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Decide, limit, forward and audit one `tools/call`; return the upstream's result."""
+        """Decide, limit, forward and audit one `tools/call`; return the upstream's result.
+
+        `rounds`: a 2026-07-28 client's `inputResponses` and `requestState`, passed through.
+        """
         entry = ctx.view.tools.get(exposed)
         if entry is None:
             raise CallError(
                 INVALID_PARAMS, f"unknown tool {exposed!r}: call tools/list for the tools you may use"
             )
         resource = self._tool_resource(entry, arguments)
-        params: dict[str, Any] = {"name": entry.name, "arguments": dict(arguments or {})}
+        params: dict[str, Any] = {**(rounds or {}), "name": entry.name, "arguments": dict(arguments or {})}
         return await self._forward(
             ctx,
             "tools/call",
@@ -246,6 +251,7 @@ class Gateway:
         exposed: str,
         arguments: Mapping[str, Any] | None,
         meta: Mapping[str, Any] | None,
+        rounds: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         entry = ctx.view.prompts.get(exposed)
         if entry is None:
@@ -253,13 +259,17 @@ class Gateway:
                 INVALID_PARAMS, f"unknown prompt {exposed!r}: call prompts/list for the prompts you may use"
             )
         resource = self._prompt_resource(entry, arguments)
-        params: dict[str, Any] = {"name": entry.name, "arguments": dict(arguments or {})}
+        params: dict[str, Any] = {**(rounds or {}), "name": entry.name, "arguments": dict(arguments or {})}
         return await self._forward(
             ctx, "prompts/get", "prompts/get", entry.upstream, entry.name, resource, params, meta, None
         )
 
     async def read_resource(
-        self, ctx: CallContext, uri: str, meta: Mapping[str, Any] | None
+        self,
+        ctx: CallContext,
+        uri: str,
+        meta: Mapping[str, Any] | None,
+        rounds: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         upstream = ctx.view.resource_upstream(uri)
         if upstream is None:
@@ -269,8 +279,9 @@ class Gateway:
                 data={"uri": uri},
             )
         resource = Resource(upstream=upstream, uri=uri)
+        params = {**(rounds or {}), "uri": uri}
         return await self._forward(
-            ctx, "resources/read", "resources/read", upstream, uri, resource, {"uri": uri}, meta, None
+            ctx, "resources/read", "resources/read", upstream, uri, resource, params, meta, None
         )
 
     async def forward_raw(
@@ -331,7 +342,7 @@ class Gateway:
                 f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
                 retry_after=verdict.retry_after,
             )
-        connection = self.upstreams.connection(upstream)
+        connection = self.upstreams.connection(upstream, modern=ctx.modern)
         if connection is None:
             reasons = (f"upstream {upstream!r} is unavailable",)
             await self._audit(
@@ -343,11 +354,18 @@ class Gateway:
         out_meta = self._outgoing_meta(ctx, connection.spec.builtin, decision, meta)
         if out_meta:
             params = {**params, "_meta": out_meta}
+        # A 2026-07-28 connection carries the client's own envelope (its capabilities decide
+        # what the upstream may ask of it).
+        envelope = (
+            {k: v for k, v in meta.items() if k.startswith(_ENVELOPE)} if meta and connection.modern else None
+        )
         outcome = "ok"
         try:
-            result = await connection.request(method, params, on_progress=on_progress)
+            result = await connection.request(method, params, on_progress=on_progress, envelope=envelope)
             if result.get("isError"):
                 outcome = "tool_error"
+            elif result.get("resultType") == "input_required":
+                outcome = "input_required"
             return result
         except asyncio.CancelledError:
             outcome = "cancelled"

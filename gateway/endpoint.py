@@ -60,6 +60,7 @@ TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
 _JSON = [(b"content-type", b"application/json")]
+_ROUNDS = ("inputResponses", "requestState")  # a 2026-07-28 multi-round-trip retry (SEP-2322)
 _OWS = (b" ", b"\t")
 
 
@@ -67,9 +68,10 @@ _OWS = (b" ", b"\t")
 class ViewRuntime:
     """One endpoint's live state: its catalog view, SDK server and session manager."""
 
-    view: View
+    view: View  # what handshake-era clients see
     server: GatewayMCPServer
     manager: StreamableHTTPSessionManager
+    modern_view: View  # what 2026-07-28 clients see (dual-era upstreams list their own catalog)
 
 
 def _loopback(host: str | None) -> bool:
@@ -217,7 +219,14 @@ class MCPEndpoint:
             return
         principal = verdict
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or None
-        call = CallContext(principal=principal, view=runtime.view, client_address=client_host, request_id=rid)
+        modern = headers.get(b"mcp-protocol-version", b"").decode("latin-1") in MODERN_PROTOCOL_VERSIONS
+        call = CallContext(
+            principal=principal,
+            view=runtime.modern_view if modern else runtime.view,
+            client_address=client_host,
+            request_id=rid,
+            modern=modern,
+        )
         scope[SCOPE_KEY] = call
         if scope["method"] != "POST":
             await self._to_sdk(runtime, scope, receive, send, None)
@@ -357,6 +366,7 @@ class MCPEndpoint:
         if not as_json and "text/event-stream" not in accept:
             return False
         arguments = params.get("arguments")
+        rounds = {k: params[k] for k in _ROUNDS if k in params} if modern else None
         token = request_id.set(call.request_id)
         try:
             # A task of its own (it copies the request id) so that a cancellation can end it.
@@ -366,6 +376,7 @@ class MCPEndpoint:
                     params["name"],
                     arguments if isinstance(arguments, dict) else None,
                     meta if isinstance(meta, dict) else None,
+                    rounds=rounds,
                 )
             )
         finally:
@@ -380,7 +391,7 @@ class MCPEndpoint:
             if modern and not await _finished_unless_disconnected(task, receive):
                 return True
             result = await task
-            if modern:
+            if modern and "resultType" not in result:  # an upstream's `input_required` passes through
                 result = {**result, "resultType": "complete"}
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
         except CallError as exc:

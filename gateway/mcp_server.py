@@ -57,6 +57,21 @@ def _wire_meta(ctx: Any) -> dict[str, Any] | None:
     return dict(meta) if isinstance(meta, dict) and meta else None
 
 
+def _rounds(ctx: Any) -> dict[str, Any] | None:
+    """A 2026-07-28 retry's `inputResponses` and `requestState`, as the client sent them."""
+    raw = getattr(ctx, "params", None) or {}
+    if not isinstance(raw, dict):
+        return None
+    return {k: raw[k] for k in ("inputResponses", "requestState") if k in raw} or None
+
+
+def _input_required(raw: dict[str, Any]) -> types.InputRequiredResult | None:
+    """An upstream's request for more input (SEP-2322), passed to the client as it came."""
+    if raw.get("resultType") != "input_required":
+        return None
+    return types.InputRequiredResult.model_validate(raw)
+
+
 def _raise(exc: CallError) -> None:
     raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
 
@@ -72,6 +87,7 @@ class GatewayMCPServer:
         # Resource subscriptions of handshake-era sessions, by URI.
         self._subscribers: dict[str, weakref.WeakSet[ServerSession]] = {}
         self.view: View | None = None  # set by the runtime on every rebuild
+        self.modern_view: View | None = None
         with warnings.catch_warnings():
             # logging/setLevel is deprecated from 2026-07-28 but clients of 2025-11-25 still send it.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -96,7 +112,8 @@ class GatewayMCPServer:
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """Lets the SDK check `Mcp-Param-*` headers against the tool's schema (2026-07-28)."""
-        entry = self.view.tools.get(name) if self.view is not None else None
+        view = self.modern_view
+        entry = view.tools.get(name) if view is not None else None
         schema = entry.definition.get("inputSchema") if entry is not None else None
         return schema if isinstance(schema, dict) else None
 
@@ -135,7 +152,9 @@ class GatewayMCPServer:
         tools = await self.gateway.visible_tools(call)
         return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
 
-    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def _call_tool(
+        self, ctx: Any, params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
         call = self._track(ctx)
         meta = _wire_meta(ctx)
         token = meta.get("progressToken") if meta else None
@@ -149,16 +168,21 @@ class GatewayMCPServer:
 
             relay = relay_progress
         entry = call.view.tools.get(params.name)
+        rounds = _rounds(ctx)
         try:
             if entry is not None and session is not None:
                 with self.gateway.upstreams.back.open(entry.upstream, session, ctx.request_id):
-                    raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
+                    raw = await self.gateway.call_tool(
+                        call, params.name, params.arguments, meta, relay, rounds=rounds
+                    )
             else:
-                raw = await self.gateway.call_tool(call, params.name, params.arguments, meta, relay)
+                raw = await self.gateway.call_tool(
+                    call, params.name, params.arguments, meta, relay, rounds=rounds
+                )
         except CallError as exc:
             _raise(exc)
             raise
-        return types.CallToolResult.model_validate(raw)
+        return _input_required(raw) or types.CallToolResult.model_validate(raw)
 
     async def notify_resource_updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
@@ -217,15 +241,15 @@ class GatewayMCPServer:
 
     async def _read_resource(
         self, ctx: Any, params: types.ReadResourceRequestParams
-    ) -> types.ReadResourceResult:
+    ) -> types.ReadResourceResult | types.InputRequiredResult:
         call = self._track(ctx)
         meta = _wire_meta(ctx)
         try:
-            raw = await self.gateway.read_resource(call, str(params.uri), meta)
+            raw = await self.gateway.read_resource(call, str(params.uri), meta, _rounds(ctx))
         except CallError as exc:
             _raise(exc)
             raise
-        return types.ReadResourceResult.model_validate(raw)
+        return _input_required(raw) or types.ReadResourceResult.model_validate(raw)
 
     async def _list_prompts(
         self, ctx: Any, params: types.PaginatedRequestParams | None
@@ -234,15 +258,17 @@ class GatewayMCPServer:
         prompts = await self.gateway.visible_prompts(call)
         return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
 
-    async def _get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+    async def _get_prompt(
+        self, ctx: Any, params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult | types.InputRequiredResult:
         call = self._track(ctx)
         meta = _wire_meta(ctx)
         try:
-            raw = await self.gateway.get_prompt(call, params.name, params.arguments, meta)
+            raw = await self.gateway.get_prompt(call, params.name, params.arguments, meta, _rounds(ctx))
         except CallError as exc:
             _raise(exc)
             raise
-        return types.GetPromptResult.model_validate(raw)
+        return _input_required(raw) or types.GetPromptResult.model_validate(raw)
 
     async def _complete(self, ctx: Any, params: types.CompleteRequestParams) -> types.CompleteResult:
         call = self._track(ctx)

@@ -134,19 +134,25 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
                 app=server.server, json_response=False, event_store=MemoryEventStore(), retry_interval=1000
             )
             await stack.enter_async_context(manager.run())
-            views[name] = ViewRuntime(view, server, manager)
+            views[name] = ViewRuntime(view, server, manager, modern_view=view)
 
         async def rebuild(upstream: str, what: str) -> None:
             if what.startswith(RESOURCE_UPDATED):
                 for runtime in views.values():
                     await runtime.server.notify_resource_updated(what[len(RESOURCE_UPDATED) :])
                 return
+            # One view per era: a dual-era upstream may offer 2026-07-28 clients other things.
+            # The name table is shared, so a tool keeps its exposed name in both.
             catalogs = upstreams.catalogs()
+            modern_catalogs = upstreams.catalogs(modern=True)
             for name, runtime in views.items():
                 runtime.view = build_view(runtime.view.config, catalogs, tables[name])
+                runtime.modern_view = build_view(runtime.view.config, modern_catalogs, tables[name])
                 runtime.server.view = runtime.view
+                runtime.server.modern_view = runtime.modern_view
                 runtime.server.server.instructions = runtime.view.instructions
-                if upstream in runtime.view.upstream_names or what == "catalog":
+                used = runtime.view.upstream_names + runtime.modern_view.upstream_names
+                if upstream in used or what == "catalog":
                     await runtime.server.notify_changed(what)
 
         upstreams.add_listener(rebuild)

@@ -6,6 +6,15 @@ SDK's dispatcher (`send_raw_request`), so results pass through as the upstream s
 them, with no re-validation on the hot path. Concurrent requests share the one
 connection and are multiplexed by request id.
 
+A connection speaks one protocol era, as a stdio server serves one era per
+connection: the handshake era (`initialize`, 2025-11-25) for every upstream, and for
+upstreams that also speak 2026-07-28 a second, modern connection (`server/discover`)
+that serves the gateway's 2026-07-28 clients. On the modern connection each request
+carries its client's own envelope (capabilities, info, log level), so the upstream
+asks a client only for what that client declared, and multi-round-trip fields
+(`inputResponses`, `requestState`, `InputRequiredResult`) pass through untouched; the
+catalog's change notifications arrive on a `subscriptions/listen` stream.
+
 The read side of the transport is relayed through a small pump so the connection
 knows the moment the upstream goes away: every request in flight then fails at once
 with `CONNECTION_CLOSED`, and `closed` is set for the manager to restart it.
@@ -28,13 +37,32 @@ from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged, listen
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
+    encode_header_value,
+    find_invalid_x_mcp_header,
+    mcp_param_headers,
+    x_mcp_header_map,
+)
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    CONNECTION_CLOSED,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+)
 
 from gateway.back_channel import BackChannels
 from gateway.upstreams.direct import DirectHTTPClient, supports_modern
 
-__all__ = ["Catalog", "UpstreamConnection", "UpstreamSpec"]
+__all__ = ["Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +70,25 @@ ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 NotifyFn = Callable[[str, types.ServerNotification], Awaitable[None]]
 
 CLIENT_INFO = types.Implementation(name="bastion-gateway", version="1")
+_CLIENT_INFO_WIRE = CLIENT_INFO.model_dump(mode="json", exclude_none=True)
 HANDSHAKE_VERSION = "2025-11-25"
+DISCOVER_TIMEOUT = 15.0
+_LIST_CHANGED = {
+    "notifications/tools/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/prompts/list_changed",
+}
+
+
+_CHANGE_EVENTS: dict[type[Any], Callable[[], types.ServerNotification]] = {
+    ToolsListChanged: types.ToolListChangedNotification,
+    PromptsListChanged: types.PromptListChangedNotification,
+    ResourcesListChanged: types.ResourceListChangedNotification,
+}
+
+
+class ModernUnsupportedError(Exception):
+    """The upstream does not speak 2026-07-28: it refused `server/discover` or never answered it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +104,9 @@ class UpstreamSpec:
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict[str, str])
     builtin: bool = False  # built-in servers get a signed caller context in `_meta`
+    # Also open a 2026-07-28 connection for the gateway's 2026-07-28 clients, when the
+    # upstream speaks that era (over stdio: a second process).
+    dual_era: bool = False
     timeout: float = 300.0  # seconds a single request may take
     # Built-in servers refuse requests without a caller context: listing the catalog
     # is done as the gateway itself, with a context this returns.
@@ -81,9 +130,15 @@ class UpstreamConnection:
     """Connect, list, forward requests; `run()` returns when the upstream goes away."""
 
     def __init__(
-        self, spec: UpstreamSpec, *, on_notification: NotifyFn | None = None, back: BackChannels | None = None
+        self,
+        spec: UpstreamSpec,
+        *,
+        modern: bool = False,
+        on_notification: NotifyFn | None = None,
+        back: BackChannels | None = None,
     ) -> None:
         self.spec = spec
+        self.modern = modern
         self.back = back
         self.catalog = Catalog()
         self.closed = anyio.Event()
@@ -94,6 +149,7 @@ class UpstreamConnection:
         self._headers: dict[str, str] = {}
         self.direct: DirectHTTPClient | None = None
         self._direct_tools: frozenset[str] = frozenset()
+        self._param_headers: dict[str, dict[tuple[str, ...], str]] = {}
 
     @property
     def ready(self) -> bool:
@@ -109,25 +165,22 @@ class UpstreamConnection:
                 dispatcher=dispatcher,
                 client_info=CLIENT_INFO,
                 message_handler=self._handle_message,
-                **self._callbacks(),
+                # A modern upstream asks its client with InputRequiredResult, never a request.
+                **({} if self.modern else self._callbacks()),
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, read, relay_send)
                 async with session:
-                    with anyio.fail_after(60):
-                        result = await session.initialize()
-                    self.protocol_version = result.protocol_version
-                    if self.spec.transport == "http":
-                        self._headers = {"mcp-protocol-version": result.protocol_version}
+                    if self.modern:
+                        await self._discover(session)
+                    else:
+                        await self._initialize(session)
                     self._dispatcher = dispatcher
                     self._session = session
-                    self.catalog.instructions = result.instructions
-                    self.catalog.server_info = result.server_info.model_dump(mode="json", exclude_none=True)
-                    self.catalog.capabilities = result.capabilities.model_dump(
-                        mode="json", by_alias=True, exclude_none=True
-                    )
                     await self.refresh()
-                    if self.spec.transport == "http":
+                    if self.modern:
+                        await tg.start(self._listen, session)
+                    elif self.spec.transport == "http":
                         await self._try_direct(stack)
                     task_status.started()
                     await self.closed.wait()
@@ -135,6 +188,68 @@ class UpstreamConnection:
         self._dispatcher = None
         self._session = None
         self.direct = None
+
+    async def _initialize(self, session: ClientSession) -> None:
+        with anyio.fail_after(60):
+            result = await session.initialize()
+        self.protocol_version = result.protocol_version
+        if self.spec.transport == "http":
+            self._headers = {"mcp-protocol-version": result.protocol_version}
+        self.catalog.instructions = result.instructions
+        self.catalog.server_info = result.server_info.model_dump(mode="json", exclude_none=True)
+        self.catalog.capabilities = result.capabilities.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+
+    async def _discover(self, session: ClientSession) -> None:
+        try:
+            with anyio.fail_after(DISCOVER_TIMEOUT):
+                result = await session.discover()
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                raise  # it went away: a restart will ask again
+            raise ModernUnsupportedError(
+                f"upstream {self.spec.name!r} does not speak 2026-07-28 ({exc.error.message})"
+            ) from None
+        except (TimeoutError, RuntimeError) as exc:
+            reason = "no answer to server/discover" if isinstance(exc, TimeoutError) else str(exc)
+            raise ModernUnsupportedError(
+                f"upstream {self.spec.name!r} does not speak 2026-07-28 ({reason})"
+            ) from None
+        self.protocol_version = session.protocol_version
+        self.catalog.instructions = result.instructions
+        info = session.server_info
+        self.catalog.server_info = info.model_dump(mode="json", exclude_none=True) if info else {}
+        self.catalog.capabilities = result.capabilities.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+
+    async def _listen(self, session: ClientSession, *, task_status: TaskStatus[None]) -> None:
+        """Follow the upstream's list changes (2026-07-28 delivers them on a listen stream only)."""
+        caps = self.catalog.capabilities
+        wanted = {
+            kind: bool((caps.get(kind) or {}).get("listChanged"))
+            for kind in ("tools", "prompts", "resources")
+        }
+        started = False
+        try:
+            if any(wanted.values()):
+                async with listen(
+                    session,
+                    tools_list_changed=wanted["tools"],
+                    prompts_list_changed=wanted["prompts"],
+                    resources_list_changed=wanted["resources"],
+                ) as subscription:
+                    task_status.started()
+                    started = True
+                    async for event in subscription:
+                        notice = _CHANGE_EVENTS.get(type(event))
+                        if notice is not None:
+                            await self._handle_message(notice())
+        except Exception as exc:  # the connection serves on, without change notifications
+            logger.warning("upstream %s: its list-change stream ended: %s", self.spec.name, exc)
+        if not started:
+            task_status.started()
 
     async def _try_direct(self, stack: AsyncExitStack) -> None:
         """Use the lean modern-era client for plain requests when the upstream speaks it."""
@@ -199,27 +314,31 @@ class UpstreamConnection:
 
     async def _pump(self, read: Any, relay: Any) -> None:
         """Relay transport messages to the dispatcher; on EOF mark the connection closed."""
+        era = " (2026-07-28)" if self.modern else ""
+        by_gateway = False
         try:
             async with relay:
                 async for item in read:
                     if isinstance(item, Exception):
-                        logger.warning("upstream %s transport error: %s", self.spec.name, item)
+                        logger.warning("upstream %s%s transport error: %s", self.spec.name, era, item)
                     await relay.send(item)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
+        except anyio.get_cancelled_exc_class():
+            by_gateway = True  # shutdown, or an era the upstream does not speak
+            raise
         finally:
-            logger.warning("upstream %s closed its connection", self.spec.name)
             self.closed.set()
+            if by_gateway:
+                logger.debug("upstream %s%s: connection closed by the gateway", self.spec.name, era)
+            else:
+                logger.warning("upstream %s%s closed its connection", self.spec.name, era)
 
     async def _handle_message(self, message: Any) -> None:
         if isinstance(message, Exception):
             return
         method = getattr(message, "method", "")
-        if method in {
-            "notifications/tools/list_changed",
-            "notifications/resources/list_changed",
-            "notifications/prompts/list_changed",
-        }:
+        if method in _LIST_CHANGED:
             try:
                 await self.refresh()
             except Exception as exc:  # a failed refresh keeps the old catalog
@@ -238,6 +357,12 @@ class UpstreamConnection:
             self.catalog.resources, self.catalog.templates = [], []
         self.catalog.prompts = await self._list_all("prompts/list", "prompts") if "prompts" in caps else []
         self._index_direct_tools()
+        if self.modern and self.spec.transport == "http":
+            self._param_headers = {
+                str(tool.get("name")): x_mcp_header_map(schema)
+                for tool in self.catalog.tools
+                if (schema := tool.get("inputSchema")) and find_invalid_x_mcp_header(schema) is None
+            }
 
     async def _list_all(self, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -260,12 +385,15 @@ class UpstreamConnection:
         *,
         on_progress: ProgressFn | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - forwarded to the SDK's per-request timeout
+        envelope: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Send one request and return the raw result; raises MCPError on an error reply."""
+        """Send one request and return the raw result; raises MCPError on an error reply.
+
+        `envelope`: the calling client's 2026-07-28 `_meta` envelope, forwarded on a modern
+        connection (the handshake era has none per request).
+        """
         dispatcher = self._dispatcher
         if dispatcher is None or self.closed.is_set():
-            from mcp.shared.exceptions import MCPError
-
             raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
         direct = self.direct
         if direct is not None and on_progress is None and params is not None:
@@ -274,15 +402,50 @@ class UpstreamConnection:
             if method in ("resources/read", "prompts/get"):
                 return await direct.request(method, params)
         opts: dict[str, Any] = {"timeout": timeout or self.spec.timeout}
-        if self._headers:
+        if self.modern:
+            params, opts["headers"] = self._stamp_modern(method, params, envelope)
+        elif self._headers:
             opts["headers"] = dict(self._headers)
         if on_progress is not None:
             opts["on_progress"] = on_progress
-        return await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+        result = await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+        if self.modern:
+            _drop_server_info(result)  # the gateway stamps its own for its clients
+        return result
+
+    def _stamp_modern(
+        self, method: str, params: Mapping[str, Any] | None, envelope: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The 2026-07-28 `_meta` envelope and HTTP headers for one request."""
+        version = self.protocol_version or ""
+        out = dict(params or {})
+        meta = {**(envelope or {}), **(out.get("_meta") or {})}
+        meta[PROTOCOL_VERSION_META_KEY] = version
+        meta.setdefault(CLIENT_INFO_META_KEY, _CLIENT_INFO_WIRE)
+        meta.setdefault(CLIENT_CAPABILITIES_META_KEY, {})
+        out["_meta"] = meta
+        headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: method}
+        key = NAME_BEARING_METHODS.get(method)
+        if key is not None and isinstance(name := out.get(key), str):
+            headers[MCP_NAME_HEADER] = encode_header_value(name)
+            header_map = self._param_headers.get(name) if method == "tools/call" else None
+            if header_map:
+                headers.update(mcp_param_headers(header_map, out.get("arguments") or {}))
+        return out, headers
 
     async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
         if self._dispatcher is not None and not self.closed.is_set():
             await self._dispatcher.notify(method, params)
+
+
+def _drop_server_info(result: dict[str, Any]) -> None:
+    meta = result.get("_meta")
+    if isinstance(meta, dict) and SERVER_INFO_META_KEY in meta:
+        meta = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}  # pyright: ignore[reportUnknownVariableType]
+        if meta:
+            result["_meta"] = meta
+        else:
+            del result["_meta"]
 
 
 def default_stdio_env() -> dict[str, str]:

@@ -109,7 +109,8 @@ class DirectHTTPClient:
         if not isinstance(result, dict):
             raise MCPError(code=-32603, message="upstream answered without a result object")
         # Envelope fields of the upstream's era; the gateway adds its own for its clients.
-        result.pop("resultType", None)
+        if result.get("resultType") == "complete":
+            del result["resultType"]
         result_meta = result.get("_meta")
         if isinstance(result_meta, dict):
             result_meta.pop("io.modelcontextprotocol/serverInfo", None)

@@ -3,7 +3,11 @@
 Each upstream runs in its own supervising task: connect, initialise, list, then wait
 until the connection closes, and start again after a backoff (0.5 s doubling to
 30 s, reset once it stayed up for a minute). A stdio upstream that crashes is
-restarted this way; requests in flight fail at once, naming the upstream. Any change
+restarted this way; requests in flight fail at once, naming the upstream. A dual-era
+upstream has a second supervised connection in the 2026-07-28 era, with its own
+catalog (an upstream may offer different things per era); when the upstream turns
+out not to speak 2026-07-28, that connection is dropped for good and the gateway's
+2026-07-28 clients are served over the handshake-era one. Any change
 of any catalog (a reconnect, a `list_changed` notification) bumps `generation` and
 fires the registered listeners, so views rebuild and clients are notified.
 """
@@ -23,7 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from bastion.metrics import REGISTRY
 from gateway.back_channel import BackChannels
-from gateway.upstreams.connection import Catalog, UpstreamConnection, UpstreamSpec
+from gateway.upstreams.connection import Catalog, ModernUnsupportedError, UpstreamConnection, UpstreamSpec
 
 __all__ = ["RESOURCE_UPDATED", "UpstreamManager", "UpstreamState"]
 
@@ -39,7 +43,7 @@ UPSTREAM_UP = Gauge(
     "bastion_upstream_up", "1 when the upstream is connected", ["upstream"], registry=REGISTRY
 )
 
-State = Literal["starting", "ready", "restarting", "failed", "stopped"]
+State = Literal["starting", "ready", "restarting", "failed", "stopped", "unsupported"]
 Listener = Callable[
     [str, str], Awaitable[None]
 ]  # (upstream, what changed: "catalog" or a notification method)
@@ -58,42 +62,65 @@ class UpstreamState:
     catalog: Catalog | None = None
     last_error: str | None = None
     connected_at: float | None = None
+    modern: UpstreamState | None = None  # the 2026-07-28 connection of a dual-era upstream
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "transport": self.spec.transport,
             "state": self.state,
             "restarts": self.restarts,
             "last_error": self.last_error,
             "tools": len(self.connection.catalog.tools) if self.connection else 0,
         }
+        if self.modern is not None:
+            described["modern"] = {k: v for k, v in self.modern.describe().items() if k != "transport"}
+        return described
 
 
 class UpstreamManager:
     """Owns every upstream connection of the gateway."""
 
     def __init__(self, specs: Mapping[str, UpstreamSpec], *, backoff_max: float = 30.0) -> None:
-        self.states = {name: UpstreamState(spec) for name, spec in specs.items()}
+        self.states = {
+            name: UpstreamState(spec, modern=UpstreamState(spec) if spec.dual_era else None)
+            for name, spec in specs.items()
+        }
         self.back = BackChannels()
         self.backoff_max = backoff_max
         self.generation = 0
         self._listeners: list[Listener] = []
-        self._first_round = {name: anyio.Event() for name in specs}
+        self._first_round = {
+            (name, modern): anyio.Event()
+            for name, spec in specs.items()
+            for modern in ((False, True) if spec.dual_era else (False,))
+        }
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def connection(self, name: str) -> UpstreamConnection | None:
+    def connection(self, name: str, *, modern: bool = False) -> UpstreamConnection | None:
+        """The connection for a client of the handshake era, or of 2026-07-28 (`modern`)."""
         state = self.states.get(name)
-        return state.connection if state else None
+        if state is None:
+            return None
+        if modern and state.modern is not None and state.modern.state != "unsupported":
+            return state.modern.connection
+        return state.connection
 
-    def catalogs(self) -> dict[str, Catalog]:
+    def catalogs(self, *, modern: bool = False) -> dict[str, Catalog]:
         """Catalogs of connected upstreams, and the last one of each upstream that is restarting.
 
         Keeping a restarting upstream's tools listed means a caller hears "not connected right
-        now; retry shortly" during a restart instead of "unknown tool".
+        now; retry shortly" during a restart instead of "unknown tool". For `modern`, an
+        upstream's 2026-07-28 catalog where it has one.
         """
-        return {name: state.catalog for name, state in self.states.items() if state.catalog is not None}
+        catalogs: dict[str, Catalog] = {}
+        for name, state in self.states.items():
+            if modern and state.modern is not None and state.modern.state != "unsupported":
+                state = state.modern
+            if state.catalog is not None:
+                catalogs[name] = state.catalog
+        return catalogs
 
     def describe(self) -> dict[str, Any]:
         return {name: state.describe() for name, state in sorted(self.states.items())}
@@ -108,8 +135,10 @@ class UpstreamManager:
 
     async def start(self, tg: TaskGroup, *, wait: float = CONNECT_TIMEOUT) -> None:
         """Start every upstream; return once each has connected or failed once, or after `wait` s."""
-        for name in self.states:
-            tg.start_soon(self._supervise, name)
+        for name, state in self.states.items():
+            tg.start_soon(self._supervise, name, state, False)
+            if state.modern is not None:
+                tg.start_soon(self._supervise, name, state.modern, True)
         if wait <= 0:
             return
         with anyio.move_on_after(wait):
@@ -136,11 +165,13 @@ class UpstreamManager:
                 except Exception:
                     logger.exception("resource listener failed")
 
-    async def _supervise(self, name: str) -> None:
-        state = self.states[name]
+    async def _supervise(self, name: str, state: UpstreamState, modern: bool) -> None:
+        era = " (2026-07-28)" if modern else ""
         backoff = 0.5
         while True:
-            connection = UpstreamConnection(state.spec, on_notification=self._on_notification, back=self.back)
+            connection = UpstreamConnection(
+                state.spec, modern=modern, on_notification=self._on_notification, back=self.back
+            )
             started = time.monotonic()
             try:
                 async with anyio.create_task_group() as tg:
@@ -151,19 +182,29 @@ class UpstreamManager:
                     state.state = "ready"
                     state.connected_at = time.time()
                     state.last_error = None
-                    UPSTREAM_UP.labels(name).set(1)
-                    logger.info("upstream %s ready (%d tools)", name, len(connection.catalog.tools))
-                    self._first_round[name].set()
+                    if not modern:
+                        UPSTREAM_UP.labels(name).set(1)
+                    logger.info("upstream %s%s ready (%d tools)", name, era, len(connection.catalog.tools))
+                    self._first_round[name, modern].set()
                     await self._changed(name, "catalog")
                     await connection.closed.wait()
             except Exception as exc:
+                unsupported = _find(exc, ModernUnsupportedError)
+                if unsupported is not None and state.connected_at is None:
+                    # Its 2026-07-28 clients are served over the handshake-era connection.
+                    logger.info("%s; its 2026-07-28 clients use its handshake-era connection", unsupported)
+                    state.state, state.last_error, state.connection = "unsupported", str(unsupported), None
+                    self._first_round[name, modern].set()
+                    await self._changed(name, "catalog")
+                    return
                 state.last_error = _describe(exc)
-                logger.warning("upstream %s failed: %s", name, state.last_error)
-            UPSTREAM_UP.labels(name).set(0)
+                logger.warning("upstream %s%s failed: %s", name, era, state.last_error)
+            if not modern:
+                UPSTREAM_UP.labels(name).set(0)
             was_ready = state.state == "ready"
             state.state = "restarting" if was_ready else "failed"
             state.connection = None
-            self._first_round[name].set()
+            self._first_round[name, modern].set()
             if was_ready:
                 await self._changed(name, "catalog")
             if time.monotonic() - started > STABLE_AFTER:
@@ -172,6 +213,18 @@ class UpstreamManager:
             backoff = min(backoff * 2, self.backoff_max)
             state.restarts += 1
             UPSTREAM_RESTARTS.labels(name).inc()
+
+
+def _find(exc: BaseException, kind: type[Exception]) -> Exception | None:
+    """`exc` or the first exception of that kind inside an exception group."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:  # pyright: ignore[reportUnknownVariableType]
+            found = _find(inner, kind)  # pyright: ignore[reportUnknownArgumentType]
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(exc: BaseException) -> str:

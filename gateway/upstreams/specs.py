@@ -67,5 +67,6 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             cwd=config.cwd,
             url=config.url,
             headers={k: v.get_secret_value() for k, v in config.headers.items()},
+            dual_era=config.dual_era,
         )
     return specs

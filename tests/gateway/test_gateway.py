@@ -29,7 +29,12 @@ ENVELOPE = {
 
 
 def _modern(
-    url: str, method: str, params: dict[str, Any], key: str | None, name: str | None = None
+    url: str,
+    method: str,
+    params: dict[str, Any],
+    key: str | None,
+    name: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> httpx.Response:
     headers = {
         "content-type": "application/json",
@@ -41,7 +46,12 @@ def _modern(
         headers["mcp-name"] = name
     if key:
         headers["authorization"] = f"Bearer {key}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": ENVELOPE}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": method,
+        "params": {**params, "_meta": {**ENVELOPE, **(meta or {})}},
+    }
     return httpx.post(url, headers=headers, content=json.dumps(body), timeout=30)
 
 
@@ -121,6 +131,47 @@ def test_a_modern_client_calls_a_tool_statelessly(gateway: GatewayProcess) -> No
     result = _result(response)["result"]
     assert result["content"][0]["text"] == "hi" and result["resultType"] == "complete"
     assert "mcp-session-id" not in response.headers
+
+
+async def test_each_era_reaches_a_dual_era_upstream_over_a_connection_of_its_own(
+    gateway: GatewayProcess,
+) -> None:
+    key = gateway.key("admin")
+    pids: dict[str, str] = {}
+    for mode in ("legacy", MODERN):
+        async with _client(gateway.url + "/mcp", key, mode) as client:
+            result = await client.call_tool("counter_pid", {})
+            pids[mode] = str(result.structured_content)
+    assert pids["legacy"] != pids[MODERN], "both eras reached the same upstream process"
+    async with httpx.AsyncClient(timeout=10) as http:
+        status = (await http.get(gateway.url + "/readyz")).json()["upstreams"]
+    assert status["counter"]["modern"]["state"] == "ready"
+    assert "modern" not in status["system"], "built-in servers keep one connection"
+
+
+@pytest.mark.parametrize("path", ["fast", "sdk"])
+def test_a_2026_client_completes_an_input_required_round_trip(gateway: GatewayProcess, path: str) -> None:
+    """The upstream's InputRequiredResult reaches the client; its retry reaches the upstream intact."""
+    key, url = gateway.key("admin"), gateway.url + "/mcp"
+    # A progress token sends the call through the SDK's server; without one it takes the fast path.
+    meta = {"progressToken": "round-trip"} if path == "sdk" else None
+    call = {"name": "counter_confirm", "arguments": {"action": f"archive via {path}"}}
+    first = _result(_modern(url, "tools/call", call, key, name="counter_confirm", meta=meta))["result"]
+    assert first["resultType"] == "input_required", first
+    assert first["inputRequests"]["confirm"]["method"] == "elicitation/create"
+    retry = {
+        **call,
+        "inputResponses": {"confirm": {"action": "accept", "content": {"ok": True}}},
+        "requestState": first["requestState"],
+    }
+    second = _result(_modern(url, "tools/call", retry, key, name="counter_confirm", meta=meta))["result"]
+    assert second["resultType"] == "complete"
+    assert second["content"][0]["text"] == f"archive via {path}: accept"
+    tampered = {**retry, "requestState": first["requestState"][:-4] + "AAAA"}
+    refused = _result(_modern(url, "tools/call", tampered, key, name="counter_confirm", meta=meta))
+    assert (
+        "requestState" in refused["error"]["message"] and "upstream 'counter'" in refused["error"]["message"]
+    )
 
 
 def test_a_handshake_client_calls_a_tool_in_its_session(gateway: GatewayProcess) -> None:
@@ -271,7 +322,7 @@ def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> Non
 async def test_a_virtual_server_exposes_its_upstream_under_original_names(gateway: GatewayProcess) -> None:
     async with _client(gateway.url + "/mcp/solo", gateway.key("admin"), MODERN) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"echo", "calls", "slow", "crash"}
+        assert names == {"echo", "calls", "slow", "crash", "pid", "confirm", "toggle_extra"}
         result = await client.call_tool("echo", {"text": "solo"})
     assert result.content[0].text == "solo"  # type: ignore[union-attr]
 

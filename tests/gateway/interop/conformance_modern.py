@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPError
@@ -53,10 +54,22 @@ def _elicited(answer: Any, field: str) -> str:
     return str(content.get(field, "")) if isinstance(content, dict) else ""
 
 
+def _require_capability(ctx: Context, capability: str, tool: str) -> None:
+    """Refuse (-32021) a client that did not declare `capability`."""
+    caps = ctx.client_capabilities
+    if caps is None or getattr(caps, capability, None) is None:
+        raise MCPError(
+            code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message=f"{tool} needs the {capability} capability; declare it and retry",
+            data={"requiredCapabilities": {capability: {}}},
+        )
+
+
 def add_modern_fixtures(server: MCPServer) -> None:
     _add_single_input_tools(server)
     _add_stateful_input_tools(server)
     _add_stateless_diagnostics(server)
+    _add_task_scenario_tools(server)
 
 
 def _add_single_input_tools(server: MCPServer) -> None:
@@ -153,13 +166,7 @@ def _add_stateless_diagnostics(server: MCPServer) -> None:
 
     @server.tool(description="Needs the sampling capability; refuses clients that did not declare it")
     async def test_missing_capability(ctx: Context) -> str | InputRequiredResult:
-        caps = ctx.client_capabilities
-        if caps is None or caps.sampling is None:
-            raise MCPError(
-                code=MISSING_REQUIRED_CLIENT_CAPABILITY,
-                message="test_missing_capability needs the sampling capability; declare it and retry",
-                data={"requiredCapabilities": {"sampling": {}}},
-            )
+        _require_capability(ctx, "sampling", "test_missing_capability")
         if _answers(ctx):
             return "sampled"
         return _input_required(_sample("needs_sampling", "Say something", 20))
@@ -194,3 +201,35 @@ def _add_stateless_diagnostics(server: MCPServer) -> None:
     @server.tool(description="Echoes a region mirrored into the Mcp-Param-Region header (SEP-2243)")
     def test_headers(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
         return f"region={region}"
+
+
+# The tasks scenarios (SEP-2663) call these by name. The SDK has no tasks extension, so they
+# always answer inline (`confirm_delete` with an InputRequiredResult first): the checks of a
+# server that declines to create a task run against them.
+SLOW_COMPUTE_CAP = 0.5  # seconds; a 60-second "cancel me" job would otherwise hold the suite
+
+
+def _add_task_scenario_tools(server: MCPServer) -> None:
+    @server.tool(description="Greets someone by name")
+    def greet(name: str) -> str:
+        return f"Hello, {name}!"
+
+    @server.tool(description=f"Sleeps for `seconds` (at most {SLOW_COMPUTE_CAP:g}) and reports its label")
+    async def slow_compute(seconds: float = 0, label: str = "") -> str:
+        await anyio.sleep(min(max(seconds, 0.0), SLOW_COMPUTE_CAP))
+        return f"computed {label or 'job'} after {min(max(seconds, 0.0), SLOW_COMPUTE_CAP):g} s"
+
+    @server.tool(description="Asks for a confirmation before it (pretends to) delete a file")
+    async def confirm_delete(filename: str, ctx: Context) -> str | InputRequiredResult:
+        action = getattr(_answers(ctx).get("confirm"), "action", None)
+        if action is None:
+            return _input_required(_elicit("confirm", f"Delete {filename}?", "ok", "boolean"))
+        return f"{filename}: {'deleted' if action == 'accept' else 'kept'}"
+
+    @server.tool(description="Asks the user through an InputRequiredResult, never a request on the stream")
+    async def test_streaming_elicitation(ctx: Context) -> str | InputRequiredResult:
+        _require_capability(ctx, "elicitation", "test_streaming_elicitation")
+        answer = _answers(ctx).get("confirm")
+        if answer is None:
+            return _input_required(_elicit("confirm", "Continue?", "ok", "boolean"))
+        return "confirmed"

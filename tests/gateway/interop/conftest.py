@@ -160,12 +160,18 @@ def _running(home: Path) -> bool:
 
 
 def _upstreams_ready(port: int) -> bool:
-    """Every upstream connected: /readyz lists their states to loopback clients."""
+    """Every upstream connected: /readyz lists their states to loopback clients.
+
+    A dual-era upstream's 2026-07-28 connection must be up too, or known to be unsupported.
+    """
     try:
         upstreams = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0).json().get("upstreams") or {}
     except (httpx.HTTPError, ValueError):
         return False
-    return bool(upstreams) and all(u["state"] == "ready" for u in upstreams.values())
+    modern_settled = all(
+        u.get("modern", {}).get("state", "ready") in {"ready", "unsupported"} for u in upstreams.values()
+    )
+    return bool(upstreams) and all(u["state"] == "ready" for u in upstreams.values()) and modern_settled
 
 
 def _require_mcp_endpoint(instance: GatewayInstance) -> None:

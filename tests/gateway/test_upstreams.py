@@ -1,0 +1,137 @@
+"""Upstream connections in each protocol era, with real stdio servers.
+
+A dual-era upstream gets a second connection in the 2026-07-28 era (over stdio, a second
+process) with its own catalog; the gateway's 2026-07-28 clients are served over it. An
+upstream that does not speak 2026-07-28 is recognised as such once, and its 2026-07-28
+clients are served over its handshake-era connection.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from gateway.upstreams.connection import UpstreamSpec
+from gateway.upstreams.manager import UpstreamManager
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CLIENT = {
+    "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    "io.modelcontextprotocol/clientInfo": {"name": "test-client", "version": "1"},
+}
+
+
+def _spec(name: str, script: str, tmp_path: Path, *, dual_era: bool = True) -> UpstreamSpec:
+    env = {"COUNTING_SERVER_LOG": str(tmp_path / f"{name}.log")}
+    return UpstreamSpec(
+        name, "stdio", command=sys.executable, args=(str(FIXTURES / script),), env=env, dual_era=dual_era
+    )
+
+
+@asynccontextmanager
+async def _running(*specs: UpstreamSpec) -> AsyncGenerator[UpstreamManager]:
+    manager = UpstreamManager({spec.name: spec for spec in specs})
+    async with anyio.create_task_group() as tg:
+        await manager.start(tg, wait=60)
+        try:
+            yield manager
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def _text(result: dict[str, object]) -> str:
+    content = result.get("content")
+    assert isinstance(content, list) and content, f"no content in {result}"
+    return str(content[0]["text"])
+
+
+async def test_a_dual_era_upstream_gets_a_2026_connection_of_its_own(tmp_path: Path) -> None:
+    async with _running(_spec("counter", "counting_server.py", tmp_path)) as manager:
+        handshake = manager.connection("counter")
+        modern = manager.connection("counter", modern=True)
+        assert handshake is not None and modern is not None and handshake is not modern
+        assert handshake.protocol_version == "2025-11-25"
+        assert modern.protocol_version == "2026-07-28"
+        described = manager.describe()["counter"]
+        assert described["state"] == "ready" and described["modern"]["state"] == "ready"
+        names = {tool["name"] for tool in manager.catalogs(modern=True)["counter"].tools}
+        assert {"echo", "pid", "confirm"} <= names
+        # Two processes: the same tool answers with two different process ids.
+        pids = [
+            _text(await connection.request("tools/call", {"name": "pid", "arguments": {}}))
+            for connection in (handshake, modern)
+        ]
+        assert pids[0] != pids[1]
+
+
+async def test_a_2026_round_trip_passes_through_with_the_clients_envelope(tmp_path: Path) -> None:
+    async with _running(_spec("counter", "counting_server.py", tmp_path)) as manager:
+        modern = manager.connection("counter", modern=True)
+        assert modern is not None
+        call = {"name": "confirm", "arguments": {"action": "drop table"}}
+        first = await modern.request("tools/call", call, envelope=CLIENT)
+        assert first["resultType"] == "input_required"
+        assert set(first["inputRequests"]) == {"confirm"}
+        sealed = first["requestState"]
+        assert sealed != "drop table", "the upstream seals its requestState; it passes through as it is"
+        answer = {"confirm": {"action": "accept", "content": {"ok": True}}}
+        retry = {**call, "inputResponses": answer, "requestState": sealed}
+        second = await modern.request("tools/call", retry, envelope=CLIENT)
+        assert second["resultType"] == "complete"
+        assert _text(second) == "drop table: accept"
+        # The gateway stamps its own server identity for its clients; the upstream's stays behind.
+        assert "io.modelcontextprotocol/serverInfo" not in (second.get("_meta") or {})
+        with pytest.raises(MCPError, match="requestState"):  # the upstream's own check still holds
+            await modern.request(
+                "tools/call", {**retry, "requestState": sealed[:-4] + "AAAA"}, envelope=CLIENT
+            )
+
+
+async def test_an_upstream_without_2026_serves_both_eras_over_its_handshake_connection(
+    tmp_path: Path,
+) -> None:
+    async with _running(_spec("old", "handshake_only_server.py", tmp_path)) as manager:
+        with anyio.fail_after(30):
+            while manager.describe()["old"]["modern"]["state"] == "starting":
+                await anyio.sleep(0.05)
+        described = manager.describe()["old"]
+        assert described["modern"]["state"] == "unsupported"
+        assert "does not speak 2026-07-28" in described["modern"]["last_error"]
+        handshake = manager.connection("old")
+        assert handshake is not None and manager.connection("old", modern=True) is handshake
+        assert manager.catalogs(modern=True)["old"] is manager.catalogs()["old"]
+        echoed = await handshake.request("tools/call", {"name": "echo", "arguments": {"text": "hi"}})
+        assert _text(echoed) == "hi"
+
+
+async def test_dual_era_off_keeps_one_connection(tmp_path: Path) -> None:
+    spec = _spec("counter", "counting_server.py", tmp_path, dual_era=False)
+    async with _running(spec) as manager:
+        assert "modern" not in manager.describe()["counter"]
+        assert manager.connection("counter", modern=True) is manager.connection("counter")
+
+
+@pytest.mark.parametrize("modern", [False, True])
+async def test_a_list_change_reaches_the_gateway_in_each_era(tmp_path: Path, modern: bool) -> None:
+    """2026-07-28 announces list changes on a `subscriptions/listen` stream only."""
+    changes: list[str] = []
+    async with _running(_spec("counter", "counting_server.py", tmp_path)) as manager:
+
+        async def heard(upstream: str, what: str) -> None:
+            changes.append(what)
+
+        manager.add_listener(heard)
+        connection = manager.connection("counter", modern=modern)
+        assert connection is not None
+        await connection.request("tools/call", {"name": "toggle_extra", "arguments": {}}, envelope=CLIENT)
+        with anyio.fail_after(10):
+            while "notifications/tools/list_changed" not in changes:
+                await anyio.sleep(0.02)
+        names = {tool["name"] for tool in manager.catalogs(modern=modern)["counter"].tools}
+        assert "extra" in names
