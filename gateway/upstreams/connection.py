@@ -180,7 +180,7 @@ class UpstreamConnection:
                     await self.refresh()
                     if self.modern:
                         await tg.start(self._listen, session)
-                    elif self.spec.transport == "http":
+                    if self.spec.transport == "http":
                         await self._try_direct(stack)
                     task_status.started()
                     await self.closed.wait()
@@ -396,11 +396,11 @@ class UpstreamConnection:
         if dispatcher is None or self.closed.is_set():
             raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
         direct = self.direct
-        if direct is not None and on_progress is None and params is not None:
-            if method == "tools/call" and params.get("name") in self._direct_tools:
-                return await direct.request(method, params)
-            if method in ("resources/read", "prompts/get"):
-                return await direct.request(method, params)
+        if direct is not None and on_progress is None and self._takes_direct_path(method, params):
+            assert params is not None
+            if envelope:
+                params = {**params, "_meta": {**envelope, **(params.get("_meta") or {})}}
+            return await direct.request(method, params)
         opts: dict[str, Any] = {"timeout": timeout or self.spec.timeout}
         if self.modern:
             params, opts["headers"] = self._stamp_modern(method, params, envelope)
@@ -412,6 +412,13 @@ class UpstreamConnection:
         if self.modern:
             _drop_server_info(result)  # the gateway stamps its own for its clients
         return result
+
+    def _takes_direct_path(self, method: str, params: Mapping[str, Any] | None) -> bool:
+        if params is None:
+            return False
+        if method == "tools/call":
+            return params.get("name") in self._direct_tools
+        return method in ("resources/read", "prompts/get")
 
     def _stamp_modern(
         self, method: str, params: Mapping[str, Any] | None, envelope: Mapping[str, Any] | None

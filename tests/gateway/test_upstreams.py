@@ -8,8 +8,11 @@ clients are served over its handshake-era connection.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from gateway.upstreams.connection import UpstreamSpec
 from gateway.upstreams.manager import UpstreamManager
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CONFORMANCE_FIXTURE = Path(__file__).resolve().parent / "interop" / "conformance_server.py"
 CLIENT = {
     "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
     "io.modelcontextprotocol/clientInfo": {"name": "test-client", "version": "1"},
@@ -135,3 +139,50 @@ async def test_a_list_change_reaches_the_gateway_in_each_era(tmp_path: Path, mod
                 await anyio.sleep(0.02)
         names = {tool["name"] for tool in manager.catalogs(modern=modern)["counter"].tools}
         assert "extra" in names
+
+
+@pytest.fixture
+def http_fixture_url() -> Iterator[str]:
+    """The conformance fixture over Streamable HTTP, as an HTTP upstream."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    argv = [sys.executable, str(CONFORMANCE_FIXTURE), "--transport", "http", "--port", str(port)]
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("the conformance fixture did not start over HTTP") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_an_http_upstream_round_trips_over_its_2026_connection(http_fixture_url: str) -> None:
+    spec = UpstreamSpec("fixture", "http", url=http_fixture_url, dual_era=True)
+    async with _running(spec) as manager:
+        modern = manager.connection("fixture", modern=True)
+        assert modern is not None and modern is not manager.connection("fixture")
+        assert modern.direct is not None, "plain calls to a 2026-07-28 HTTP upstream take the direct path"
+        call = {"name": "test_input_required_result_elicitation", "arguments": {}}
+        first = await modern.request("tools/call", call, envelope=CLIENT)
+        assert first["resultType"] == "input_required"
+        answer = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
+        second = await modern.request("tools/call", {**call, "inputResponses": answer}, envelope=CLIENT)
+        assert _text(second) == "Hello, Ada!"
+        # The client's capabilities decide what the upstream may ask for.
+        without = {**CLIENT, "io.modelcontextprotocol/clientCapabilities": {}}
+        with pytest.raises(MCPError) as refused:
+            await modern.request(
+                "tools/call", {"name": "test_missing_capability", "arguments": {}}, envelope=without
+            )
+        assert refused.value.code == -32021
