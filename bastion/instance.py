@@ -71,6 +71,14 @@ def render_status(report: dict[str, Any]) -> str:
             f"  upstream  {name:<12} {upstream['transport']:<5} {upstream['state']}"
             f"  tools {upstream['tools']}  restarts {upstream['restarts']}{error}"
         )
+        modern = upstream.get("modern")
+        if modern:  # its 2026-07-28 connection (docs/gateway.md, "Upstreams")
+            detail = (
+                ""
+                if modern["state"] == "unsupported"
+                else f"  tools {modern['tools']}  restarts {modern['restarts']}"
+            )
+            lines.append(f"{'':<25}2026-07-28 {modern['state']}{detail}")
     db = report["database"]
     if db.get("embedded"):
         where = f"pid {db['pid']}, socket {db['socket_dir']}" if db["running"] else "stopped"
