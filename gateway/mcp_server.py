@@ -170,7 +170,9 @@ class GatewayMCPServer:
         entry = call.view.tools.get(params.name)
         rounds = _rounds(ctx)
         try:
-            if entry is not None and session is not None:
+            # Only a handshake-era client can be asked back; a 2026-07-28 call runs on the
+            # upstream's 2026-07-28 connection, which asks with InputRequiredResult instead.
+            if entry is not None and session is not None and not call.modern:
                 with self.gateway.upstreams.back.open(entry.upstream, session, ctx.request_id):
                     raw = await self.gateway.call_tool(
                         call, params.name, params.arguments, meta, relay, rounds=rounds

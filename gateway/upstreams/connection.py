@@ -56,11 +56,10 @@ from mcp_types import (
     CLIENT_INFO_META_KEY,
     CONNECTION_CLOSED,
     PROTOCOL_VERSION_META_KEY,
-    SERVER_INFO_META_KEY,
 )
 
 from gateway.back_channel import BackChannels
-from gateway.upstreams.direct import DirectHTTPClient, supports_modern
+from gateway.upstreams.direct import DirectHTTPClient, strip_upstream_envelope, supports_modern
 
 __all__ = ["Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
 
@@ -410,7 +409,7 @@ class UpstreamConnection:
             opts["on_progress"] = on_progress
         result = await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
         if self.modern:
-            _drop_server_info(result)  # the gateway stamps its own for its clients
+            strip_upstream_envelope(result)
         return result
 
     def _takes_direct_path(self, method: str, params: Mapping[str, Any] | None) -> bool:
@@ -443,16 +442,6 @@ class UpstreamConnection:
     async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
         if self._dispatcher is not None and not self.closed.is_set():
             await self._dispatcher.notify(method, params)
-
-
-def _drop_server_info(result: dict[str, Any]) -> None:
-    meta = result.get("_meta")
-    if isinstance(meta, dict) and SERVER_INFO_META_KEY in meta:
-        meta = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}  # pyright: ignore[reportUnknownVariableType]
-        if meta:
-            result["_meta"] = meta
-        else:
-            del result["_meta"]
 
 
 def default_stdio_env() -> dict[str, str]:

@@ -19,9 +19,10 @@ import aiohttp
 import orjson
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import X_MCP_HEADER_KEY, encode_header_value
+from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import LATEST_MODERN_VERSION
 
-__all__ = ["DirectHTTPClient", "supports_modern"]
+__all__ = ["DirectHTTPClient", "strip_upstream_envelope", "supports_modern"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,20 @@ _NAMED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 def _uses_param_headers(schema: Any) -> bool:
     """True if a tool schema maps arguments to headers (`x-mcp-header`): the SDK handles those."""
     return X_MCP_HEADER_KEY.encode() in orjson.dumps(schema) if schema else False
+
+
+def strip_upstream_envelope(result: dict[str, Any]) -> None:
+    """Drop the envelope fields of the upstream's hop; the gateway adds its own for its clients.
+
+    An `input_required` result type stays: the client must see it.
+    """
+    if result.get("resultType") == "complete":
+        del result["resultType"]
+    meta = result.get("_meta")
+    if isinstance(meta, dict):
+        meta.pop(SERVER_INFO_META_KEY, None)
+        if not meta:
+            del result["_meta"]
 
 
 def supports_modern(discover_result: Mapping[str, Any]) -> bool:
@@ -108,14 +123,7 @@ class DirectHTTPClient:
         result = message.get("result")
         if not isinstance(result, dict):
             raise MCPError(code=-32603, message="upstream answered without a result object")
-        # Envelope fields of the upstream's era; the gateway adds its own for its clients.
-        if result.get("resultType") == "complete":
-            del result["resultType"]
-        result_meta = result.get("_meta")
-        if isinstance(result_meta, dict):
-            result_meta.pop("io.modelcontextprotocol/serverInfo", None)
-            if not result_meta:
-                del result["_meta"]
+        strip_upstream_envelope(result)
         return result
 
     @staticmethod

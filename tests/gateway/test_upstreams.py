@@ -87,9 +87,10 @@ async def test_a_2026_round_trip_passes_through_with_the_clients_envelope(tmp_pa
         answer = {"confirm": {"action": "accept", "content": {"ok": True}}}
         retry = {**call, "inputResponses": answer, "requestState": sealed}
         second = await modern.request("tools/call", retry, envelope=CLIENT)
-        assert second["resultType"] == "complete"
         assert _text(second) == "drop table: accept"
-        # The gateway stamps its own server identity for its clients; the upstream's stays behind.
+        # The upstream hop's envelope stays behind (`complete`, its server identity): the gateway
+        # stamps its own for its clients. Only `input_required` must reach them as it came.
+        assert "resultType" not in second
         assert "io.modelcontextprotocol/serverInfo" not in (second.get("_meta") or {})
         with pytest.raises(MCPError, match="requestState"):  # the upstream's own check still holds
             await modern.request(
