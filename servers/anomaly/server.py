@@ -21,7 +21,8 @@ from pydantic import Field
 
 from bastion.errors import ConfigError
 from bastion.mcp import ServerRuntime, ServerSpec
-from servers.anomaly.runs import MIGRATIONS, RunRecord, record_run
+from bastion.mcp.runs import record_run
+from servers.anomaly.runs import MIGRATIONS, RunRecord
 
 __all__ = ["spec"]
 
@@ -66,7 +67,7 @@ async def _run(
         raise ToolError(exc.message) from None
     finally:
         record.duration_ms = (time.perf_counter() - started) * 1000
-        await record_run(ctx.request_context.lifespan_context.database, record)
+        await record_run(ctx.request_context.lifespan_context.database, "anomaly", record)
 
 
 @spec.tool(annotations=READ_ONLY)
