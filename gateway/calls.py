@@ -43,7 +43,7 @@ from gateway.policy import Principal as PolicyPrincipal
 from gateway.ratelimit import RateLimiter, RateObligation
 from gateway.upstreams.manager import UpstreamManager
 
-__all__ = ["CallContext", "CallError", "Gateway"]
+__all__ = ["ROUND_TRIP_FIELDS", "CallContext", "CallError", "Gateway"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ UPSTREAM_UNAVAILABLE = -32001
 INVALID_PARAMS = -32602
 RESOURCE_NOT_FOUND = INVALID_PARAMS  # SEP-2164: invalid params, with `data.uri`
 CALLER_TTL = 60.0
+# What a 2026-07-28 client's retry of a multi-round-trip call adds (SEP-2322): passed through.
+ROUND_TRIP_FIELDS = ("inputResponses", "requestState")
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 

@@ -40,7 +40,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bastion.logs import request_id
 from bastion.metrics import REGISTRY
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
-from gateway.calls import RATE_LIMITED, CallContext, CallError, Gateway
+from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
 from gateway.catalog import View
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
 
@@ -60,7 +60,6 @@ TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
 _JSON = [(b"content-type", b"application/json")]
-_ROUNDS = ("inputResponses", "requestState")  # a 2026-07-28 multi-round-trip retry (SEP-2322)
 _OWS = (b" ", b"\t")
 
 
@@ -349,8 +348,7 @@ class MCPEndpoint:
         entry = call.view.tools.get(params["name"])
         if entry is not None and X_MCP_HEADER_KEY in str(entry.definition.get("inputSchema") or ""):
             return False  # the SDK validates the Mcp-Param-* headers such tools declare
-        version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
-        modern = version in MODERN_PROTOCOL_VERSIONS
+        modern = call.modern
         sid = headers.get(b"mcp-session-id")
         if modern:
             text_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
@@ -366,7 +364,7 @@ class MCPEndpoint:
         if not as_json and "text/event-stream" not in accept:
             return False
         arguments = params.get("arguments")
-        rounds = {k: params[k] for k in _ROUNDS if k in params} if modern else None
+        rounds = {k: params[k] for k in ROUND_TRIP_FIELDS if k in params} if modern else None
         token = request_id.set(call.request_id)
         try:
             # A task of its own (it copies the request id) so that a cancellation can end it.

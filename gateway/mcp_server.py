@@ -30,7 +30,7 @@ from mcp.shared.subscriptions import (
 )
 
 from bastion import __version__
-from gateway.calls import CallContext, CallError, Gateway, ProgressFn
+from gateway.calls import ROUND_TRIP_FIELDS, CallContext, CallError, Gateway, ProgressFn
 from gateway.catalog import View
 from gateway.policy import Resource
 
@@ -62,7 +62,7 @@ def _rounds(ctx: Any) -> dict[str, Any] | None:
     raw = getattr(ctx, "params", None) or {}
     if not isinstance(raw, dict):
         return None
-    return {k: raw[k] for k in ("inputResponses", "requestState") if k in raw} or None
+    return {k: raw[k] for k in ROUND_TRIP_FIELDS if k in raw} or None
 
 
 def _input_required(raw: dict[str, Any]) -> types.InputRequiredResult | None:

@@ -101,11 +101,7 @@ class UpstreamManager:
     def connection(self, name: str, *, modern: bool = False) -> UpstreamConnection | None:
         """The connection for a client of the handshake era, or of 2026-07-28 (`modern`)."""
         state = self.states.get(name)
-        if state is None:
-            return None
-        if modern and state.modern is not None and state.modern.state != "unsupported":
-            return state.modern.connection
-        return state.connection
+        return _for_era(state, modern).connection if state is not None else None
 
     def catalogs(self, *, modern: bool = False) -> dict[str, Catalog]:
         """Catalogs of connected upstreams, and the last one of each upstream that is restarting.
@@ -116,10 +112,9 @@ class UpstreamManager:
         """
         catalogs: dict[str, Catalog] = {}
         for name, state in self.states.items():
-            if modern and state.modern is not None and state.modern.state != "unsupported":
-                state = state.modern
-            if state.catalog is not None:
-                catalogs[name] = state.catalog
+            catalog = _for_era(state, modern).catalog
+            if catalog is not None:
+                catalogs[name] = catalog
         return catalogs
 
     def describe(self) -> dict[str, Any]:
@@ -213,6 +208,17 @@ class UpstreamManager:
             backoff = min(backoff * 2, self.backoff_max)
             state.restarts += 1
             UPSTREAM_RESTARTS.labels(name).inc()
+
+
+def _for_era(state: UpstreamState, modern: bool) -> UpstreamState:
+    """The connection state a client of that era is served by.
+
+    A 2026-07-28 client gets the upstream's 2026-07-28 connection once it has connected;
+    before that, and for an upstream that does not speak 2026-07-28, the handshake one.
+    """
+    if modern and state.modern is not None and state.modern.catalog is not None:
+        return state.modern
+    return state
 
 
 def _find(exc: BaseException, kind: type[Exception]) -> Exception | None:
