@@ -105,6 +105,8 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
     view = View(config)
     used: list[str] = []
     for upstream in sorted(catalogs):
+        if not config.prefixed and config.upstreams is not None and upstream not in config.upstreams:
+            continue  # its names must not take the view's own upstream's plain names
         catalog = catalogs[upstream]
         contributed = False
         for tool in catalog.tools:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from gateway.catalog import ViewConfig, build_view
 from gateway.naming import NAME_PATTERN, NameTable, Target, expose_name
+from gateway.upstreams.connection import Catalog
 
 
 def test_plain_names_are_prefixed_with_their_upstream() -> None:
@@ -40,3 +42,27 @@ def test_the_same_original_always_maps_to_the_same_exposed_name() -> None:
 def test_a_single_upstream_view_keeps_original_names() -> None:
     table = NameTable(prefix=False)
     assert table.add("conformance", "test_simple_text") == "test_simple_text"
+
+
+def test_a_single_upstream_view_keeps_its_names_whatever_else_is_connected() -> None:
+    """Two upstreams with the same tool names: each one's own virtual server shows them plain,
+    in whichever order the upstreams connected."""
+    tools = [{"name": "echo", "inputSchema": {"type": "object"}}]
+
+    def catalog() -> Catalog:
+        found = Catalog()
+        found.tools = list(tools)
+        return found
+
+    for order in (("a", "b"), ("b", "a")):
+        for own in order:
+            config = ViewConfig(name=f"only-{own}", upstreams=frozenset({own}))
+            table = NameTable(prefix=config.prefixed)
+            view = None
+            connected: dict[str, Catalog] = {}
+            for upstream in order:  # rebuilt as each upstream connects, with one name table
+                connected[upstream] = catalog()
+                view = build_view(config, connected, table)
+            assert view is not None
+            assert list(view.tools) == ["echo"]
+            assert view.tools["echo"].upstream == own
