@@ -106,6 +106,12 @@ class CallContext:
     request_id: str | None = None
     approval: str = "none"
     modern: bool = False  # a 2026-07-28 client: served over an upstream's 2026-07-28 connection
+    # A handshake-era client the upstream may ask back mid-call (elicitation, sampling, roots,
+    # log lines): its calls stay on the upstream's session, never on the direct path.
+    interactive: bool = False
+    # Closes this request's SSE stream to the client (which resumes with Last-Event-ID): an
+    # HTTP upstream that closes its stream mid-call has the client's closed too.
+    close_stream: Callable[[], Awaitable[None]] | None = None
 
 
 class Gateway:
@@ -363,7 +369,14 @@ class Gateway:
         )
         outcome = "ok"
         try:
-            result = await connection.request(method, params, on_progress=on_progress, envelope=envelope)
+            result = await connection.request(
+                method,
+                params,
+                on_progress=on_progress,
+                envelope=envelope,
+                interactive=ctx.interactive,
+                on_stream_closed=ctx.close_stream,
+            )
             if result.get("isError"):
                 outcome = "tool_error"
             elif result.get("resultType") == "input_required":

@@ -11,6 +11,7 @@ server when it needs the SDK's machinery (a progress token, an SSE-only client).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 import weakref
@@ -173,6 +174,9 @@ class GatewayMCPServer:
             # Only a handshake-era client can be asked back; a 2026-07-28 call runs on the
             # upstream's 2026-07-28 connection, which asks with InputRequiredResult instead.
             if entry is not None and session is not None and not call.modern:
+                call = dataclasses.replace(
+                    call, interactive=True, close_stream=getattr(ctx, "close_sse_stream", None)
+                )
                 with self.gateway.upstreams.back.open(entry.upstream, session, ctx.request_id):
                     raw = await self.gateway.call_tool(
                         call, params.name, params.arguments, meta, relay, rounds=rounds

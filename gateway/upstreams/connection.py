@@ -22,6 +22,7 @@ with `CONNECTION_CLOSED`, and `closed` is set for the manager to restart it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -36,7 +37,6 @@ from anyio.abc import TaskStatus
 from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged, listen
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import (
@@ -60,12 +60,14 @@ from mcp_types import (
 
 from gateway.back_channel import BackChannels
 from gateway.upstreams.direct import DirectHTTPClient, strip_upstream_envelope, supports_modern
+from gateway.upstreams.http_transport import streamable_http_client
 
 __all__ = ["Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+CloseStreamFn = Callable[[], Awaitable[None]]
 NotifyFn = Callable[[str, types.ServerNotification], Awaitable[None]]
 
 CLIENT_INFO = types.Implementation(name="bastion-gateway", version="1")
@@ -149,6 +151,9 @@ class UpstreamConnection:
         self.direct: DirectHTTPClient | None = None
         self._direct_tools: frozenset[str] = frozenset()
         self._param_headers: dict[str, dict[tuple[str, ...], str]] = {}
+        # Calls whose client can resume a closed stream: our request id -> close the client's.
+        self._stream_relays: dict[types.RequestId, CloseStreamFn] = {}
+        self._relay_ids = itertools.count(1)
 
     @property
     def ready(self) -> bool:
@@ -309,7 +314,15 @@ class UpstreamConnection:
         client = await stack.enter_async_context(
             httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=spec.timeout))
         )
-        return await stack.enter_async_context(streamable_http_client(spec.url, http_client=client))
+        return await stack.enter_async_context(
+            streamable_http_client(spec.url, http_client=client, on_stream_closed=self._stream_closed)
+        )
+
+    async def _stream_closed(self, request_id: types.RequestId) -> None:
+        """The upstream closed a call's SSE stream mid-call: close the calling client's too."""
+        close = self._stream_relays.get(request_id)
+        if close is not None:
+            await close()
 
     async def _pump(self, read: Any, relay: Any) -> None:
         """Relay transport messages to the dispatcher; on EOF mark the connection closed."""
@@ -385,17 +398,28 @@ class UpstreamConnection:
         on_progress: ProgressFn | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - forwarded to the SDK's per-request timeout
         envelope: Mapping[str, Any] | None = None,
+        interactive: bool = False,
+        on_stream_closed: CloseStreamFn | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the raw result; raises MCPError on an error reply.
 
         `envelope`: the calling client's 2026-07-28 `_meta` envelope, forwarded on a modern
-        connection (the handshake era has none per request).
+        connection (the handshake era has none per request). `interactive`: the calling
+        client may be asked back (elicitation, sampling, roots, log lines), so the request
+        stays on this connection's session, never the direct path. `on_stream_closed`:
+        called when an HTTP upstream closes the request's SSE stream mid-call.
         """
         dispatcher = self._dispatcher
         if dispatcher is None or self.closed.is_set():
             raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
         direct = self.direct
-        if direct is not None and on_progress is None and self._takes_direct_path(method, params):
+        if (
+            direct is not None
+            and on_progress is None
+            and not interactive
+            and on_stream_closed is None
+            and self._takes_direct_path(method, params)
+        ):
             assert params is not None
             if envelope:
                 params = {**params, "_meta": {**envelope, **(params.get("_meta") or {})}}
@@ -407,7 +431,17 @@ class UpstreamConnection:
             opts["headers"] = dict(self._headers)
         if on_progress is not None:
             opts["on_progress"] = on_progress
-        result = await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+        relay_id: str | None = None
+        if on_stream_closed is not None and self.spec.transport == "http" and not self.modern:
+            # Our own id for the request, so the transport's report names a call we know.
+            relay_id = f"relay-{next(self._relay_ids)}"
+            opts["request_id"] = relay_id
+            self._stream_relays[relay_id] = on_stream_closed
+        try:
+            result = await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+        finally:
+            if relay_id is not None:
+                del self._stream_relays[relay_id]
         if self.modern:
             strip_upstream_envelope(result)
         return result

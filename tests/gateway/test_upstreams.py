@@ -187,3 +187,29 @@ async def test_an_http_upstream_round_trips_over_its_2026_connection(http_fixtur
                 "tools/call", {"name": "test_missing_capability", "arguments": {}}, envelope=without
             )
         assert refused.value.code == -32021
+
+
+async def test_an_http_upstream_closing_a_calls_stream_closes_the_clients_too(http_fixture_url: str) -> None:
+    """SEP-1699: the fixture's `test_reconnection` closes its SSE stream mid-call. The gateway
+    is told (to close its own client's stream), and the call still completes after the
+    transport resumes with Last-Event-ID."""
+    spec = UpstreamSpec("fixture", "http", url=http_fixture_url, dual_era=True)
+    async with _running(spec) as manager:
+        handshake = manager.connection("fixture")
+        assert handshake is not None and handshake.direct is not None
+        closed: list[float] = []
+
+        async def close_stream() -> None:
+            closed.append(time.monotonic())
+
+        call = {"name": "test_reconnection", "arguments": {}}
+        with anyio.fail_after(30):
+            result = await handshake.request("tools/call", call, on_stream_closed=close_stream)
+        assert _text(result) == "Reconnection test completed"
+        assert len(closed) == 1, "the upstream's closed stream was not reported"
+        # A call that cannot relay a closed stream takes the direct 2026-07-28 path, where the
+        # upstream has no stream to close: nothing is reported, and the answer is the same.
+        with anyio.fail_after(30):
+            plain = await handshake.request("tools/call", call)
+        assert _text(plain) == "Reconnection test completed"
+        assert len(closed) == 1

@@ -1,8 +1,9 @@
 """Fixtures for the interop tests: the conformance fixture over HTTP and a real gateway.
 
-`gateway_instance` runs `bastion up` as a user would, in a fresh home, with two stdio
-upstreams (the conformance fixture and `@modelcontextprotocol/server-everything`) and
-the virtual server `conformance` that admits the unauthenticated loopback test
+`gateway_instance` runs `bastion up` as a user would, in a fresh home, with the conformance
+fixture as a stdio upstream and as an HTTP upstream (a process of its own), and
+`@modelcontextprotocol/server-everything` over stdio; the virtual servers `conformance` and
+`conformance-http` (one per fixture upstream) admit the unauthenticated loopback test
 principal (the suite cannot send credentials). Everything is stopped by PID.
 """
 
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,9 +79,9 @@ def toolchain() -> NodeToolchain:
     return toolchain
 
 
-@pytest.fixture(scope="session")
-def fixture_server_url() -> Iterator[str]:
-    """The conformance fixture alone over Streamable HTTP: the direct baseline."""
+@contextmanager
+def _fixture_over_http() -> Iterator[str]:
+    """A conformance fixture process serving Streamable HTTP on a free port; its URL."""
     port = free_port()
     argv = [sys.executable, str(FIXTURE_SERVER), "--transport", "http", "--port", str(port)]
     with tempfile.TemporaryFile() as log:
@@ -92,6 +94,13 @@ def fixture_server_url() -> Iterator[str]:
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             stop_process(process, 10)
+
+
+@pytest.fixture(scope="session")
+def fixture_server_url() -> Iterator[str]:
+    """The conformance fixture alone over Streamable HTTP: the direct baseline."""
+    with _fixture_over_http() as url:
+        yield url
 
 
 @dataclass
@@ -122,13 +131,17 @@ class GatewayInstance:
         return str(json.loads(done.stdout)["key"])
 
 
-def _config(everything_command: str) -> str:
+def _config(everything_command: str, fixture_url: str) -> str:
     return f"""builtin_servers = ["system"]
 
 [upstreams.conformance]
 transport = "stdio"
 command = {json.dumps(sys.executable)}
 args = [{json.dumps(str(FIXTURE_SERVER))}, "--transport", "stdio"]
+
+[upstreams.conformance_http]
+transport = "http"
+url = {json.dumps(fixture_url)}
 
 [upstreams.everything]
 transport = "stdio"
@@ -137,6 +150,10 @@ args = ["-y", "{EVERYTHING}"]
 
 [virtual_servers.conformance]
 upstreams = ["conformance"]
+allow_loopback_test_principal = true
+
+[virtual_servers.conformance-http]
+upstreams = ["conformance_http"]
 allow_loopback_test_principal = true
 """
 
@@ -195,26 +212,33 @@ def gateway_instance(toolchain: NodeToolchain) -> Iterator[GatewayInstance]:
     _warm_everything(npx)
     home = Path(tempfile.mkdtemp(prefix="bgi-", dir="/tmp"))  # short: the embedded server's socket path
     config = home / "bastion.toml"
-    config.write_text(_config("npx"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
     env.update(
         BASTION_HOME=str(home), BASTION_PORT=str(port), BASTION_CONFIG=str(config), BASTION_LOG_FORMAT="json"
     )
     argv = [sys.executable, "-m", "bastion.cli", "up"]
-    log = (home / "up.log").open("wb")
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    try:
-        wait_for(lambda: _running(home) or process.poll() is not None, START_TIMEOUT, "`bastion up` to run")
-        if process.poll() is not None:
-            pytest.fail(f"`bastion up` exited {process.returncode}: {(home / 'up.log').read_text()[-3000:]}")
-        wait_for(lambda: _upstreams_ready(port), START_TIMEOUT, "every upstream to connect")
-        instance = GatewayInstance(home=home, port=port, env=env, process=process)
-        _require_mcp_endpoint(instance)
-        yield instance
-    finally:
-        stop_process(process)
-        log.close()
-        if (home / "pgdata" / "PG_VERSION").exists():
-            EmbeddedPostgres(Home(home)).stop()
-        shutil.rmtree(home, ignore_errors=True)
+    # The same fixture as an HTTP upstream too: its own process, so the direct runs and the
+    # runs through the gateway share no state.
+    with _fixture_over_http() as fixture_url:
+        config.write_text(_config("npx", fixture_url))
+        log = (home / "up.log").open("wb")
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            wait_for(
+                lambda: _running(home) or process.poll() is not None, START_TIMEOUT, "`bastion up` to run"
+            )
+            if process.poll() is not None:
+                pytest.fail(
+                    f"`bastion up` exited {process.returncode}: {(home / 'up.log').read_text()[-3000:]}"
+                )
+            wait_for(lambda: _upstreams_ready(port), START_TIMEOUT, "every upstream to connect")
+            instance = GatewayInstance(home=home, port=port, env=env, process=process)
+            _require_mcp_endpoint(instance)
+            yield instance
+        finally:
+            stop_process(process)
+            log.close()
+            if (home / "pgdata" / "PG_VERSION").exists():
+                EmbeddedPostgres(Home(home)).stop()
+            shutil.rmtree(home, ignore_errors=True)

@@ -69,23 +69,32 @@ def test_every_scenario_the_revision_scores_passes_directly(
     assert len(run.passed) >= 60, f"suspiciously few passing checks ({len(run.passed)}): did scenarios run?"
 
 
-def _known_losses(revision: str) -> set[tuple[str, str]]:
+# The fixture behind the gateway, over each transport: virtual server per upstream.
+VIA = {"stdio": "conformance", "http": "conformance-http"}
+
+
+def _known_losses(transport: str, revision: str) -> set[tuple[str, str]]:
     """The documented gaps through the gateway (docs/conformance.md), as (scenario, check)."""
-    path = Path(__file__).with_name(f"gateway-losses-{revision}.yml")
+    path = Path(__file__).with_name(f"gateway-losses-{transport}-{revision}.yml")
     entries = [
         line.strip()[2:].strip() for line in path.read_text().splitlines() if line.strip().startswith("- ")
     ]
     return {(entry.split(":", 1)[0], entry.split(":", 1)[1]) for entry in entries}
 
 
+@pytest.mark.parametrize("transport", sorted(VIA))
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_every_check_that_passes_directly_passes_through_the_gateway(
-    run_suite: RunSuite, fixture_server_url: str, gateway_instance: GatewayInstance, revision: str
+    run_suite: RunSuite,
+    fixture_server_url: str,
+    gateway_instance: GatewayInstance,
+    revision: str,
+    transport: str,
 ) -> None:
     direct = run_suite(fixture_server_url, revision)
-    through = run_suite(gateway_instance.mcp_url("conformance"), revision)
+    through = run_suite(gateway_instance.mcp_url(VIA[transport]), revision)
     lost = direct.passed - through.passed
-    known = _known_losses(revision)
+    known = _known_losses(transport, revision)
     unexplained = lost - known
     assert not unexplained, (
         f"{len(unexplained)} check(s) pass directly but not through the gateway:\n"
