@@ -72,6 +72,11 @@ class RetrievalConfig(BaseSettings):
     bm25_b: float = Field(default=0.75, ge=0, le=1)
     hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
     cache_ttl: float = Field(default=300, gt=0, description="seconds a cached search result lives")
+    postings_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="memory for BM25 posting lists kept in the server process (0: BM25 summed in PostgreSQL)",
+    )
 
     worker: bool = Field(default=True, description="run an ingestion worker inside the server process")
     job_lease: float = Field(

@@ -9,6 +9,7 @@ chunks may rank.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from servers.retrieval.embeddings.base import Vectors
 from servers.retrieval.filters import SearchFilters, filter_sql
+from servers.retrieval.postings import PostingLists, bm25_top, read_postings
 from servers.retrieval.schema import trusted_sql
 from servers.retrieval.vectors import register_vector
 
@@ -62,6 +64,13 @@ class DocumentFrequencies:
 
 
 _LEXEMES = "SELECT coalesce(array_agg(DISTINCT lexeme), '{}') FROM unnest(to_tsvector('english', %s))"
+
+# The query's lexemes with the searched collections' size and total length, in one round trip.
+_LEXEMES_AND_SIZE = """
+SELECT (SELECT coalesce(array_agg(DISTINCT lexeme), '{}') FROM unnest(to_tsvector('english', %(q)s))),
+       coalesce(sum(chunk_count), 0)::float8, coalesce(sum(total_length), 0)::float8
+FROM retrieval.collections WHERE id = ANY(%(cols)s)
+"""
 
 # An index-only pass over each lexeme's postings: its document frequency and id range.
 _COUNT = """
@@ -112,11 +121,16 @@ async def keyword_ranking(
     b: float,
     frequencies: DocumentFrequencies | None = None,
     pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None,
+    postings: PostingLists | None = None,
 ) -> list[tuple[int, float]]:
     """(chunk id, BM25 score) of the best `limit` chunks, best first.
 
-    `collections` are (id, version) pairs; `frequencies` remembers lexeme statistics across
-    calls; with a `pool`, a query over many postings is split across two connections."""
+    `collections` are (id, version) pairs. With `postings` and no filters, BM25 is summed
+    here over posting lists kept in memory (read from PostgreSQL the first time a lexeme is
+    used). Otherwise it is summed in SQL: `frequencies` remembers lexeme statistics across
+    calls, and with a `pool` a query over many postings is split across two connections."""
+    if postings is not None and filters is None:
+        return await _keyword_in_process(conn, query, collections, postings, limit=limit, k1=k1, b=b)
     cur = await conn.execute(_LEXEMES, (query,))
     row = await cur.fetchone()
     lexemes: list[str] = list(row[0]) if row else []
@@ -164,8 +178,8 @@ async def keyword_ranking(
         return [(int(r[0]), float(r[1])) for r in await cur.fetchall()]
 
     ranked: list[tuple[int, float]] = []
-    postings = sum(st.df for st in present.values())
-    if pool is not None and postings >= SPLIT_POSTINGS and last > first:
+    total_postings = sum(st.df for st in present.values())
+    if pool is not None and total_postings >= SPLIT_POSTINGS and last > first:
         middle = (first + last) // 2
         try:
             async with pool.connection(timeout=0.01) as other:
@@ -188,6 +202,49 @@ async def keyword_ranking(
     # Each half holds its own best `limit`; together they hold the best `limit` overall.
     ranked.sort(key=lambda item: (-item[1], item[0]))
     return ranked[:limit]
+
+
+async def _keyword_in_process(
+    conn: AsyncConnection[Any],
+    query: str,
+    collections: Sequence[tuple[int, int]],
+    postings: PostingLists,
+    *,
+    limit: int,
+    k1: float,
+    b: float,
+) -> list[tuple[int, float]]:
+    cols = [cid for cid, _ in collections]
+    cur = await conn.execute(_LEXEMES_AND_SIZE, {"q": query, "cols": cols})
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return []
+    lexemes = [str(lex) for lex in row[0]]
+    chunk_count, total_length = float(row[1]), float(row[2])
+    # A list read after a write that raced this query is at least as new as `version`: only
+    # queries racing the same write can see it, as they could in SQL.
+    keys = {(cid, lex): (cid, version, lex) for cid, version in collections for lex in lexemes}
+    found = {pair: got for pair, key in keys.items() if (got := postings.get(key)) is not None}
+    missing = [lex for lex in lexemes if any((cid, lex) not in found for cid in cols)]
+    if missing:
+        read = await read_postings(conn, cols, missing)
+        for pair, lists in read.items():
+            postings.put(keys[pair], lists)
+        found.update(read)
+    per_lexeme = [[found[(cid, lex)] for cid in cols] for lex in lexemes]
+    # Summing tens of thousands of postings takes a few ms of numpy, which releases the GIL:
+    # in a thread, the query embedding and the HNSW search go on meanwhile.
+    return await anyio.to_thread.run_sync(
+        functools.partial(
+            bm25_top,
+            per_lexeme,
+            chunk_count=chunk_count,
+            avg_length=max(total_length, 1.0) / max(chunk_count, 1.0),
+            k1=k1,
+            b=b,
+            limit=limit,
+        )
+    )
 
 
 async def vector_ranking(

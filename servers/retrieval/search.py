@@ -166,6 +166,7 @@ async def search(
                 b=config.bm25_b,
                 frequencies=service.frequencies,
                 pool=service.database.pool,
+                postings=service.postings,
             )
 
     async def rank_vectors(embedder: EmbeddingProvider) -> None:

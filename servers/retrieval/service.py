@@ -23,6 +23,7 @@ from bastion.settings import Settings
 from bastion.stores.base import Store
 from servers.retrieval.config import RetrievalConfig
 from servers.retrieval.jobs import QUEUE
+from servers.retrieval.postings import PostingLists
 from servers.retrieval.ranking import DocumentFrequencies
 
 if TYPE_CHECKING:
@@ -58,7 +59,13 @@ class RetrievalService:
         self._worker_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.frequencies = DocumentFrequencies()
+        self.postings = self.new_posting_lists()
         self.wakeup = anyio.Event()
+
+    def new_posting_lists(self) -> PostingLists | None:
+        """An empty in-memory posting-list store sized by the config, or None when it is off."""
+        budget = self.config.postings_cache_mb
+        return PostingLists(budget * 1024 * 1024) if budget else None
 
     async def provider(self) -> EmbeddingProvider:
         """The embedding provider, loaded once (in a thread: loading a model blocks)."""
