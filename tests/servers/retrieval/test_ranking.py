@@ -190,3 +190,23 @@ def test_posting_lists_stay_within_their_memory_budget() -> None:
     # A list larger than the whole budget is not kept.
     kept.put((1, 1, "huge"), lists(10_000))
     assert kept.get((1, 1, "huge")) is None and len(kept) == 3
+
+
+def test_posting_arrays_are_read_from_postgresqls_binary_format() -> None:
+    import struct
+
+    from servers.retrieval.postings import _array  # pyright: ignore[reportPrivateUsage]
+
+    def binary(values: list[int], *, ndim: int = 1, nulls: int = 0, width: int = 4) -> bytes:
+        head = struct.pack(">iiiii", ndim, nulls, 23 if width == 4 else 20, len(values), 1)
+        code = ">ii" if width == 4 else ">iq"
+        return head + b"".join(struct.pack(code, width, v) for v in values)
+
+    assert _array(binary([3, 1, 2]), 4).tolist() == [3, 1, 2]
+    assert _array(binary([2**40, 7], width=8), 8).tolist() == [2**40, 7]
+    with pytest.raises(ValueError, match="one-dimensional"):
+        _array(binary([1], ndim=2), 4)
+    with pytest.raises(ValueError, match="NULLs"):
+        _array(binary([1], nulls=1), 4)
+    with pytest.raises(ValueError, match="element sizes"):
+        _array(binary([1, 2], width=8), 4)
