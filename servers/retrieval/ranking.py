@@ -1,9 +1,11 @@
-"""The two rankers, in SQL: BM25 over the postings, and cosine over the HNSW index.
+"""The two rankers: BM25 over the postings, and cosine over the HNSW index.
 
 BM25 (Robertson-Sparck Jones IDF, k1 and b from the config) is computed over the
 `english` lexemes of the query: document frequencies are counted from the postings of
 those lexemes across the searched collections, corpus size and average chunk length
-come from the collections' counters. Filters never change the statistics, only which
+come from the collections' counters. It is summed in this process over posting lists
+kept in memory (`servers.retrieval.postings`), or in SQL for filtered searches and when
+that memory is off; both rank alike. Filters never change the statistics, only which
 chunks may rank.
 """
 

@@ -1,6 +1,6 @@
 """The `retrieval` schema: collections, documents, chunks, BM25 postings, jobs, caches.
 
-Keyword search is BM25 computed in SQL: `postings` holds, for every chunk, each
+Keyword search is BM25 over `postings`, which holds, for every chunk, each
 `english` lexeme of its tsvector with its term frequency and the chunk's length, so a
 query reads only the postings of its own lexemes; document frequencies come from the
 same rows and the corpus size and average length from `collections`. Vectors live in
