@@ -8,8 +8,6 @@ clients are served over its handshake-era connection.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -22,9 +20,9 @@ from mcp.shared.exceptions import MCPError
 
 from gateway.upstreams.connection import UpstreamSpec
 from gateway.upstreams.manager import UpstreamManager
+from tests.gateway.interop.conftest import fixture_over_http
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CONFORMANCE_FIXTURE = Path(__file__).resolve().parent / "interop" / "conformance_server.py"
 CLIENT = {
     "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
     "io.modelcontextprotocol/clientInfo": {"name": "test-client", "version": "1"},
@@ -145,27 +143,8 @@ async def test_a_list_change_reaches_the_gateway_in_each_era(tmp_path: Path, mod
 @pytest.fixture
 def http_fixture_url() -> Iterator[str]:
     """The conformance fixture over Streamable HTTP, as an HTTP upstream."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    argv = [sys.executable, str(CONFORMANCE_FIXTURE), "--transport", "http", "--port", str(port)]
-    process = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("the conformance fixture did not start over HTTP") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with fixture_over_http() as url:
+        yield url
 
 
 async def test_an_http_upstream_round_trips_over_its_2026_connection(http_fixture_url: str) -> None:

@@ -80,7 +80,7 @@ def toolchain() -> NodeToolchain:
 
 
 @contextmanager
-def _fixture_over_http() -> Iterator[str]:
+def fixture_over_http() -> Iterator[str]:
     """A conformance fixture process serving Streamable HTTP on a free port; its URL."""
     port = free_port()
     argv = [sys.executable, str(FIXTURE_SERVER), "--transport", "http", "--port", str(port)]
@@ -99,7 +99,7 @@ def _fixture_over_http() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def fixture_server_url() -> Iterator[str]:
     """The conformance fixture alone over Streamable HTTP: the direct baseline."""
-    with _fixture_over_http() as url:
+    with fixture_over_http() as url:
         yield url
 
 
@@ -220,7 +220,7 @@ def gateway_instance(toolchain: NodeToolchain) -> Iterator[GatewayInstance]:
     argv = [sys.executable, "-m", "bastion.cli", "up"]
     # The same fixture as an HTTP upstream too: its own process, so the direct runs and the
     # runs through the gateway share no state.
-    with _fixture_over_http() as fixture_url:
+    with fixture_over_http() as fixture_url:
         config.write_text(_config("npx", fixture_url))
         log = (home / "up.log").open("wb")
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
