@@ -3,9 +3,10 @@
 The 2026-07-28 revision makes each request self-contained: no session, one POST,
 one JSON-RPC answer. For an upstream that supports it, the gateway sends plain
 `tools/call`, `resources/read` and `prompts/get` requests (those that need no
-progress stream) over a pooled keep-alive HTTP client and parses the answer with
-orjson, instead of routing them through the SDK's client session. Everything else,
-and every upstream that only speaks the handshake era, stays on the SDK connection.
+progress stream) over the gateway's own pooled keep-alive HTTP/1.1 client
+(`keepalive.py`) and parses the answer with orjson, instead of routing them through
+the SDK's client session. Everything else, and every upstream that only speaks the
+handshake era, stays on the SDK connection.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import X_MCP_HEADER_KEY, encode_header_value
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import LATEST_MODERN_VERSION
+
+from gateway.upstreams.keepalive import KeepAliveClient, UpstreamHTTPError
 
 __all__ = ["DirectHTTPClient", "strip_upstream_envelope", "supports_modern"]
 
@@ -57,7 +59,6 @@ class DirectHTTPClient:
     """POST one modern-era request, return its raw result."""
 
     def __init__(self, url: str, headers: Mapping[str, str], *, timeout: float) -> None:
-        # aiohttp: about a fifth of httpx's CPU per request here, and this is the hot path.
         self.url = url
         self._ids = itertools.count(1)
         self._headers = {
@@ -66,27 +67,24 @@ class DirectHTTPClient:
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": LATEST_MODERN_VERSION,
         }
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=30.0, sock_read=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._http: KeepAliveClient | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:  # created inside the running loop
-            connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=self._timeout, connector=connector
-            )
-        return self._session
+    def _client(self) -> KeepAliveClient:
+        if self._http is None:  # created inside the running loop
+            self._http = KeepAliveClient(self.url, self._headers, read_timeout=self._timeout)
+        return self._http
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def discover(self) -> dict[str, Any] | None:
         """`server/discover`, or None when the upstream does not speak 2026-07-28."""
         try:
             return await self.request("server/discover", {})
-        except (MCPError, aiohttp.ClientError, TimeoutError, ValueError):
+        except (MCPError, UpstreamHTTPError, ValueError):
             return None
 
     def eligible(self, method: str, tool_schema: Any = None) -> bool:
@@ -106,13 +104,10 @@ class DirectHTTPClient:
         if key is not None and isinstance(params.get(key), str):
             headers["mcp-name"] = encode_header_value(params[key])
         try:
-            async with self._client().post(self.url, data=body, headers=headers) as response:
-                content = await response.read()
-                message = self._message(
-                    response.status, response.headers.get("content-type", ""), content, rid
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise MCPError(code=-32000, message=f"HTTP request failed: {exc or type(exc).__name__}") from None
+            answer = await self._client().post(body, headers)
+        except UpstreamHTTPError as exc:
+            raise MCPError(code=-32000, message=f"HTTP request failed: {exc}") from None
+        message = self._message(answer.status, answer.content_type, answer.body, rid)
         if "error" in message:
             error = message["error"]
             raise MCPError(
