@@ -56,6 +56,7 @@ SESSIONS_OPEN = Gauge(
 )
 SESSION_IDLE = 1800.0
 REQUEST_CANCELLED = -32800  # JSON-RPC's reserved range; the code LSP uses for the same
+DISCONNECT_WATCH_AFTER = 0.02  # seconds a 2026-07-28 call runs before its client's connection is watched
 TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
@@ -438,22 +439,34 @@ class MCPEndpoint:
 
 
 async def _finished_unless_disconnected(task: asyncio.Task[Any], receive: Receive) -> bool:
-    """Wait for `task`; if the client disconnects first, cancel it and return False."""
+    """Wait for `task`; if the client disconnects first, cancel it and return False.
+
+    Most calls end within milliseconds: the watch on the client's connection (a task of
+    its own) starts only for a call still running after `DISCONNECT_WATCH_AFTER`.
+    """
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
 
     async def disconnected() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
         task.cancel()
-        raise
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(disconnected())
+
+    handle = loop.call_later(DISCONNECT_WATCH_AFTER, watch)
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the gateway itself is stopping; awaiting `task` cancelled it too
+    except Exception:
+        return True  # the call failed; the caller reads the error from the task
     finally:
-        watcher.cancel()
-    if task.done():
-        return True
-    task.cancel()
-    await asyncio.wait((task,))
-    return False
+        handle.cancel()
+        if watcher is not None:
+            watcher.cancel()
+    return not task.cancelled()
