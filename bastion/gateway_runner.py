@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from bastion.http_protocol import CoalescingHttpToolsProtocol
 from bastion.settings import Settings
 from bastion.supervisor import check_port_free
 
@@ -27,5 +28,6 @@ def run_gateway(settings: Settings, *, host: str, port: int) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
+        http=CoalescingHttpToolsProtocol,  # one write per answer, not head and body apart
     )
     uvicorn.Server(config).run()

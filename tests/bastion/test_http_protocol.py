@@ -1,0 +1,140 @@
+"""CoalescingHttpToolsProtocol: uvicorn over it answers with one write per loop step."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import httpx
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from bastion.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+
+
+class RecordingTransport:
+    """Stands in for a socket transport and records each call that reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def writelines(self, lines: list[bytes]) -> None:
+        self.calls.append(("writelines", list(lines)))
+
+    def close(self) -> None:
+        self.closing = True
+        self.calls.append(("close", None))
+
+    def abort(self) -> None:
+        self.closing = True
+        self.calls.append(("abort", None))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 1)}.get(name, default)
+
+
+def coalescing() -> tuple[CoalescingTransport, RecordingTransport]:
+    inner = RecordingTransport()
+    return CoalescingTransport(cast(asyncio.Transport, inner), asyncio.get_running_loop()), inner
+
+
+async def test_writes_of_one_step_leave_together_when_the_step_ends() -> None:
+    transport, inner = coalescing()
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    transport.writelines([bytearray(b"body"), memoryview(b"!")])
+    assert inner.calls == [] and transport.get_write_buffer_size() == 24
+    await asyncio.sleep(0)
+    assert inner.calls == [("writelines", [b"HTTP/1.1 200 OK\r\n\r\n", b"body", b"!"])]
+    transport.write(b"next")
+    await asyncio.sleep(0)
+    assert inner.calls[-1] == ("writelines", [b"next"])
+
+
+async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:
+    transport, inner = coalescing()
+    transport.write(b"last words")
+    transport.close()
+    await asyncio.sleep(0)
+    assert inner.calls == [("writelines", [b"last words"]), ("close", None)]
+    aborted, dropped = coalescing()
+    aborted.write(b"never sent")
+    aborted.abort()
+    await asyncio.sleep(0)
+    assert dropped.calls == [("abort", None)]
+
+
+async def test_writes_after_the_peer_left_are_dropped_and_other_calls_pass_through() -> None:
+    transport, inner = coalescing()
+    transport.write(b"too late")
+    inner.closing = True
+    await asyncio.sleep(0)
+    assert inner.calls == []
+    assert transport.is_closing() and transport.get_extra_info("peername") == ("127.0.0.1", 1)
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one ", b"two ", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+async def server_url() -> AsyncIterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=CoalescingHttpToolsProtocol, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+async def test_uvicorn_over_it_answers_keep_alive_requests_and_streams(server_url: str) -> None:
+    async with httpx.AsyncClient(base_url=server_url) as client:
+        for body in (b'{"n": 1}', b'{"n": 2}', b"x" * 300_000):
+            answer = await client.post("/echo", content=body)
+            assert answer.status_code == 200 and answer.content == body
+        streamed = await client.get("/stream")
+        assert streamed.text == "one two three"
+        assert streamed.headers["transfer-encoding"] == "chunked"
