@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import orjson
 from prometheus_client import Counter, Histogram
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncRawCursor
 from psycopg_pool import AsyncConnectionPool
 
 from bastion.metrics import REGISTRY
@@ -65,9 +65,21 @@ _COLUMNS = (
     "time, subject, tenant, roles, auth_method, key_id, action, upstream, tool, argument_digest, "
     "decision, reasons, latency_ms, outcome, request_id, client_address"
 )
-_ROW = "(" + ", ".join(["%s"] * 11 + ["%s::jsonb"] + ["%s"] * 4) + ")"
+_FIELDS = 16
+_JSONB_FIELD = 11  # `reasons`
 # Max parameters per statement is 65535; 16 per row.
 MAX_BATCH_LIMIT = 4000
+
+
+def _row(index: int) -> str:
+    """Row `index`'s placeholders, numbered as PostgreSQL's own ($1, $2, ...)."""
+    first = index * _FIELDS + 1
+    return (
+        "("
+        + ", ".join(f"${first + i}::jsonb" if i == _JSONB_FIELD else f"${first + i}" for i in range(_FIELDS))
+        + ")"
+    )
+
 
 _Pending = tuple[AuditEvent, "asyncio.Future[None]"]
 
@@ -124,7 +136,11 @@ class PostgresAuditWriter(AuditWriter):
         # One connection kept for the writer: a batch is then a single autocommitted INSERT,
         # one round trip, with the durability set once for the session.
         self._conn: AsyncConnection[Any] | None = None
-        self._cursor: AsyncCursor[Any] | None = None  # reused: a new cursor per batch costs ~15 µs
+        # Reused (a new cursor per batch costs ~15 µs), and raw: the statement has PostgreSQL's
+        # own placeholders, which psycopg passes as they are. With `%s` it parsed every batch
+        # of four rows or more afresh (over its cache's 50 parameters): 156 µs of CPU for
+        # four rows against 72 µs raw.
+        self._cursor: AsyncRawCursor[Any] | None = None
 
     async def write(self, event: AuditEvent) -> None:
         if self._closed:
@@ -146,7 +162,7 @@ class PostgresAuditWriter(AuditWriter):
             await self._flusher
         await self._release()
 
-    async def _writer_cursor(self) -> AsyncCursor[Any]:
+    async def _writer_cursor(self) -> AsyncRawCursor[Any]:
         if self._conn is None or self._conn.closed or self._cursor is None:
             conn = await self.pool.getconn()
             try:
@@ -155,7 +171,7 @@ class PostgresAuditWriter(AuditWriter):
                 await self.pool.putconn(conn)
                 raise
             self._conn = conn
-            self._cursor = conn.cursor()
+            self._cursor = AsyncRawCursor(conn)
         return self._cursor
 
     async def _release(self) -> None:
@@ -210,7 +226,7 @@ class PostgresAuditWriter(AuditWriter):
     def _statement(self, rows: int) -> bytes:
         statement = self._statements.get(rows)
         if statement is None:
-            values = ", ".join([_ROW] * rows)
+            values = ", ".join(_row(index) for index in range(rows))
             statement = f"INSERT INTO gateway.audit_events ({_COLUMNS}) VALUES {values}".encode()
             self._statements[rows] = statement
         return statement
