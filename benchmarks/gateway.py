@@ -16,7 +16,11 @@ Method (the same load generator, the same upstream, the same run, interleaved):
 The benchmark principal gets a subject grant that lifts the policy's per-role rate so
 the limiter does not shape the load; every other part of the path is the default.
 
-Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE]
+`--baseline DIR` also runs a second gateway from another checkout of this repository
+(`git worktree add /tmp/base REV`), against the same echo server and interleaved with
+the others, so a change is measured against the code before it in one run.
+
+Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -86,9 +90,16 @@ def _policy_dir(work: Path) -> Path:
 
 
 class Gateway:
-    def __init__(self, work: Path, echo_url: str, durability: str, policies: Path) -> None:
+    def __init__(
+        self, work: Path, echo_url: str, durability: str, policies: Path, source: Path | None = None
+    ) -> None:
+        """A gateway on its own home; `source`: run the code of that checkout instead of this one."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.cwd = source  # `python -m` imports from the working directory first
+        name = f"{durability}-{'baseline' if source else 'gateway'}"
+        work = work / name
+        work.mkdir()
         config = work / f"bastion-{durability}.toml"
         config.write_text(
             "builtin_servers = []\n"
@@ -108,11 +119,14 @@ class Gateway:
                 "BASTION_LOG_FORMAT": "json",
             }
         )
+        if source is not None:
+            self.env["PYTHONPATH"] = str(source)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bastion.cli", "gateway", "--port", str(self.port)],
             env=self.env,
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
-            stderr=(work / f"gateway-{durability}.log").open("wb"),
+            stderr=(work / "gateway.log").open("wb"),
         )
         _wait(self.url + "/readyz", ready=True)
 
@@ -131,6 +145,7 @@ class Gateway:
                 "--json",
             ],
             env=self.env,
+            cwd=self.cwd,
             capture_output=True,
             text=True,
             check=True,
@@ -173,7 +188,9 @@ def _cpu_ms(result: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
-def measure(duration: float, rounds: int, durabilities: list[str]) -> dict[str, Any]:
+def measure(
+    duration: float, rounds: int, durabilities: list[str], baseline: Path | None = None
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = _free_port()
     echo_url = f"http://127.0.0.1:{echo_port}/mcp"
@@ -191,33 +208,37 @@ def measure(duration: float, rounds: int, durabilities: list[str]) -> dict[str, 
             except OSError:
                 time.sleep(0.1)
         policies = _policy_dir(work)
-        key: str | None = None
         for durability in durabilities:
-            gateway = Gateway(work, echo_url, durability, policies)
+            gateways: dict[str, Gateway] = {}
             try:
-                key = key or gateway.key()
+                gateways["gateway"] = Gateway(work, echo_url, durability, policies)
+                if baseline is not None:
+                    gateways["baseline"] = Gateway(work, echo_url, durability, policies, source=baseline)
+                keys = {name: gateway.key() for name, gateway in gateways.items()}
                 for protocol in ("modern", "handshake"):
                     for workers in (1, 16):
                         label = f"{durability}/{protocol}/{workers}"
-                        runs: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
+                        runs: dict[str, list[dict[str, Any]]] = {"direct": [], **{n: [] for n in gateways}}
                         for _ in range(rounds):
                             runs["direct"].append(
                                 _load(echo_url, protocol, workers, duration, None, echo.pid)
                             )
-                            runs["gateway"].append(
-                                _load(
-                                    gateway.url + "/mcp",
-                                    protocol,
-                                    workers,
-                                    duration,
-                                    key,
-                                    gateway.process.pid,
+                            for name, gateway in gateways.items():
+                                runs[name].append(
+                                    _load(
+                                        gateway.url + "/mcp",
+                                        protocol,
+                                        workers,
+                                        duration,
+                                        keys[name],
+                                        gateway.process.pid,
+                                    )
                                 )
-                            )
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
-                _stop(gateway.process)
+                for gateway in gateways.values():
+                    _stop(gateway.process)
     finally:
         _stop(echo)
         shutil.rmtree(work, ignore_errors=True)
@@ -228,9 +249,9 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in runs)
 
 
-def _row(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dict[str, float]:
     """Medians of one configuration: throughput, latency, added latency, gateway CPU per call."""
-    d, g = runs["direct"], runs["gateway"]
+    d, g = runs["direct"], runs[gateway]
     gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
     row = {
         "direct_rps": _median(d, "rps"),
@@ -248,12 +269,15 @@ def _row(runs: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
 
 
 def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
-    r = _row(runs)
-    return (
-        f"{label}: direct {r['direct_rps']:.0f} rps, p50 {r['direct_p50']:.2f} ms | "
-        f"gateway {r['gateway_rps']:.0f} rps, p50 {r['gateway_p50']:.2f} ms | ratio {r['ratio']:.2f} | "
-        f"added p50 {r['added_p50']:.2f} ms | gateway CPU/call {r['cpu']:.3f} ms"
-    )
+    lines = []
+    for gateway in (name for name in runs if name != "direct"):
+        r = _row(runs, gateway)
+        lines.append(
+            f"{label}: direct {r['direct_rps']:.0f} rps, p50 {r['direct_p50']:.2f} ms | "
+            f"{gateway} {r['gateway_rps']:.0f} rps, p50 {r['gateway_p50']:.2f} ms | ratio {r['ratio']:.2f} | "
+            f"added p50 {r['added_p50']:.2f} ms | CPU/call {r['cpu']:.3f} ms"
+        )
+    return "\n".join(lines)
 
 
 def report(results: dict[str, Any]) -> str:
@@ -270,6 +294,20 @@ def report(results: dict[str, Any]) -> str:
             f"| {r['gateway_p50']:.2f} / {r['gateway_p99']:.2f} "
             f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} |"
         )
+    if any("baseline" in runs for runs in results.values()):
+        lines += [
+            "",
+            "| durability / era / clients | baseline rps / ratio | gateway rps / ratio "
+            "| baseline added p50 ms | gateway added p50 ms | baseline CPU ms/call | gateway CPU ms/call |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, runs in results.items():
+            b, r = _row(runs, "baseline"), _row(runs)
+            lines.append(
+                f"| {label} | {b['gateway_rps']:.0f} / {b['ratio']:.2f} "
+                f"| {r['gateway_rps']:.0f} / {r['ratio']:.2f} "
+                f"| {b['added_p50']:.2f} | {r['added_p50']:.2f} | {b['cpu']:.3f} | {r['cpu']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -286,8 +324,16 @@ def main() -> None:
         help="audit durability modes to measure (default both)",
     )
     parser.add_argument("--json", type=Path, help="also write every load.py result here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision to run as a second gateway, interleaved (git worktree add)",
+    )
     args = parser.parse_args()
-    results = measure(args.duration, args.rounds, args.durability or ["flush", "commit"])
+    if args.baseline is not None and not (args.baseline / "bastion" / "cli").is_dir():
+        parser.error(f"--baseline {args.baseline} is not a checkout of this repository (no bastion/cli)")
+    baseline = args.baseline.resolve() if args.baseline else None
+    results = measure(args.duration, args.rounds, args.durability or ["flush", "commit"], baseline)
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
