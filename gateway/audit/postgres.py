@@ -196,6 +196,8 @@ class PostgresAuditWriter(AuditWriter):
                     continue
                 if self.linger and len(self._pending) < self.max_batch and not self._closed:
                     await asyncio.sleep(self.linger)
+                elif len(self._pending) < self.max_batch:
+                    await asyncio.sleep(0)  # answers that arrived in this loop step join the batch
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 await self._commit(batch)
