@@ -84,6 +84,13 @@ class UpstreamConfig(BaseModel):
         description="also connect in the 2026-07-28 era for 2026-07-28 clients when the server speaks it "
         "(stdio: a second process); off: every client is served over the handshake-era connection",
     )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="calls in flight to this server at once; more wait their turn in the gateway "
+        "(unset: no limit)",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> UpstreamConfig:

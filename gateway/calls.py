@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mcp.shared.exceptions import MCPError
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
 from bastion.metrics import REGISTRY
@@ -41,6 +41,7 @@ from gateway.policy import (
 )
 from gateway.policy import Principal as PolicyPrincipal
 from gateway.ratelimit import RateLimiter, RateObligation
+from gateway.upstreams.connection import UpstreamConnection
 from gateway.upstreams.manager import UpstreamManager
 
 __all__ = ["ROUND_TRIP_FIELDS", "CallContext", "CallError", "Gateway"]
@@ -56,6 +57,13 @@ CALL_SECONDS = Histogram(
     ["upstream", "tool"],
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+UPSTREAM_WAITING = Gauge(
+    "bastion_gateway_upstream_waiting",
+    "Calls waiting for a free slot of an upstream with max_concurrency",
+    ["upstream"],
+    registry=REGISTRY,
 )
 
 # JSON-RPC error codes the gateway answers with (implementation-defined band).
@@ -369,7 +377,9 @@ class Gateway:
         )
         outcome = "ok"
         try:
-            result = await connection.request(
+            result = await self._send(
+                connection,
+                upstream,
                 method,
                 params,
                 on_progress=on_progress,
@@ -398,6 +408,32 @@ class Gateway:
             await self._audit(
                 ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )
+
+    async def _send(
+        self,
+        connection: UpstreamConnection,
+        upstream: str,
+        method: str,
+        params: dict[str, Any],
+        **options: Any,
+    ) -> dict[str, Any]:
+        """`connection.request`, in one of the upstream's slots when it has a `max_concurrency`."""
+        slots = self.upstreams.slots(upstream)
+        if slots is None:
+            return await connection.request(method, params, **options)
+        if slots.locked():
+            waiting = UPSTREAM_WAITING.labels(upstream)
+            waiting.inc()
+            try:
+                await slots.acquire()
+            finally:
+                waiting.dec()
+        else:
+            await slots.acquire()
+        try:
+            return await connection.request(method, params, **options)
+        finally:
+            slots.release()
 
     def _outgoing_meta(
         self, ctx: CallContext, builtin: bool, decision: Decision, meta: Mapping[str, Any] | None

@@ -14,6 +14,7 @@ fires the registered listeners, so views rebuild and clients are notified.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -94,9 +95,19 @@ class UpstreamManager:
             for name, spec in specs.items()
             for modern in ((False, True) if spec.dual_era else (False,))
         }
+        # `max_concurrency`: one count of calls in flight per upstream, both eras together.
+        self._slots = {
+            name: asyncio.Semaphore(spec.max_concurrency)
+            for name, spec in specs.items()
+            if spec.max_concurrency is not None
+        }
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def slots(self, name: str) -> asyncio.Semaphore | None:
+        """The upstream's call slots when it has a `max_concurrency`; None: no limit."""
+        return self._slots.get(name)
 
     def connection(self, name: str, *, modern: bool = False) -> UpstreamConnection | None:
         """The connection for a client of the handshake era, or of 2026-07-28 (`modern`)."""

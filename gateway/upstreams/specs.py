@@ -68,5 +68,6 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             url=config.url,
             headers={k: v.get_secret_value() for k, v in config.headers.items()},
             dual_era=config.dual_era,
+            max_concurrency=config.max_concurrency,
         )
     return specs

@@ -76,3 +76,16 @@ def test_a_missing_explicit_config_file_is_refused(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BASTION_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="no such file"):
         load_settings()
+
+
+def test_an_upstream_concurrency_limit_below_one_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "bastion.toml").write_text(
+        '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 0\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "UPSTREAMS_CRM_MAX_CONCURRENCY=0: Input should be greater than or equal to 1" in str(caught.value)
+    (tmp_path / "bastion.toml").write_text(
+        '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 4\n'
+    )
+    assert load_settings().upstreams["crm"].max_concurrency == 4

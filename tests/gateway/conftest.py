@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,31 +90,26 @@ def _ready(url: str) -> bool:
     return bool(upstreams) and all(u["state"] == "ready" for u in upstreams.values())
 
 
-@pytest.fixture(scope="module")
-def gateway(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    work = tmp_path_factory.mktemp("gateway")
-    counter_log = work / "counter.log"
-    config = work / "bastion.toml"
-    config.write_text(
-        f"""
-builtin_servers = ["system"]
+def counter_upstream(counter_log: Path, **settings: object) -> str:
+    """The counting test upstream as an `[upstreams.counter]` table, with extra settings."""
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+    return f"""
 [upstreams.counter]
 transport = "stdio"
 command = {json.dumps(sys.executable)}
 args = [{json.dumps(str(COUNTER))}]
 env = {{ COUNTING_SERVER_LOG = {json.dumps(str(counter_log))} }}
-[virtual_servers.solo]
-upstreams = ["counter"]
-[virtual_servers.open]
-upstreams = ["counter"]
-allow_loopback_test_principal = true
-"""
-    )
+{extra}"""
+
+
+@contextmanager
+def running_gateway(home: Path, work: Path, config_text: str, counter_log: Path) -> Iterator[GatewayProcess]:
+    """`bastion gateway` on `home` with `config_text` as its bastion.toml, until the block ends."""
+    config = work / "bastion.toml"
+    config.write_text(config_text)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(
-        {"BASTION_HOME": str(shared_home), "BASTION_CONFIG": str(config), "BASTION_LOG_FORMAT": "json"}
-    )
+    env.update({"BASTION_HOME": str(home), "BASTION_CONFIG": str(config), "BASTION_LOG_FORMAT": "json"})
     log = work / "gateway.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -130,7 +126,7 @@ allow_loopback_test_principal = true
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"gateway did not become ready: {log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield GatewayProcess(url=url, home=shared_home, log=log, counter_log=counter_log, env=env)
+        yield GatewayProcess(url=url, home=home, log=log, counter_log=counter_log, env=env)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -139,3 +135,20 @@ allow_loopback_test_principal = true
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gateway(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    work = tmp_path_factory.mktemp("gateway")
+    counter_log = work / "counter.log"
+    config = f"""
+builtin_servers = ["system"]
+{counter_upstream(counter_log)}
+[virtual_servers.solo]
+upstreams = ["counter"]
+[virtual_servers.open]
+upstreams = ["counter"]
+allow_loopback_test_principal = true
+"""
+    with running_gateway(shared_home, work, config, counter_log) as process:
+        yield process
