@@ -19,8 +19,11 @@ the limiter does not shape the load; every other part of the path is the default
 `--baseline DIR` also runs a second gateway from another checkout of this repository
 (`git worktree add /tmp/base REV`), against the same echo server and interleaved with
 the others, so a change is measured against the code before it in one run.
+`--max-concurrency N` sets the echo upstream's `max_concurrency` on the gateway under
+test (the baseline keeps its own configuration).
 
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
+       [--max-concurrency N]
 """
 
 from __future__ import annotations
@@ -91,7 +94,13 @@ def _policy_dir(work: Path) -> Path:
 
 class Gateway:
     def __init__(
-        self, work: Path, echo_url: str, durability: str, policies: Path, source: Path | None = None
+        self,
+        work: Path,
+        echo_url: str,
+        durability: str,
+        policies: Path,
+        source: Path | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         """A gateway on its own home; `source`: run the code of that checkout instead of this one."""
         self.port = _free_port()
@@ -107,6 +116,7 @@ class Gateway:
             "rate_limit_per_second = 0\nrate_limit_tool_per_second = 0\n"
             f'audit_durability = "{durability}"\n'
             f'[upstreams.echo]\ntransport = "http"\nurl = "{echo_url}"\n'
+            + (f"max_concurrency = {max_concurrency}\n" if max_concurrency else "")
         )
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))
@@ -189,7 +199,11 @@ def _cpu_ms(result: dict[str, Any]) -> float | None:
 
 
 def measure(
-    duration: float, rounds: int, durabilities: list[str], baseline: Path | None = None
+    duration: float,
+    rounds: int,
+    durabilities: list[str],
+    baseline: Path | None = None,
+    max_concurrency: int | None = None,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = _free_port()
@@ -211,7 +225,9 @@ def measure(
         for durability in durabilities:
             gateways: dict[str, Gateway] = {}
             try:
-                gateways["gateway"] = Gateway(work, echo_url, durability, policies)
+                gateways["gateway"] = Gateway(
+                    work, echo_url, durability, policies, max_concurrency=max_concurrency
+                )
                 if baseline is not None:
                     gateways["baseline"] = Gateway(work, echo_url, durability, policies, source=baseline)
                 keys = {name: gateway.key() for name, gateway in gateways.items()}
@@ -329,11 +345,18 @@ def main() -> None:
         type=Path,
         help="a checkout of another revision to run as a second gateway, interleaved (git worktree add)",
     )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="the gateway under test sends the echo server at most N calls at once (not the baseline)",
+    )
     args = parser.parse_args()
     if args.baseline is not None and not (args.baseline / "bastion" / "cli").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository (no bastion/cli)")
     baseline = args.baseline.resolve() if args.baseline else None
-    results = measure(args.duration, args.rounds, args.durability or ["flush", "commit"], baseline)
+    results = measure(
+        args.duration, args.rounds, args.durability or ["flush", "commit"], baseline, args.max_concurrency
+    )
     print(report(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
