@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.shared.inbound import X_MCP_HEADER_KEY
+
 from gateway.naming import NameTable
 from gateway.upstreams.connection import Catalog
 
@@ -31,6 +33,8 @@ class Entry:
     upstream: str
     name: str
     definition: dict[str, Any]
+    # The tool's schema maps arguments to `Mcp-Param-*` headers, which the SDK validates.
+    param_headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,10 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
             original = str(tool.get("name", ""))
             exposed = table.add(upstream, original)
             if _included(config, upstream, exposed, original):
-                view.tools[exposed] = Entry(exposed, upstream, original, {**tool, "name": exposed})
+                param_headers = X_MCP_HEADER_KEY in str(tool.get("inputSchema") or "")
+                view.tools[exposed] = Entry(
+                    exposed, upstream, original, {**tool, "name": exposed}, param_headers
+                )
                 contributed = True
         if config.upstreams is not None and upstream not in config.upstreams:
             if contributed:

@@ -29,7 +29,6 @@ import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
-    X_MCP_HEADER_KEY,
     InboundModernRoute,
     classify_inbound_request,
 )
@@ -135,9 +134,12 @@ class MCPEndpoint:
         self._sessions: dict[str, float] = {}
         self._open_sessions: dict[str, float] = {}  # every handshake session: id -> last seen
         self._last_prune = time.monotonic()
-        # Fast-path calls of handshake sessions: (session id, request id as JSON) -> task,
-        # so the session's `notifications/cancelled` can reach them.
-        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[dict[str, Any]]] = {}
+        # Fast-path calls of handshake sessions: (session id, request id as JSON) -> the
+        # request's task, so the session's `notifications/cancelled` can reach them.
+        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[Any]] = {}
+        # Request tasks cancelled for their client (not by the gateway stopping).
+        self._client_cancelled: set[asyncio.Task[Any]] = set()
+        self._hosts: dict[bytes, bool] = {}  # Host header -> allowed, decided once
 
     # -- the gate ---------------------------------------------------------------
 
@@ -145,9 +147,16 @@ class MCPEndpoint:
         """On loopback, a foreign Host means a DNS-rebinding attempt from a browser."""
         if not self.listen_loopback:
             return True
-        host = headers.get(b"host", b"").decode("latin-1").lower()
+        raw = headers.get(b"host", b"")
+        known = self._hosts.get(raw)
+        if known is not None:
+            return known
+        host = raw.decode("latin-1").lower()
         name = urlsplit(f"//{host}").hostname or ""
-        return name in {"localhost", "127.0.0.1", "::1"} or name in self.allowed_hosts
+        ok = name in {"localhost", "127.0.0.1", "::1"} or name in self.allowed_hosts
+        if len(self._hosts) < 256:  # clients send a handful of Host values; strangers are not kept
+            self._hosts[raw] = ok
+        return ok
 
     def _origin_ok(self, headers: Mapping[bytes, bytes]) -> bool:
         origin = headers.get(b"origin")
@@ -347,7 +356,7 @@ class MCPEndpoint:
         if isinstance(meta, dict) and "progressToken" in meta:
             return False  # progress needs a stream: the SDK path relays it
         entry = call.view.tools.get(params["name"])
-        if entry is not None and X_MCP_HEADER_KEY in str(entry.definition.get("inputSchema") or ""):
+        if entry is not None and entry.param_headers:
             return False  # the SDK validates the Mcp-Param-* headers such tools declare
         modern = call.modern
         sid = headers.get(b"mcp-session-id")
@@ -366,30 +375,29 @@ class MCPEndpoint:
             return False
         arguments = params.get("arguments")
         rounds = {k: params[k] for k in ROUND_TRIP_FIELDS if k in params} if modern else None
-        token = request_id.set(call.request_id)
-        try:
-            # A task of its own (it copies the request id) so that a cancellation can end it.
-            task = asyncio.ensure_future(
-                self.gateway.call_tool(
-                    call,
-                    params["name"],
-                    arguments if isinstance(arguments, dict) else None,
-                    meta if isinstance(meta, dict) else None,
-                    rounds=rounds,
-                )
-            )
-        finally:
-            request_id.reset(token)
+        # The call runs in this request's own task (a task per call cost a loop step); a
+        # client's cancellation cancels this task, marked so that it is told apart from
+        # the gateway stopping.
+        current = asyncio.current_task()
+        assert current is not None
         key = None if modern or sid is None else (sid, orjson.dumps(message["id"]))
         if key is not None:
-            self._inflight[key] = task
+            self._inflight[key] = current
+        # 2026-07-28 has no session to carry `notifications/cancelled`: a client cancels by
+        # closing its request. Most calls end within milliseconds, so the watch on the
+        # connection starts only for a call still running after DISCONNECT_WATCH_AFTER.
+        watch = _DisconnectWatch(current, receive, self._client_cancelled) if modern else None
+        handle = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start) if watch else None
+        token = request_id.set(call.request_id)
         status, extra = 200, []
         try:
-            # 2026-07-28 has no session to carry `notifications/cancelled`: a client
-            # cancels by closing its request, and the upstream call ends with it.
-            if modern and not await _finished_unless_disconnected(task, receive):
-                return True
-            result = await task
+            result = await self.gateway.call_tool(
+                call,
+                params["name"],
+                arguments if isinstance(arguments, dict) else None,
+                meta if isinstance(meta, dict) else None,
+                rounds=rounds,
+            )
             if modern and "resultType" not in result:  # an upstream's `input_required` passes through
                 result = {**result, "resultType": "complete"}
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
@@ -401,13 +409,20 @@ class MCPEndpoint:
                 status = 429
                 extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not task.cancelled() or (current is not None and current.cancelling()):
-                task.cancel()
+            if current not in self._client_cancelled or current.cancelling() > 1:
                 raise  # the gateway itself is being stopped
+            current.uncancel()
+            if modern:
+                return True  # the client closed its request: nobody reads an answer
             # The client cancelled the call: it reads no answer, the SDK's would be this.
             payload = _rpc_error(message["id"], REQUEST_CANCELLED, "request cancelled by the client")
         finally:
+            request_id.reset(token)
+            if handle is not None:
+                handle.cancel()
+            if watch is not None:
+                watch.stop()
+            self._client_cancelled.discard(current)
             if key is not None:
                 self._inflight.pop(key, None)
         if as_json:
@@ -434,39 +449,29 @@ class MCPEndpoint:
         task = self._inflight.get((sid, orjson.dumps(params["requestId"])))
         if task is None:
             return False
+        self._client_cancelled.add(task)
         task.cancel()
         return True
 
 
-async def _finished_unless_disconnected(task: asyncio.Task[Any], receive: Receive) -> bool:
-    """Wait for `task`; if the client disconnects first, cancel it and return False.
+class _DisconnectWatch:
+    """Reads a 2026-07-28 request's connection; when the client goes, cancels its call."""
 
-    Most calls end within milliseconds: the watch on the client's connection (a task of
-    its own) starts only for a call still running after `DISCONNECT_WATCH_AFTER`.
-    """
-    loop = asyncio.get_running_loop()
-    watcher: asyncio.Task[None] | None = None
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, cancelled: set[asyncio.Task[Any]]) -> None:
+        self.task = task
+        self.receive = receive
+        self.cancelled = cancelled
+        self.watcher: asyncio.Task[None] | None = None
 
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
+    def start(self) -> None:
+        self.watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
             pass
-        task.cancel()
-
-    def watch() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(disconnected())
-
-    handle = loop.call_later(DISCONNECT_WATCH_AFTER, watch)
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise  # the gateway itself is stopping; awaiting `task` cancelled it too
-    except Exception:
-        return True  # the call failed; the caller reads the error from the task
-    finally:
-        handle.cancel()
-        if watcher is not None:
-            watcher.cancel()
-    return not task.cancelled()
+        self.cancelled.add(self.task)
+        self.task.cancel()
