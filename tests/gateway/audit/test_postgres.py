@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -18,6 +19,7 @@ from gateway.audit import (
     PostgresAuditWriter,
     digest_arguments,
 )
+from gateway.audit.pq_channel import PqChannel
 from gateway.auth import Principal
 
 ALICE = Principal("alice", "acme", ("analyst", "viewer"), (), "api_key", "0123456789ab")
@@ -219,3 +221,107 @@ async def test_the_memory_writer_keeps_events_in_order_until_closed() -> None:
     await memory.close()
     with pytest.raises(AuditWriteError):
         await memory.write(first)
+
+
+async def test_text_fields_keep_every_character_and_an_odd_time_zone(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    # Events go to PostgreSQL as text parameters: array quoting, JSON and time zones must survive.
+    roles = ('quo"te', "back\\slash", "com,ma", "{brace}", "", "NULL")
+    odd = Principal('o"dd', "ténant", roles, (), "api_key")
+    when = datetime(2026, 12, 3, 17, 4, 5, 678901, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    sent = event(
+        run_id + "odd",
+        principal=odd,
+        time=when,
+        reasons=('say "no"', "line\nbreak", "ünïcødé ✓"),
+        tool="tool with 'quotes' and \\",
+        latency_ms=0.1 + 0.2,
+    )
+    await writer.write(sent)
+    [row] = await rows(gateway_db, run_id)
+    assert row[1:4] == ('o"dd', "ténant", ['quo"te', "back\\slash", "com,ma", "{brace}", "", "NULL"])
+    assert row[8] == "tool with 'quotes' and \\"
+    assert row[11] == ['say "no"', "line\nbreak", "ünïcødé ✓"]
+    assert row[12] == 0.1 + 0.2
+    assert row[15] == when
+
+
+async def test_a_nul_character_fails_its_batch_clearly_and_the_writer_goes_on(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    # libpq would end a text parameter at the NUL: the event is refused, never cut short.
+    with pytest.raises(AuditWriteError, match="NUL character"):
+        await writer.write(event(run_id + "nul", tool="resource\x00uri"))
+    await writer.write(event(run_id + "after"))
+    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "after"]
+
+
+async def test_a_batch_larger_than_the_socket_buffer_is_sent_whole(gateway_db: Database, run_id: str) -> None:
+    audit = PostgresAuditWriter(gateway_db.pool, max_batch=200, linger=0.005)
+    reasons = ("x" * 20_000,)  # 200 events of 20 kB: a 4 MB statement, sent in many writes
+    try:
+        await asyncio.gather(*(audit.write(event(f"{run_id}{i:03}", reasons=reasons)) for i in range(200)))
+    finally:
+        await audit.close()
+    found = await rows(gateway_db, run_id)
+    assert [row[0] for row in found] == [f"{run_id}{i:03}" for i in range(200)]
+    assert all(row[11] == list(reasons) for row in found)
+
+
+async def test_a_connection_killed_between_batches_is_replaced_without_losing_an_event(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    await writer.write(event(run_id + "before"))
+    async with await gateway_db.connect() as admin:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query LIKE 'INSERT INTO gateway.audit_events%%'"
+        )
+    await asyncio.sleep(0.2)  # the server closes the socket; the channel sees it and gives up
+    await writer.write(event(run_id + "after"))  # on a fresh connection
+    await writer.write(event(run_id + "later"))
+    found = [row[0] for row in await rows(gateway_db, run_id)]
+    assert found == [run_id + "before", run_id + "after", run_id + "later"]
+
+
+async def test_a_channel_reports_the_server_error_and_drops_its_statements_on_close(
+    gateway_db: Database,
+) -> None:
+    async with await gateway_db.connect() as conn:
+        channel = PqChannel(conn)
+        await channel.execute(b"SELECT $1::int + 1", [b"41"])
+        await channel.execute(b"SELECT $1::int + 1", [b"1"])
+        with pytest.raises(psycopg.DatabaseError, match="invalid input syntax for type integer"):
+            await channel.execute(b"SELECT $1::int", [b"not a number"])
+        await channel.execute(b"SELECT $1::int + 1", [b"2"])  # still usable after a failed statement
+        await channel.aclose()
+        cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'bastion_pq_%'")
+        assert await cur.fetchone() == (0,)
+        with pytest.raises(psycopg.InterfaceError, match="closed"):
+            await channel.execute(b"SELECT 1", [])
+
+
+async def test_a_channel_whose_connection_dies_or_whose_caller_leaves_mid_statement_is_broken(
+    gateway_db: Database,
+) -> None:
+    async with await gateway_db.connect() as conn, await gateway_db.connect() as admin:
+        channel = PqChannel(conn)
+        pid = conn.info.backend_pid
+        running = asyncio.create_task(channel.execute(b"SELECT pg_sleep($1::float8)", [b"30"]))
+        await asyncio.sleep(0.3)
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            await asyncio.wait_for(running, 10)
+        assert channel.broken
+        channel.close()
+    async with await gateway_db.connect() as conn:
+        channel = PqChannel(conn)
+        running = asyncio.create_task(channel.execute(b"SELECT pg_sleep($1::float8)", [b"30"]))
+        await asyncio.sleep(0.3)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert channel.broken  # its answer may still come: the connection is not reused
+        channel.close()
+        await conn.close()  # what the audit writer does with a broken channel's connection
