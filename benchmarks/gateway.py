@@ -21,9 +21,12 @@ the limiter does not shape the load; every other part of the path is the default
 the others, so a change is measured against the code before it in one run.
 `--max-concurrency N` sets the echo upstream's `max_concurrency` on the gateway under
 test (the baseline keeps its own configuration).
+`--floor` also runs `benchmarks/floor_proxy.py` (the gateway's own per-call I/O, the
+upstream POST and the audit commit, with none of its logic) in the same rounds: what
+any gateway built from these parts adds on this machine at that moment.
 
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
-       [--max-concurrency N]
+       [--max-concurrency N] [--floor]
 """
 
 from __future__ import annotations
@@ -164,6 +167,45 @@ class Gateway:
         return str(json.loads(done.stdout)["key"])
 
 
+class Floor:
+    """`floor_proxy.py` on the embedded PostgreSQL of `gateway` (which must keep running)."""
+
+    def __init__(self, gateway: Gateway, echo_url: str, durability: str) -> None:
+        from bastion.db.embedded import EmbeddedPostgres
+        from bastion.home import Home
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        dsn = EmbeddedPostgres(Home(Path(gateway.env["BASTION_HOME"]))).dsn()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",  # from the repository root: this folder's gateway.py would shadow the package
+                "benchmarks.floor_proxy",
+                "--port",
+                str(self.port),
+                "--upstream",
+                echo_url,
+                "--dsn",
+                dsn,
+                "--durability",
+                durability,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"floor_proxy.py exited with {self.process.returncode}") from None
+                time.sleep(0.1)
+        raise RuntimeError("floor_proxy.py did not listen within 60 s")
+
+
 def _load(
     url: str, protocol: str, workers: int, duration: float, key: str | None, pid: int
 ) -> dict[str, Any]:
@@ -204,6 +246,7 @@ def measure(
     durabilities: list[str],
     baseline: Path | None = None,
     max_concurrency: int | None = None,
+    floor: bool = False,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = _free_port()
@@ -224,6 +267,7 @@ def measure(
         policies = _policy_dir(work)
         for durability in durabilities:
             gateways: dict[str, Gateway] = {}
+            floor_proxy: Floor | None = None
             try:
                 gateways["gateway"] = Gateway(
                     work, echo_url, durability, policies, max_concurrency=max_concurrency
@@ -231,6 +275,8 @@ def measure(
                 if baseline is not None:
                     gateways["baseline"] = Gateway(work, echo_url, durability, policies, source=baseline)
                 keys = {name: gateway.key() for name, gateway in gateways.items()}
+                if floor:
+                    floor_proxy = Floor(gateways["gateway"], echo_url, durability)
                 for protocol in ("modern", "handshake"):
                     for workers in (1, 16):
                         label = f"{durability}/{protocol}/{workers}"
@@ -250,9 +296,22 @@ def measure(
                                         gateway.process.pid,
                                     )
                                 )
+                            if floor_proxy is not None:
+                                runs.setdefault("floor", []).append(
+                                    _load(
+                                        floor_proxy.url + "/mcp",
+                                        protocol,
+                                        workers,
+                                        duration,
+                                        None,
+                                        floor_proxy.process.pid,
+                                    )
+                                )
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
+                if floor_proxy is not None:
+                    _stop(floor_proxy.process)
                 for gateway in gateways.values():
                     _stop(gateway.process)
     finally:
@@ -296,6 +355,25 @@ def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _against(results: dict[str, Any], other: str) -> list[str]:
+    """The gateway under test beside `other` (the floor proxy or a baseline gateway)."""
+    lines = [
+        f"| durability / era / clients | {other} rps / ratio | gateway rps / ratio "
+        f"| {other} added p50 ms | gateway added p50 ms | gateway - {other} p50 ms "
+        f"| {other} CPU ms/call | gateway CPU ms/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, runs in results.items():
+        o, r = _row(runs, other), _row(runs)
+        lines.append(
+            f"| {label} | {o['gateway_rps']:.0f} / {o['ratio']:.2f} "
+            f"| {r['gateway_rps']:.0f} / {r['ratio']:.2f} "
+            f"| {o['added_p50']:.2f} | {r['added_p50']:.2f} | {r['gateway_p50'] - o['gateway_p50']:.2f} "
+            f"| {o['cpu']:.3f} | {r['cpu']:.3f} |"
+        )
+    return lines
+
+
 def report(results: dict[str, Any]) -> str:
     lines = [
         "| durability / era / clients | direct rps | gateway rps | ratio | direct p50 / p99 ms "
@@ -310,20 +388,9 @@ def report(results: dict[str, Any]) -> str:
             f"| {r['gateway_p50']:.2f} / {r['gateway_p99']:.2f} "
             f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} |"
         )
-    if any("baseline" in runs for runs in results.values()):
-        lines += [
-            "",
-            "| durability / era / clients | baseline rps / ratio | gateway rps / ratio "
-            "| baseline added p50 ms | gateway added p50 ms | baseline CPU ms/call | gateway CPU ms/call |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for label, runs in results.items():
-            b, r = _row(runs, "baseline"), _row(runs)
-            lines.append(
-                f"| {label} | {b['gateway_rps']:.0f} / {b['ratio']:.2f} "
-                f"| {r['gateway_rps']:.0f} / {r['ratio']:.2f} "
-                f"| {b['added_p50']:.2f} | {r['added_p50']:.2f} | {b['cpu']:.3f} | {r['cpu']:.3f} |"
-            )
+    for other in ("floor", "baseline"):
+        if any(other in runs for runs in results.values()):
+            lines += ["", *_against(results, other)]
     return "\n".join(lines)
 
 
@@ -350,12 +417,22 @@ def main() -> None:
         type=int,
         help="the gateway under test sends the echo server at most N calls at once (not the baseline)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run benchmarks/floor_proxy.py (the gateway's own I/O, none of its logic), interleaved",
+    )
     args = parser.parse_args()
     if args.baseline is not None and not (args.baseline / "bastion" / "cli").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository (no bastion/cli)")
     baseline = args.baseline.resolve() if args.baseline else None
     results = measure(
-        args.duration, args.rounds, args.durability or ["flush", "commit"], baseline, args.max_concurrency
+        args.duration,
+        args.rounds,
+        args.durability or ["flush", "commit"],
+        baseline,
+        args.max_concurrency,
+        args.floor,
     )
     print(report(results))
     if args.json:
