@@ -44,11 +44,12 @@ class PqChannel:
         self._writable: asyncio.Future[None] | None = None
         self._prepared: dict[bytes, bytes] = {}  # statement -> its server-side name
         self._broken: BaseException | None = None
+        self._closed = False
         self._loop.add_reader(self._fd, self._on_readable)
 
     async def aclose(self) -> None:
         """Drop this channel's prepared statements (when it still can), then `close`."""
-        if self._broken is None and self._answered is None and self._prepared:
+        if not self._closed and self._broken is None and self._answered is None and self._prepared:
             drop = b"; ".join(b"DEALLOCATE " + name for name in self._prepared.values())
             self._prepared.clear()
             # Failing here is harmless: the connection's owner resets or closes it anyway.
@@ -58,12 +59,14 @@ class PqChannel:
 
     def close(self) -> None:
         """Stop watching the socket; the connection is psycopg's again."""
+        self._closed = True
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
-        self._broken = self._broken or psycopg.InterfaceError("the channel is closed")
 
     async def execute(self, statement: bytes, params: Sequence[bytes | None]) -> None:
         """Run `statement` with text parameters; return once the server has answered."""
+        if self._closed:
+            raise psycopg.InterfaceError("the channel is closed")
         if self._broken is not None:
             raise self._broken
         if self._answered is not None:
@@ -132,6 +135,7 @@ class PqChannel:
 
     @property
     def broken(self) -> bool:
+        """The connection broke or was left mid-statement: close it, never reuse it."""
         return self._broken is not None
 
 

@@ -325,3 +325,17 @@ async def test_a_channel_whose_connection_dies_or_whose_caller_leaves_mid_statem
         assert channel.broken  # its answer may still come: the connection is not reused
         channel.close()
         await conn.close()  # what the audit writer does with a broken channel's connection
+
+
+async def test_close_hands_the_connection_back_to_the_pool_in_good_order(
+    gateway_db: Database, run_id: str
+) -> None:
+    bad_before = gateway_db.pool.get_stats().get("returns_bad", 0)
+    audit = PostgresAuditWriter(gateway_db.pool)
+    await audit.write(event(run_id + "one"))
+    await asyncio.gather(*(audit.write(event(f"{run_id}{i}")) for i in range(5)))  # a second statement
+    await audit.close()
+    assert gateway_db.pool.get_stats().get("returns_bad", 0) == bad_before
+    async with gateway_db.pool.connection() as conn:
+        cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'bastion_pq_%'")
+        assert await cur.fetchone() == (0,)
