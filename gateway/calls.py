@@ -59,6 +59,33 @@ CALL_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+# Label children resolved once per (upstream, target[, outcome]): `.labels()` costs more than
+# the update itself. Bounded: resource URIs are targets too.
+_CHILDREN_MAX = 4096
+_calls: dict[tuple[str, str, str], Any] = {}
+_call_seconds: dict[tuple[str, str], Any] = {}
+
+
+def _count_call(upstream: str, target: str, outcome: str) -> None:
+    key = (upstream, target, outcome)
+    child = _calls.get(key)
+    if child is None:
+        if len(_calls) >= _CHILDREN_MAX:
+            _calls.clear()
+        child = _calls[key] = CALLS.labels(upstream, target, outcome)
+    child.inc()
+
+
+def _time_call(upstream: str, target: str, seconds: float) -> None:
+    key = (upstream, target)
+    child = _call_seconds.get(key)
+    if child is None:
+        if len(_call_seconds) >= _CHILDREN_MAX:
+            _call_seconds.clear()
+        child = _call_seconds[key] = CALL_SECONDS.labels(upstream, target)
+    child.observe(seconds)
+
+
 UPSTREAM_WAITING = Gauge(
     "bastion_gateway_upstream_waiting",
     "Calls waiting for a free slot of an upstream with max_concurrency",
@@ -332,7 +359,7 @@ class Gateway:
         if not decision.allow:
             reasons = decision.reasons or ("no rule allows it",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "denied")
-            CALLS.labels(upstream, target, "denied").inc()
+            _count_call(upstream, target, "denied")
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}",
@@ -341,7 +368,7 @@ class Gateway:
         if decision.obligations.require_approval and ctx.approval != "approved":
             reasons = ("approval required: a reviewer must approve this call first",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "held")
-            CALLS.labels(upstream, target, "held").inc()
+            _count_call(upstream, target, "held")
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} needs approval before it runs",
@@ -352,7 +379,7 @@ class Gateway:
         if not verdict.allowed:
             reasons = (f"rate limit {verdict.limit} exceeded",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
-            CALLS.labels(upstream, target, "rate_limited").inc()
+            _count_call(upstream, target, "rate_limited")
             raise CallError(
                 RATE_LIMITED,
                 f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
@@ -403,8 +430,8 @@ class Gateway:
                 exc.error.code, f"upstream {upstream!r}: {exc.error.message}", data=exc.error.data
             ) from None
         finally:
-            CALLS.labels(upstream, target, outcome).inc()
-            CALL_SECONDS.labels(upstream, target).observe(time.perf_counter() - started)
+            _count_call(upstream, target, outcome)
+            _time_call(upstream, target, time.perf_counter() - started)
             await self._audit(
                 ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )

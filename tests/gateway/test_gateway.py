@@ -478,3 +478,50 @@ async def test_a_modern_client_cancels_a_call_by_closing_its_request(gateway: Ga
     echo = {"name": "counter_echo", "arguments": {"text": "after"}}
     response = _modern(gateway.url + "/mcp", "tools/call", echo, gateway.key("admin"), "counter_echo")
     assert _result(response)["result"]["content"][0]["text"] == "after"
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """One sample's value from Prometheus text (0 when the series does not exist yet)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_calls_are_counted_and_timed_per_upstream_tool_and_outcome(gateway: GatewayProcess) -> None:
+    def scrape() -> str:
+        return httpx.get(gateway.url + "/metrics", timeout=30).text
+
+    ok = {"upstream": "counter", "tool": "echo", "outcome": "ok"}
+    denied = {**ok, "outcome": "denied"}
+    timed = {"upstream": "counter", "tool": "echo"}
+    before = scrape()
+    for _ in range(3):
+        response = _modern(
+            gateway.url + "/mcp",
+            "tools/call",
+            {"name": "counter_echo", "arguments": {"text": "m"}},
+            gateway.key("admin"),
+            "counter_echo",
+        )
+        assert _result(response)["result"]["content"][0]["text"] == "m"
+    async with _client(gateway.url + "/mcp", gateway.key("viewer"), MODERN) as viewer:
+        with pytest.raises(MCPError):
+            await viewer.call_tool("counter_echo", {"text": "forbidden"})
+    after = scrape()
+    assert (
+        _sample(after, "bastion_gateway_calls_total", **ok)
+        - _sample(before, "bastion_gateway_calls_total", **ok)
+        == 3
+    )
+    assert (
+        _sample(after, "bastion_gateway_calls_total", **denied)
+        - _sample(before, "bastion_gateway_calls_total", **denied)
+        == 1
+    )
+    count = "bastion_gateway_call_seconds_count"
+    assert _sample(after, count, **timed) - _sample(before, count, **timed) == 3  # denied calls are not timed
+    assert _sample(after, "bastion_gateway_call_seconds_sum", **timed) > _sample(
+        before, "bastion_gateway_call_seconds_sum", **timed
+    )
