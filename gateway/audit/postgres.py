@@ -187,7 +187,12 @@ class PostgresAuditWriter(AuditWriter):
             try:
                 if not conn.autocommit:
                     await conn.set_autocommit(True)  # each batch is one atomic statement
-                await conn.execute("SELECT set_config('synchronous_commit', %s, false)", (self._sync,))
+                # Events go out as UTF-8 text parameters, whatever the connection's encoding was.
+                await conn.execute(
+                    "SELECT set_config('synchronous_commit', %s, false), "
+                    "set_config('client_encoding', 'UTF8', false)",
+                    (self._sync,),
+                )
             except BaseException:
                 await self.pool.putconn(conn)
                 raise
@@ -205,7 +210,7 @@ class PostgresAuditWriter(AuditWriter):
             try:
                 if channel is not None and channel.broken:
                     raise psycopg.OperationalError("the audit connection broke")
-                await conn.execute("SET synchronous_commit TO DEFAULT")
+                await conn.execute("SET synchronous_commit TO DEFAULT; SET client_encoding TO DEFAULT")
             except Exception:
                 await conn.close()  # the pool discards a closed connection
         await self.pool.putconn(conn)

@@ -339,3 +339,29 @@ async def test_close_hands_the_connection_back_to_the_pool_in_good_order(
     async with gateway_db.pool.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'bastion_pq_%'")
         assert await cur.fetchone() == (0,)
+
+
+async def test_events_are_stored_right_from_a_connection_with_another_encoding(
+    gateway_db: Database, run_id: str
+) -> None:
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        gateway_db.dsn,
+        min_size=1,
+        max_size=1,
+        kwargs={"autocommit": True, "options": "-c client_encoding=LATIN1"},
+        open=False,
+    )
+    await pool.open()
+    try:
+        audit = PostgresAuditWriter(pool)
+        await audit.write(
+            event(run_id + "latin", principal=Principal("zoë", "ténant", ("rôle",), (), "api_key"))
+        )
+        await audit.close()
+        async with pool.connection() as conn:  # handed back with its own encoding
+            cur = await conn.execute("SHOW client_encoding")
+            assert await cur.fetchone() == ("LATIN1",)
+    finally:
+        await pool.close()
+    [row] = await rows(gateway_db, run_id)
+    assert row[1:4] == ("zoë", "ténant", ["rôle"])
