@@ -235,6 +235,6 @@ def _expire(waiter: asyncio.Future[HTTPAnswer], after: float) -> None:
 
 def _field(text: str) -> str:
     """A header name or value, refused if it could split the request (CR, LF, NUL)."""
-    if any(c in text for c in "\r\n\0"):
+    if "\r" in text or "\n" in text or "\0" in text:  # three scans in C: this runs per header
         raise ValueError(f"HTTP header {text!r} contains a line break or NUL")
     return text

@@ -227,3 +227,12 @@ def test_bad_urls_and_header_injection_are_refused() -> None:
         KeepAliveClient("ftp://example/", {}, read_timeout=1)
     with pytest.raises(ValueError, match="line break"):
         KeepAliveClient("http://127.0.0.1:1/", {"x-evil": "a\r\nhost: other"}, read_timeout=1)
+    with pytest.raises(ValueError, match="NUL"):
+        KeepAliveClient("http://127.0.0.1:1/", {"x-evil\0": "a"}, read_timeout=1)
+
+
+async def test_a_request_header_that_could_split_the_request_is_refused_before_anything_is_sent() -> None:
+    client = KeepAliveClient("http://127.0.0.1:1/", {}, read_timeout=1)  # nothing listens there
+    for value in ("a\nb", "a\rb", "a\0b"):
+        with pytest.raises(ValueError, match="line break or NUL"):
+            await client.post(b"{}", {"mcp-name": value})
