@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import secrets
 import signal
+from http import HTTPStatus
 from typing import Any
 
 import httptools
@@ -154,7 +155,8 @@ class Connection(asyncio.Protocol):
     def _send(self, status: int, payload: bytes, headers: list[bytes]) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        head = [f"HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\n".encode()]
+        status_line = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+        head = [f"{status_line}content-type: application/json\r\n".encode()]
         head += [line + b"\r\n" for line in headers]
         head.append(f"content-length: {len(payload)}\r\n\r\n".encode())
         self.transport.writelines([b"".join(head), payload])
