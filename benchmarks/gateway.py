@@ -75,6 +75,20 @@ def _wait(url: str, timeout: float = 120.0, ready: bool = False) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
 
 
+def _listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+    """Wait until `process` accepts connections on `port`; fail at once if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{what} exited with {process.returncode}") from None
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -194,16 +208,7 @@ class Floor:
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"floor_proxy.py exited with {self.process.returncode}") from None
-                time.sleep(0.1)
-        raise RuntimeError("floor_proxy.py did not listen within 60 s")
+        _listening(self.port, self.process, "floor_proxy.py")
 
 
 def _load(
@@ -258,12 +263,7 @@ def measure(
     )
     results: dict[str, Any] = {}
     try:
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", echo_port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        _listening(echo_port, echo, "the echo server")
         policies = _policy_dir(work)
         for durability in durabilities:
             gateways: dict[str, Gateway] = {}

@@ -59,31 +59,20 @@ CALL_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
-# Label children resolved once per (upstream, target[, outcome]): `.labels()` costs more than
-# the update itself. Bounded: resource URIs are targets too.
+# Label children resolved once: `.labels()` costs more than the update itself. Bounded,
+# since resource URIs are targets too.
 _CHILDREN_MAX = 4096
-_calls: dict[tuple[str, str, str], Any] = {}
-_call_seconds: dict[tuple[str, str], Any] = {}
+_children: dict[tuple[object, ...], Any] = {}
 
 
-def _count_call(upstream: str, target: str, outcome: str) -> None:
-    key = (upstream, target, outcome)
-    child = _calls.get(key)
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    key = (id(metric), *labels)  # the metrics are module-level: their ids never change
+    child = _children.get(key)
     if child is None:
-        if len(_calls) >= _CHILDREN_MAX:
-            _calls.clear()
-        child = _calls[key] = CALLS.labels(upstream, target, outcome)
-    child.inc()
-
-
-def _time_call(upstream: str, target: str, seconds: float) -> None:
-    key = (upstream, target)
-    child = _call_seconds.get(key)
-    if child is None:
-        if len(_call_seconds) >= _CHILDREN_MAX:
-            _call_seconds.clear()
-        child = _call_seconds[key] = CALL_SECONDS.labels(upstream, target)
-    child.observe(seconds)
+        if len(_children) >= _CHILDREN_MAX:
+            _children.clear()
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 UPSTREAM_WAITING = Gauge(
@@ -359,7 +348,7 @@ class Gateway:
         if not decision.allow:
             reasons = decision.reasons or ("no rule allows it",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "denied")
-            _count_call(upstream, target, "denied")
+            _child(CALLS, upstream, target, "denied").inc()
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}",
@@ -368,7 +357,7 @@ class Gateway:
         if decision.obligations.require_approval and ctx.approval != "approved":
             reasons = ("approval required: a reviewer must approve this call first",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "held")
-            _count_call(upstream, target, "held")
+            _child(CALLS, upstream, target, "held").inc()
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} needs approval before it runs",
@@ -379,7 +368,7 @@ class Gateway:
         if not verdict.allowed:
             reasons = (f"rate limit {verdict.limit} exceeded",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
-            _count_call(upstream, target, "rate_limited")
+            _child(CALLS, upstream, target, "rate_limited").inc()
             raise CallError(
                 RATE_LIMITED,
                 f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
@@ -430,8 +419,8 @@ class Gateway:
                 exc.error.code, f"upstream {upstream!r}: {exc.error.message}", data=exc.error.data
             ) from None
         finally:
-            _count_call(upstream, target, outcome)
-            _time_call(upstream, target, time.perf_counter() - started)
+            _child(CALLS, upstream, target, outcome).inc()
+            _child(CALL_SECONDS, upstream, target).observe(time.perf_counter() - started)
             await self._audit(
                 ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )
