@@ -26,6 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
 from bastion.metrics import REGISTRY
 from gateway.argument_manifest import ArgumentManifest
+from gateway.argument_schema import ArgumentSchemas
 from gateway.audit import AuditEvent, AuditWriter, digest_arguments
 from gateway.audit import Decision as AuditDecision
 from gateway.auth.principal import Principal
@@ -161,6 +162,7 @@ class Gateway:
         self.instance_key = instance_key
         self._signed: dict[tuple[Any, ...], tuple[dict[str, Any], float]] = {}
         self._principals: dict[Principal, PolicyPrincipal] = {}
+        self.schemas = ArgumentSchemas()
 
     # -- decisions ----------------------------------------------------------------
 
@@ -259,6 +261,12 @@ class Gateway:
         """
         entry = ctx.view.tools.get(exposed)
         if entry is None:
+            started = time.perf_counter()
+            digest = digest_arguments(dict(arguments or {}))
+            reasons = ("unknown tool",)
+            await self._audit(
+                ctx, "tools/call", None, exposed, digest, "error", reasons, started, "invalid_request"
+            )
             raise CallError(
                 INVALID_PARAMS, f"unknown tool {exposed!r}: call tools/list for the tools you may use"
             )
@@ -275,6 +283,7 @@ class Gateway:
             meta,
             on_progress,
             digest=digest_arguments(params["arguments"]),
+            checked=entry,
         )
 
     async def get_prompt(
@@ -341,7 +350,9 @@ class Gateway:
         meta: Mapping[str, Any] | None,
         on_progress: ProgressFn | None,
         digest: str | None = None,
+        checked: Entry | None = None,
     ) -> dict[str, Any]:
+        """Decide, limit, check `checked`'s arguments against its schema, send, audit."""
         started = time.perf_counter()
         digest = digest or digest_arguments(dict(resource.arguments or {}))
         decision = await self.decide(ctx, action, resource)
@@ -374,6 +385,21 @@ class Gateway:
                 f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
                 retry_after=verdict.retry_after,
             )
+        if checked is not None:
+            schema = checked.definition.get("inputSchema")
+            problem = self.schemas.problem(upstream, target, schema, params.get("arguments") or {})
+            if problem is not None:
+                reasons = (f"arguments do not match the tool's input schema: {problem}",)
+                await self._audit(
+                    ctx, action, upstream, target, digest, "allow", reasons, started, "invalid_request"
+                )
+                _child(CALLS, upstream, target, "invalid_request").inc()
+                # A tool error, not a protocol error (MCP: the model reads it and corrects itself).
+                text = (
+                    f"invalid arguments for tool {checked.exposed!r}: {problem}; "
+                    "see its inputSchema in tools/list"
+                )
+                return {"content": [{"type": "text", "text": text}], "isError": True}
         connection = self.upstreams.connection(upstream, modern=ctx.modern)
         if connection is None:
             reasons = (f"upstream {upstream!r} is unavailable",)

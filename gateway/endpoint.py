@@ -244,7 +244,10 @@ class MCPEndpoint:
         if body is None:
             await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
             return
-        if await self._fast_path(call, headers, body, receive, send):
+        # A header sent twice is folded to one value here; the SDK sees every copy and
+        # refuses duplicated routing headers, so such a request is the SDK's to answer.
+        folded = len(headers) != len(raw_headers)
+        if not folded and await self._fast_path(call, headers, body, receive, send):
             return
         if self._cancel_fast_call(headers, body):
             await _reply(send, 202, b"", [])
@@ -347,8 +350,10 @@ class MCPEndpoint:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
             return False
-        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+        if not isinstance(message, dict) or message.get("method") != "tools/call":
             return False
+        if message.get("jsonrpc") != "2.0" or type(message.get("id")) not in (str, int):
+            return False  # not a JSON-RPC 2.0 request (a bool or null id included): the SDK says why
         params = message.get("params")
         if not isinstance(params, dict) or not isinstance(params.get("name"), str):
             return False

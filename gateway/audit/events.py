@@ -26,12 +26,13 @@ DECISIONS: frozenset[str] = frozenset({"allow", "deny", "error"})
 # The outcomes the gateway records; `outcome` is free text so a new path needs no migration.
 OUTCOMES = (
     "ok",  # the call ran and succeeded
-    "error",  # the call ran and the tool reported an error
+    "tool_error",  # the call ran and the tool reported an error (`isError`)
+    "input_required",  # a 2026-07-28 tool asked the client for more input
     "denied",  # policy refused it; nothing ran upstream
+    "held",  # policy requires an approval the call does not carry; nothing ran upstream
     "rate_limited",  # a rate limit refused it
+    "invalid_request",  # an unknown tool, or arguments that fail the tool's input schema
     "upstream_error",  # the upstream failed, crashed or timed out
-    "unauthenticated",  # no valid credentials
-    "invalid_request",  # malformed JSON-RPC, unknown tool, bad arguments
     "cancelled",  # the client cancelled it
 )
 

@@ -1,0 +1,71 @@
+"""Tool arguments against their inputSchema: clear problems, unusable schemas passed through."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway.argument_schema import ArgumentSchemas
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "dataset": {"type": "string"},
+        "limits": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+    },
+    "required": ["dataset"],
+    "additionalProperties": False,
+}
+
+
+def test_matching_arguments_have_no_problem() -> None:
+    assert ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": "sales", "limits": [1, 2]}) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({}, "the arguments: 'dataset' is a required property"),
+        ({"dataset": 7}, "argument 'dataset': 7 is not of type 'string'"),
+        ({"dataset": "s", "limits": [1, -2]}, "argument 'limits[1]': -2 is less than the minimum of 0"),
+        (
+            {"dataset": "s", "extra": 1},
+            "the arguments: Additional properties are not allowed ('extra' was unexpected)",
+        ),
+    ],
+)
+def test_a_problem_names_the_argument_and_what_is_wrong(arguments: dict[str, object], expected: str) -> None:
+    assert ArgumentSchemas().problem("up", "t", SCHEMA, arguments) == expected
+
+
+def test_a_long_offending_value_is_cut_short() -> None:
+    problem = ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": ["x" * 5000]})
+    assert problem is not None and problem.endswith("...") and len(problem) < 400
+
+
+def test_the_2020_12_dialect_is_the_default() -> None:
+    # `prefixItems` exists in 2020-12 only; an older dialect would ignore it.
+    schema = {"type": "object", "properties": {"pair": {"prefixItems": [{"type": "string"}]}}}
+    assert (
+        ArgumentSchemas().problem("up", "t", schema, {"pair": [1]})
+        == "argument 'pair[0]': 1 is not of type 'string'"
+    )
+
+
+def test_a_changed_schema_is_compiled_again() -> None:
+    schemas = ArgumentSchemas()
+    assert schemas.problem("up", "t", SCHEMA, {"dataset": 1}) is not None
+    relaxed = {**SCHEMA, "properties": {"dataset": {}}}
+    assert schemas.problem("up", "t", relaxed, {"dataset": 1}) is None
+
+
+def test_unusable_schemas_pass_the_call_to_the_upstream(caplog: pytest.LogCaptureFixture) -> None:
+    schemas = ArgumentSchemas()
+    with caplog.at_level(logging.WARNING, logger="gateway.argument_schema"):
+        assert schemas.problem("up", "bad", {"type": 12}, {"a": 1}) is None
+        remote = {"type": "object", "properties": {"a": {"$ref": "https://example.invalid/a.json"}}}
+        assert schemas.problem("up", "remote", remote, {"a": 1}) is None  # nothing is fetched
+        assert schemas.problem("up", "none", None, {"a": 1}) is None
+    assert "tool 'bad' of upstream 'up' has an invalid inputSchema" in caplog.text
+    assert "tool 'remote' of upstream 'up'" in caplog.text and "does not resolve" in caplog.text

@@ -1,0 +1,188 @@
+"""Bad input through the gateway: each gets the right status or error, nothing bad runs upstream,
+and the gateway keeps serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from bastion.db.embedded import EmbeddedPostgres
+from bastion.home import Home
+from tests.gateway.conftest import GatewayProcess
+from tests.gateway.test_gateway import ENVELOPE, MODERN, _client, _modern, _result
+
+HEADERS = {
+    "content-type": "application/json",
+    "accept": "application/json, text/event-stream",
+    "mcp-protocol-version": MODERN,
+    "mcp-method": "tools/call",
+    "mcp-name": "counter_echo",
+}
+
+
+def _post(gateway: GatewayProcess, body: bytes, **extra: str) -> httpx.Response:
+    headers = {**HEADERS, "authorization": f"Bearer {gateway.key('admin')}", **extra}
+    return httpx.post(gateway.url + "/mcp", headers=headers, content=body, timeout=30)
+
+
+def _call(arguments: Any, **envelope: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "counter_echo", "arguments": arguments, "_meta": ENVELOPE},
+        **envelope,
+    }
+
+
+def _audit_rows(gateway: GatewayProcess, request_id: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(EmbeddedPostgres(Home(gateway.home)).dsn()) as conn:
+        return conn.execute(
+            "SELECT tool, decision, outcome, reasons FROM gateway.audit_events WHERE request_id = %s",
+            (request_id,),
+        ).fetchall()
+
+
+def _still_serving(gateway: GatewayProcess) -> None:
+    response = _modern(
+        gateway.url + "/mcp",
+        "tools/call",
+        {"name": "counter_echo", "arguments": {"text": "still here"}},
+        gateway.key("admin"),
+        "counter_echo",
+    )
+    assert _result(response)["result"]["content"][0]["text"] == "still here"
+
+
+def test_malformed_json_rpc_gets_a_json_rpc_error(gateway: GatewayProcess) -> None:
+    before = gateway.counted()
+    not_json = _post(gateway, b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", ')
+    assert not_json.status_code == 400
+    assert _result(not_json)["error"]["code"] == -32700
+    for envelope in ({"jsonrpc": "1.0"}, {"id": True}, {"id": None}, {"id": {"nested": 1}}):
+        response = _post(gateway, json.dumps(_call({"text": "x"}, **envelope)).encode())
+        assert response.status_code == 400, (envelope, response.text)
+        error = _result(response)["error"]
+        assert error["code"] == -32600 and error["message"], envelope
+    not_an_object = _post(gateway, b"[1, 2, 3]")
+    assert not_an_object.status_code == 400 and _result(not_an_object)["error"]["code"] == -32600
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
+def test_a_routing_header_sent_twice_is_refused(gateway: GatewayProcess) -> None:
+    before = gateway.counted()
+    # The copy a first-copy reader sees names another tool than the body's.
+    headers = [
+        ("mcp-name", "counter_calls"),
+        *HEADERS.items(),
+        ("authorization", f"Bearer {gateway.key('admin')}"),
+    ]
+    response = httpx.post(
+        gateway.url + "/mcp", headers=headers, content=json.dumps(_call({"text": "x"})), timeout=30
+    )
+    assert response.status_code == 400
+    error = _result(response)["error"]
+    assert "mcp-name" in error["message"].lower() and "more than once" in error["message"]
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_an_unknown_tool_is_named_and_audited(gateway: GatewayProcess, mode: str) -> None:
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
+        with pytest.raises(MCPError) as unknown:
+            await client.call_tool("counter_nope", {"text": "x"})
+    assert unknown.value.error.code == -32602
+    assert "counter_nope" in unknown.value.error.message and "tools/list" in unknown.value.error.message
+    rid = f"unknown-{mode}"
+    response = _post(
+        gateway,
+        json.dumps({**_call({}), "params": {"name": "counter_nope", "_meta": ENVELOPE}}).encode(),
+        **{"mcp-name": "counter_nope", "x-request-id": rid},
+    )
+    assert _result(response)["error"]["code"] == -32602
+    assert _audit_rows(gateway, rid) == [("counter_nope", "error", "invalid_request", ["unknown tool"])]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"text": 5}, "'text'"),  # wrong type
+        ({}, "'text' is a required property"),  # missing
+    ],
+)
+def test_arguments_failing_the_schema_never_reach_the_upstream(
+    gateway: GatewayProcess, arguments: dict[str, Any], named: str
+) -> None:
+    before = gateway.counted()
+    rid = f"schema-{len(arguments)}"
+    response = _post(gateway, json.dumps(_call(arguments)).encode(), **{"x-request-id": rid})
+    assert response.status_code == 200
+    result = _result(response)["result"]
+    assert result["isError"] is True
+    text = result["content"][0]["text"]
+    assert "counter_echo" in text and named in text and "inputSchema" in text
+    assert gateway.counted() == before
+    [(tool, decision, outcome, reasons)] = _audit_rows(gateway, rid)
+    assert (tool, decision, outcome) == ("echo", "allow", "invalid_request")
+    assert "input schema" in reasons[0]
+    _still_serving(gateway)
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_schema_errors_are_the_same_on_the_sdk_path(gateway: GatewayProcess, mode: str) -> None:
+    before = gateway.counted()
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
+        # A progress callback sends a progress token: the call takes the SDK path.
+        result = await client.call_tool("counter_echo", {"text": 5}, progress_callback=_ignore_progress)
+    assert result.is_error
+    assert "'text'" in result.content[0].text  # type: ignore[union-attr]
+    assert gateway.counted() == before
+
+
+async def _ignore_progress(progress: float, total: float | None, message: str | None) -> None:
+    return None
+
+
+def test_a_revoked_key_gets_401_and_the_gateway_keeps_serving(gateway: GatewayProcess) -> None:
+    key = gateway.new_key("admin", "about-to-go")
+    assert (
+        _post(gateway, json.dumps(_call({"text": "ok"})).encode(), authorization=f"Bearer {key}").status_code
+        == 200
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "keys", "list", "--json"],
+        env=gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [record] = [k for k in json.loads(listed.stdout) if k["name"] == "about-to-go"]
+    subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "keys", "revoke", record["id"]],
+        env=gateway.env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    statuses = []
+    for _ in range(50):  # a revocation reaches the gateway within its key cache TTL (1 s)
+        response = _post(gateway, json.dumps(_call({"text": "no"})).encode(), authorization=f"Bearer {key}")
+        statuses.append(response.status_code)
+        if response.status_code == 401:
+            break
+        time.sleep(0.1)
+    assert statuses[-1] == 401, statuses
+    assert "revoked" in response.headers["www-authenticate"]
+    assert "revoked" in response.json()["error_description"]
+    _still_serving(gateway)
