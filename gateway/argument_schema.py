@@ -1,33 +1,39 @@
 """Tool arguments checked against the tool's `inputSchema` before anything runs upstream.
 
 A call whose arguments do not match gets a tool error (`isError: true`) that names the
-offending argument, as the MCP specification asks for input validation errors (the
-model can correct itself), and the upstream never sees it. Validators are compiled once
-per schema (compiling costs about sixty validations) with an empty `referencing`
-registry, so a `$ref` resolves inside the schema and the bundled metaschemas only:
-validation never fetches anything. A schema that is itself invalid is the upstream's
-defect: it is logged once and its calls pass to the upstream, which stays the authority
-on its own arguments.
+offending arguments, as the MCP specification asks for input validation errors (the
+model can correct itself), and the upstream never sees it.
+
+Validation is `jsonschema-rs` (Rust; drafts 4 to 2020-12, 2020-12 when a schema names
+none, as MCP says): about 0.3 µs per call for a small schema, against 9 µs for the
+pure-Python `jsonschema`, whose cost was a tenth of the gateway's whole per-call work.
+Validators are compiled once per schema and built `offline`: a `$ref` resolves inside
+the schema only and nothing is ever fetched. A schema that cannot be compiled (invalid,
+or a `$ref` to elsewhere) is the upstream's defect: it is logged once and its calls pass
+to the upstream, which stays the authority on its own arguments.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.exceptions import best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
-from referencing import Registry
-from referencing.exceptions import Unresolvable
+import jsonschema_rs
 
 __all__ = ["ArgumentSchemas"]
 
 logger = logging.getLogger(__name__)
 
-_MESSAGE_MAX = 300  # characters of the validator's own message (it may quote a large value)
+_ERRORS_SHOWN = 3  # a model fixes several arguments at once if it is told of them together
+_MESSAGE_MAX = 200  # characters of one validator message (it may quote a large value)
+
+
+def _where(path: list[str | int]) -> str:
+    """`limits[1].name` for the path ["limits", 1, "name"]."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".")
 
 
 class ArgumentSchemas:
@@ -35,53 +41,38 @@ class ArgumentSchemas:
 
     def __init__(self) -> None:
         # (upstream, tool) -> (the schema it was built from, its validator or None if unusable)
-        self._validators: dict[tuple[str, str], tuple[object, Validator | None]] = {}
+        self._validators: dict[tuple[str, str], tuple[object, Any]] = {}
 
     def problem(self, upstream: str, tool: str, schema: Any, arguments: Mapping[str, Any]) -> str | None:
-        """Why `arguments` do not match `schema`, in one line; None when they do."""
+        """What is wrong with `arguments` under `schema`, in one line; None when nothing is."""
         validator = self._validator(upstream, tool, schema)
-        if validator is None:
+        if validator is None or validator.is_valid(arguments):
             return None
-        try:
-            error = best_match(validator.iter_errors(dict(arguments)))
-        except Unresolvable as exc:  # a `$ref` to somewhere outside the schema
-            logger.warning(
-                "tool %r of upstream %r: its inputSchema has a $ref that does not resolve (%s); "
-                "its arguments go unchecked",
-                tool,
-                upstream,
-                exc,
-            )
-            self._validators[(upstream, tool)] = (schema, None)
-            return None
-        if error is None:
-            return None
-        where = "".join(
-            f"[{part!r}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
-        )
-        message = (
-            error.message if len(error.message) <= _MESSAGE_MAX else error.message[:_MESSAGE_MAX] + "..."
-        )
-        place = f"argument {where.lstrip('.')!r}" if where else "the arguments"
-        return f"{place}: {message}"
+        parts = []
+        for error in islice(validator.iter_errors(arguments), _ERRORS_SHOWN):
+            message = error.message
+            if len(message) > _MESSAGE_MAX:
+                message = message[:_MESSAGE_MAX] + "..."
+            where = _where(error.instance_path)
+            parts.append(f"argument {where!r}: {message}" if where else f"the arguments: {message}")
+        return "; ".join(parts)
 
-    def _validator(self, upstream: str, tool: str, schema: Any) -> Validator | None:
+    def _validator(self, upstream: str, tool: str, schema: Any) -> Any:
         key = (upstream, tool)
         cached = self._validators.get(key)
         if cached is not None and cached[0] is schema:
             return cached[1]
-        validator: Validator | None = None
+        validator = None
         if isinstance(schema, dict):
-            cls = validator_for(schema)
             try:
-                cls.check_schema(schema)
-                validator = cls(schema, registry=Registry())
-            except SchemaError as exc:
+                validator = jsonschema_rs.validator_for(schema, offline=True)
+            except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError) as exc:
+                first = str(exc).split("\n", 1)[0]
                 logger.warning(
-                    "tool %r of upstream %r has an invalid inputSchema (%s); its arguments go unchecked",
+                    "tool %r of upstream %r: its inputSchema cannot be used (%s); its arguments go unchecked",
                     tool,
                     upstream,
-                    exc.message,
+                    first,
                 )
         if len(self._validators) > 10_000:  # catalogs that churn must not grow this without bound
             self._validators.clear()

@@ -140,6 +140,7 @@ class MCPEndpoint:
         # Request tasks cancelled for their client (not by the gateway stopping).
         self._client_cancelled: set[asyncio.Task[Any]] = set()
         self._hosts: dict[bytes, bool] = {}  # Host header -> allowed, decided once
+        self._accepts: dict[bytes, bool] = {}  # Accept header -> JSON and SSE both accepted
 
     # -- the gate ---------------------------------------------------------------
 
@@ -170,6 +171,26 @@ class MCPEndpoint:
             return True
         own = headers.get(b"host", b"").decode("latin-1").lower()
         return bool(own) and urlsplit(text).netloc == own
+
+    def _media_ok(self, headers: Mapping[bytes, bytes]) -> bool:
+        """What the SDK asks of a POST: a JSON body, and an answer as JSON or SSE accepted.
+
+        The SDK answers other requests 400 (`Content-Type`) or 406 (`Accept`), so the fast
+        path leaves them to it. Accept values repeat from call to call: verdicts are cached.
+        """
+        if not headers.get(b"content-type", b"").lower().startswith(b"application/json"):
+            return False
+        accept = headers.get(b"accept", b"")
+        known = self._accepts.get(accept)
+        if known is None:
+            types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
+            known = b"*/*" in types or (
+                bool(types & {b"application/json", b"application/*"})
+                and bool(types & {b"text/event-stream", b"text/*"})
+            )
+            if len(self._accepts) < 256:
+                self._accepts[accept] = known
+        return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"].rstrip("/")
@@ -374,10 +395,8 @@ class MCPEndpoint:
             if seen is None or sid is None or time.monotonic() - seen > SESSION_IDLE:
                 return False
             self._sessions[sid.decode("latin-1")] = time.monotonic()
-        accept = headers.get(b"accept", b"").decode("latin-1").lower()
-        as_json = "application/json" in accept or "*/*" in accept or "application/*" in accept
-        if not as_json and "text/event-stream" not in accept:
-            return False
+        if not self._media_ok(headers):
+            return False  # the SDK refuses it with its own status (400 or 406)
         arguments = params.get("arguments")
         rounds = {k: params[k] for k in ROUND_TRIP_FIELDS if k in params} if modern else None
         # The call runs in this request's own task (a task per call cost a loop step); a
@@ -430,11 +449,7 @@ class MCPEndpoint:
             self._client_cancelled.discard(current)
             if key is not None:
                 self._inflight.pop(key, None)
-        if as_json:
-            await _reply(send, status, payload, [*_JSON, *extra])
-        else:
-            event = b"event: message\ndata: " + payload + b"\n\n"
-            await _reply(send, status, event, [(b"content-type", b"text/event-stream"), *extra])
+        await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
         return True
 
     def _cancel_fast_call(self, headers: Mapping[bytes, bytes], body: bytes) -> bool:

@@ -26,8 +26,8 @@ def test_matching_arguments_have_no_problem() -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({}, "the arguments: 'dataset' is a required property"),
-        ({"dataset": 7}, "argument 'dataset': 7 is not of type 'string'"),
+        ({}, 'the arguments: "dataset" is a required property'),
+        ({"dataset": 7}, "argument 'dataset': 7 is not of type \"string\""),
         ({"dataset": "s", "limits": [1, -2]}, "argument 'limits[1]': -2 is less than the minimum of 0"),
         (
             {"dataset": "s", "extra": 1},
@@ -41,16 +41,19 @@ def test_a_problem_names_the_argument_and_what_is_wrong(arguments: dict[str, obj
 
 def test_a_long_offending_value_is_cut_short() -> None:
     problem = ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": ["x" * 5000]})
-    assert problem is not None and problem.endswith("...") and len(problem) < 400
+    assert problem is not None and problem.endswith("...") and len(problem) < 300
+
+
+def test_several_problems_are_told_together() -> None:
+    problem = ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": 1, "limits": [-1, "a"], "x": 0})
+    assert problem is not None and problem.count("; ") == 2  # three of the four, one line
 
 
 def test_the_2020_12_dialect_is_the_default() -> None:
     # `prefixItems` exists in 2020-12 only; an older dialect would ignore it.
     schema = {"type": "object", "properties": {"pair": {"prefixItems": [{"type": "string"}]}}}
-    assert (
-        ArgumentSchemas().problem("up", "t", schema, {"pair": [1]})
-        == "argument 'pair[0]': 1 is not of type 'string'"
-    )
+    problem = ArgumentSchemas().problem("up", "t", schema, {"pair": [1]})
+    assert problem == "argument 'pair[0]': 1 is not of type \"string\""
 
 
 def test_a_changed_schema_is_compiled_again() -> None:
@@ -67,5 +70,5 @@ def test_unusable_schemas_pass_the_call_to_the_upstream(caplog: pytest.LogCaptur
         remote = {"type": "object", "properties": {"a": {"$ref": "https://example.invalid/a.json"}}}
         assert schemas.problem("up", "remote", remote, {"a": 1}) is None  # nothing is fetched
         assert schemas.problem("up", "none", None, {"a": 1}) is None
-    assert "tool 'bad' of upstream 'up' has an invalid inputSchema" in caplog.text
-    assert "tool 'remote' of upstream 'up'" in caplog.text and "does not resolve" in caplog.text
+    assert "tool 'bad' of upstream 'up': its inputSchema cannot be used" in caplog.text
+    assert "tool 'remote' of upstream 'up'" in caplog.text and "Retrieval is disabled" in caplog.text

@@ -96,6 +96,24 @@ def test_a_routing_header_sent_twice_is_refused(gateway: GatewayProcess) -> None
     _still_serving(gateway)
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "status"),
+    [
+        ("content-type", "text/plain", 400),  # the body must be declared JSON
+        ("accept", "application/json", 406),  # answers may come as SSE: the client must take both
+        ("accept", "text/event-stream", 406),
+    ],
+)
+def test_requests_the_transport_refuses_are_refused_on_every_path(
+    gateway: GatewayProcess, header: str, value: str, status: int
+) -> None:
+    before = gateway.counted()
+    response = _post(gateway, json.dumps(_call({"text": "x"})).encode(), **{header: value})
+    assert response.status_code == status, response.text
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
 async def test_an_unknown_tool_is_named_and_audited(gateway: GatewayProcess, mode: str) -> None:
     async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
@@ -117,7 +135,7 @@ async def test_an_unknown_tool_is_named_and_audited(gateway: GatewayProcess, mod
     ("arguments", "named"),
     [
         ({"text": 5}, "'text'"),  # wrong type
-        ({}, "'text' is a required property"),  # missing
+        ({}, '"text" is a required property'),  # missing
     ],
 )
 def test_arguments_failing_the_schema_never_reach_the_upstream(

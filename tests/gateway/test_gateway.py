@@ -292,7 +292,7 @@ def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> Non
         gateway.url + "/mcp",
         headers={
             "content-type": "application/json",
-            "accept": "application/json",
+            "accept": "application/json, text/event-stream",
             "mcp-protocol-version": MODERN,
             "mcp-method": "tools/call",
             "mcp-name": "counter_echo",
@@ -372,7 +372,7 @@ def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayPro
                     content=json.dumps(body),
                     headers={
                         "content-type": "application/json",
-                        "accept": "application/json",
+                        "accept": "application/json, text/event-stream",
                         "mcp-protocol-version": MODERN,
                         "mcp-method": "tools/call",
                         "mcp-name": "system_version",
