@@ -365,7 +365,7 @@ class MCPEndpoint:
         self, call: CallContext, headers: Mapping[bytes, bytes], body: bytes, receive: Receive, send: Send
     ) -> bool:
         """Answer a plain `tools/call` here; False hands the request to the SDK."""
-        if b'"tools/call"' not in body:
+        if body.find(b'"tools/call"') < 0:  # `in` on bytes raises and clears a TypeError first
             return False
         try:
             message = orjson.loads(body)
