@@ -406,6 +406,8 @@ class MCPEndpoint:
         if not self._media_ok(headers):
             return False  # the SDK refuses it with its own status (400 or 406)
         arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            return False  # not an object: the SDK answers -32602
         rounds = {k: params[k] for k in ROUND_TRIP_FIELDS if k in params} if modern else None
         # The call runs in this request's own task (a task per call cost a loop step); a
         # client's cancellation cancels this task, marked so that it is told apart from
@@ -426,7 +428,7 @@ class MCPEndpoint:
             result = await self.gateway.call_tool(
                 call,
                 params["name"],
-                arguments if isinstance(arguments, dict) else None,
+                arguments,
                 meta if isinstance(meta, dict) else None,
                 rounds=rounds,
             )

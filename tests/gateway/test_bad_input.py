@@ -73,6 +73,9 @@ def test_malformed_json_rpc_gets_a_json_rpc_error(gateway: GatewayProcess) -> No
         assert response.status_code == 400, (envelope, response.text)
         error = _result(response)["error"]
         assert error["code"] == -32600 and error["message"], envelope
+    for arguments in ([1, 2], "text"):
+        response = _post(gateway, json.dumps(_call(arguments)).encode())
+        assert _result(response)["error"]["code"] == -32602, (arguments, response.text)
     not_an_object = _post(gateway, b"[1, 2, 3]")
     assert not_an_object.status_code == 400 and _result(not_an_object)["error"]["code"] == -32600
     assert gateway.counted() == before
