@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -34,6 +35,7 @@ from mcp.shared.inbound import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from prometheus_client import Gauge
+from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.logs import request_id
@@ -190,12 +192,11 @@ class MCPEndpoint:
             return False
         accept = headers.get(b"accept", b"")
         known = self._accepts.get(accept)
-        if known is None:
-            types = {part.split(b";")[0].strip().lower() for part in accept.split(b",")}
-            known = b"*/*" in types or (
-                bool(types & {b"application/json", b"application/*"})
-                and bool(types & {b"text/event-stream", b"text/*"})
+        if known is None:  # the SDK's own reading of the header, so both paths agree
+            has_json, has_sse = check_accept_headers(
+                Request({"type": "http", "headers": [(b"accept", accept)]})
             )
+            known = has_json and has_sse
             if len(self._accepts) < 256:
                 self._accepts[accept] = known
         return known
