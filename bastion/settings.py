@@ -65,6 +65,12 @@ class ServerConfig(BaseModel):
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
 
 
+# Calls a server on this machine gets at once by default, and when a call stops counting
+# (docs/configuration.md, docs/benchmarks/gateway.md).
+LOCAL_MAX_CONCURRENCY = 8
+SLOW_CALL_MS = 50
+
+
 class UpstreamConfig(BaseModel):
     """An external MCP server the gateway puts behind its endpoint."""
 
@@ -86,10 +92,23 @@ class UpstreamConfig(BaseModel):
     )
     max_concurrency: int | None = Field(
         default=None,
-        ge=1,
+        ge=0,
         le=100_000,
-        description="calls in flight to this server at once; more wait their turn in the gateway "
-        "(unset: no limit)",
+        description="calls sent to this server at once; more wait their turn in the gateway "
+        f"(unset: {LOCAL_MAX_CONCURRENCY} for a server on this machine, stdio or a loopback URL, "
+        "no limit for a remote one; 0: no limit)",
+    )
+    slow_call_ms: int = Field(
+        default=SLOW_CALL_MS,
+        ge=1,
+        le=3_600_000,
+        description="a call running longer than this stops counting toward max_concurrency, "
+        "so slow tools never hold fast calls up for longer",
+    )
+    strict_concurrency: bool = Field(
+        default=False,
+        description="count every call until it ends (a hard limit, for a server that must never "
+        "see more than max_concurrency calls at once)",
     )
 
     @model_validator(mode="after")

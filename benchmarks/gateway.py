@@ -20,7 +20,8 @@ the limiter does not shape the load; every other part of the path is the default
 (`git worktree add /tmp/base REV`), against the same echo server and interleaved with
 the others, so a change is measured against the code before it in one run.
 `--max-concurrency N` sets the echo upstream's `max_concurrency` on the gateway under
-test (the baseline keeps its own configuration).
+test (0: no limit; unset: the default for a server on this machine); the baseline keeps
+its own configuration.
 `--floor` also runs `benchmarks/floor_proxy.py` (the gateway's own per-call I/O, the
 upstream POST and the audit commit, with none of its logic) in the same rounds: what
 any gateway built from these parts adds on this machine at that moment.
@@ -133,7 +134,7 @@ class Gateway:
             "rate_limit_per_second = 0\nrate_limit_tool_per_second = 0\n"
             f'audit_durability = "{durability}"\n'
             f'[upstreams.echo]\ntransport = "http"\nurl = "{echo_url}"\n'
-            + (f"max_concurrency = {max_concurrency}\n" if max_concurrency else "")
+            + (f"max_concurrency = {max_concurrency}\n" if max_concurrency is not None else "")
         )
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))

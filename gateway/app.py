@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from ipaddress import ip_address
 from typing import Any
 
 import anyio
@@ -28,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion import __version__
 from bastion.logs import request_id
 from bastion.metrics import CONTENT_TYPE_LATEST, HTTP_REQUEST_SECONDS, HTTP_REQUESTS, READY, render
+from bastion.net import is_loopback
 from bastion.settings import Settings
 from gateway.runtime import GatewayRuntime, open_gateway, readiness
 
@@ -120,11 +120,7 @@ async def readyz(request: Request) -> Response:
 
 
 def _is_loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(request.client.host if request.client else None)
 
 
 async def metrics(request: Request) -> Response:

@@ -463,19 +463,19 @@ class Gateway:
         slots = self.upstreams.slots(upstream)
         if slots is None:
             return await connection.request(method, params, **options)
-        if slots.locked():
+        if slots.free():
+            ticket = await slots.acquire()
+        else:
             waiting = UPSTREAM_WAITING.labels(upstream)
             waiting.inc()
             try:
-                await slots.acquire()
+                ticket = await slots.acquire()
             finally:
                 waiting.dec()
-        else:
-            await slots.acquire()
         try:
             return await connection.request(method, params, **options)
         finally:
-            slots.release()
+            slots.release(ticket)
 
     def _outgoing_meta(
         self, ctx: CallContext, builtin: bool, decision: Decision, meta: Mapping[str, Any] | None

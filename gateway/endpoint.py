@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +39,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from bastion.logs import request_id
 from bastion.metrics import REGISTRY
+from bastion.net import is_loopback
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
 from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
 from gateway.catalog import View
@@ -73,13 +73,6 @@ class ViewRuntime:
     server: GatewayMCPServer
     manager: StreamableHTTPSessionManager
     modern_view: View  # what 2026-07-28 clients see (dual-era upstreams list their own catalog)
-
-
-def _loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 async def _reply(
@@ -136,7 +129,7 @@ class MCPEndpoint:
         self.authenticator = authenticator
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
-        self.listen_loopback = _loopback(listen_host)
+        self.listen_loopback = is_loopback(listen_host)
         self.max_body = max_body
         # Handshake sessions the fast path may serve: id -> last seen. A client that declared
         # sampling, elicitation or roots (or asked for log lines) stays on the SDK path, where
@@ -294,7 +287,7 @@ class MCPEndpoint:
         if (
             runtime.view.config.allow_loopback_test_principal
             and self.listen_loopback
-            and _loopback(client_host)
+            and is_loopback(client_host)
         ):
             return TEST_PRINCIPAL
         return None

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Literal
 
 from prometheus_client import Counter
 
 from bastion.metrics import REGISTRY
+from bastion.net import is_loopback
 from gateway.auth.principal import Principal
 
 __all__ = [
@@ -134,15 +134,6 @@ class LoopbackTestAuthenticator(Authenticator):
     ) -> Principal | AuthFailure:
         if authorization_header:
             return AuthFailure("unsupported", "credentials are not used by the loopback test principal")
-        if not _is_loopback(client_host):
+        if not is_loopback(client_host):
             return MISSING
         return self.principal
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -109,7 +109,10 @@ class UpstreamSpec:
     # upstream speaks that era (over stdio: a second process).
     dual_era: bool = False
     timeout: float = 300.0  # seconds a single request may take
-    max_concurrency: int | None = None  # calls in flight at once, both eras together; None: no limit
+    # Calls in flight at once, both eras together (None: no limit); a call running longer
+    # than `slow_call` seconds stops counting (None: it counts until it ends).
+    max_concurrency: int | None = None
+    slow_call: float | None = None
     # Built-in servers refuse requests without a caller context: listing the catalog
     # is done as the gateway itself, with a context this returns.
     list_meta: Callable[[], Mapping[str, Any]] | None = None

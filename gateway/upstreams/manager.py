@@ -14,7 +14,6 @@ fires the registered listeners, so views rebuild and clients are notified.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from prometheus_client import Counter, Gauge
 
 from bastion.metrics import REGISTRY
 from gateway.back_channel import BackChannels
+from gateway.upstreams.call_slots import CallSlots
 from gateway.upstreams.connection import Catalog, ModernUnsupportedError, UpstreamConnection, UpstreamSpec
 
 __all__ = ["RESOURCE_UPDATED", "UpstreamManager", "UpstreamState"]
@@ -37,6 +37,12 @@ logger = logging.getLogger(__name__)
 UPSTREAM_RESTARTS = Counter(
     "bastion_upstream_restarts",
     "Upstream connections restarted after they closed",
+    ["upstream"],
+    registry=REGISTRY,
+)
+UPSTREAM_SLOW_CALLS = Counter(
+    "bastion_upstream_slow_calls",
+    "Calls that ran longer than the upstream's slow_call_ms and stopped counting toward max_concurrency",
     ["upstream"],
     registry=REGISTRY,
 )
@@ -97,7 +103,11 @@ class UpstreamManager:
         }
         # `max_concurrency`: one count of calls in flight per upstream, both eras together.
         self._slots = {
-            name: asyncio.Semaphore(spec.max_concurrency)
+            name: CallSlots(
+                spec.max_concurrency,
+                spec.slow_call,
+                on_slow=UPSTREAM_SLOW_CALLS.labels(name).inc,
+            )
             for name, spec in specs.items()
             if spec.max_concurrency is not None
         }
@@ -105,7 +115,7 @@ class UpstreamManager:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def slots(self, name: str) -> asyncio.Semaphore | None:
+    def slots(self, name: str) -> CallSlots | None:
         """The upstream's call slots when it has a `max_concurrency`; None: no limit."""
         return self._slots.get(name)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from bastion.caller import META_KEY, CallerContext, sign_caller
 from bastion.components import BUILTIN_SERVERS
 from bastion.errors import ConfigError
-from bastion.settings import Settings
+from bastion.net import is_loopback
+from bastion.settings import LOCAL_MAX_CONCURRENCY, SLOW_CALL_MS, Settings, UpstreamConfig
 from gateway.upstreams.connection import UpstreamSpec, default_stdio_env
 
 __all__ = ["GATEWAY_SUBJECT", "upstream_specs"]
@@ -42,7 +44,14 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             if not server.port:
                 raise ConfigError(f"servers.{name}: an HTTP server behind the gateway needs an explicit port")
             url = f"http://{server.host}:{server.port}/mcp"
-            specs[name] = UpstreamSpec(name, "http", url=url, builtin=True, list_meta=lister)
+            specs[name] = UpstreamSpec(
+                name,
+                "http",
+                url=url,
+                builtin=True,
+                list_meta=lister,
+                **_concurrency(None, local=is_loopback(server.host)),
+            )
             continue
         env = default_stdio_env()
         env.update({"BASTION_REQUIRE_CALLER_CONTEXT": "true", "BASTION_LOG_FORMAT": "json"})
@@ -54,6 +63,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             env=env,
             builtin=True,
             list_meta=lister,
+            **_concurrency(None, local=True),
         )
     for name, config in settings.upstreams.items():
         if name in specs:
@@ -68,6 +78,27 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             url=config.url,
             headers={k: v.get_secret_value() for k, v in config.headers.items()},
             dual_era=config.dual_era,
-            max_concurrency=config.max_concurrency,
+            **_concurrency(config, local=config.transport == "stdio" or _loopback_url(config.url)),
         )
     return specs
+
+
+def _concurrency(config: UpstreamConfig | None, *, local: bool) -> dict[str, Any]:
+    """`max_concurrency` and `slow_call` for a spec: settings first, then the default by place.
+
+    A server on this machine shares its cores with the gateway: a few calls at a time keep
+    them busy (docs/benchmarks/gateway.md). A remote one's capacity is not the gateway's to guess.
+    """
+    limit = config.max_concurrency if config is not None else None
+    if limit is None:
+        limit = LOCAL_MAX_CONCURRENCY if local else 0
+    strict = config is not None and config.strict_concurrency
+    slow_ms = config.slow_call_ms if config is not None else SLOW_CALL_MS
+    return {
+        "max_concurrency": limit or None,
+        "slow_call": None if strict else slow_ms / 1000,
+    }
+
+
+def _loopback_url(url: str | None) -> bool:
+    return url is not None and is_loopback(urlsplit(url).hostname)

@@ -78,13 +78,19 @@ def test_a_missing_explicit_config_file_is_refused(monkeypatch: pytest.MonkeyPat
         load_settings()
 
 
-def test_an_upstream_concurrency_limit_below_one_is_refused_by_name(tmp_path: Path) -> None:
+def test_an_upstream_concurrency_limit_below_zero_is_refused_by_name(tmp_path: Path) -> None:
     (tmp_path / "bastion.toml").write_text(
-        '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 0\n'
+        '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = -1\n'
     )
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert "UPSTREAMS_CRM_MAX_CONCURRENCY=0: Input should be greater than or equal to 1" in str(caught.value)
+    assert "UPSTREAMS_CRM_MAX_CONCURRENCY=-1: Input should be greater than or equal to 0" in str(caught.value)
+    (tmp_path / "bastion.toml").write_text(
+        '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nslow_call_ms = 0\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "UPSTREAMS_CRM_SLOW_CALL_MS=0: Input should be greater than or equal to 1" in str(caught.value)
     (tmp_path / "bastion.toml").write_text(
         '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 4\n'
     )

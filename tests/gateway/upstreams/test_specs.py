@@ -1,0 +1,55 @@
+"""Which call limit each upstream gets: its settings first, then the default by where it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.settings import load_settings
+from gateway.upstreams.specs import upstream_specs
+
+ECHO = 'command = "python3"\nargs = ["-c", "pass"]\n'
+
+
+@pytest.fixture
+def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for key in ("DATABASE_URL", "REDIS_URL", "OPA_URL", "BASTION_CONFIG", "BASTION_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    return tmp_path / "bastion.toml"
+
+
+def test_servers_on_this_machine_get_eight_calls_at_once_and_remote_ones_no_limit(config: Path) -> None:
+    config.write_text(
+        'builtin_servers = ["system"]\n'
+        f'[upstreams.local_stdio]\ntransport = "stdio"\n{ECHO}'
+        '[upstreams.loopback]\ntransport = "http"\nurl = "http://127.0.0.1:9100/mcp"\n'
+        '[upstreams.named_loopback]\ntransport = "http"\nurl = "http://localhost:9100/mcp"\n'
+        '[upstreams.v6_loopback]\ntransport = "http"\nurl = "http://[::1]:9100/mcp"\n'
+        '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
+    )
+    specs = upstream_specs(load_settings(), b"k" * 32)
+    limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
+    assert limits == {
+        "system": (8, 0.05),
+        "local_stdio": (8, 0.05),
+        "loopback": (8, 0.05),
+        "named_loopback": (8, 0.05),
+        "v6_loopback": (8, 0.05),
+        "remote": (None, 0.05),
+    }
+
+
+def test_settings_override_the_default_limit(config: Path) -> None:
+    config.write_text(
+        "builtin_servers = []\n"
+        f'[upstreams.unlimited]\ntransport = "stdio"\n{ECHO}max_concurrency = 0\n'
+        f'[upstreams.strict]\ntransport = "stdio"\n{ECHO}max_concurrency = 1\nstrict_concurrency = true\n'
+        '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
+        "max_concurrency = 32\nslow_call_ms = 250\n"
+    )
+    specs = upstream_specs(load_settings(), b"k" * 32)
+    limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
+    assert limits == {"unlimited": (None, 0.05), "strict": (1, None), "remote": (32, 0.25)}
