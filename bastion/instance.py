@@ -67,9 +67,14 @@ def render_status(report: dict[str, Any]) -> str:
             )
     for name, upstream in (report.get("upstreams") or {}).items():
         error = f" ({upstream['last_error']})" if upstream.get("last_error") else ""
+        calls = upstream.get("calls") or {}
+        limit = (
+            f"  calls {calls['counted']}/{calls['max_concurrency']}" if calls.get("max_concurrency") else ""
+        )
+        waiting = f" ({calls['waiting']} waiting)" if calls.get("waiting") else ""
         lines.append(
             f"  upstream  {name:<12} {upstream['transport']:<5} {upstream['state']}"
-            f"  tools {upstream['tools']}  restarts {upstream['restarts']}{error}"
+            f"  tools {upstream['tools']}  restarts {upstream['restarts']}{limit}{waiting}{error}"
         )
         modern = upstream.get("modern")
         if modern:  # its 2026-07-28 connection (docs/gateway.md, "Upstreams")

@@ -139,7 +139,21 @@ class UpstreamManager:
         return catalogs
 
     def describe(self) -> dict[str, Any]:
-        return {name: state.describe() for name, state in sorted(self.states.items())}
+        described: dict[str, Any] = {}
+        for name, state in sorted(self.states.items()):
+            described[name] = state.describe()
+            slots = self._slots.get(name)
+            described[name]["calls"] = (
+                {"max_concurrency": None}
+                if slots is None
+                else {
+                    "max_concurrency": slots.limit,
+                    "slow_call_ms": None if slots.slow_after is None else round(slots.slow_after * 1000),
+                    "counted": slots.counted,
+                    "waiting": slots.waiting,
+                }
+            )
+        return described
 
     async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel scope
         """Wait until every upstream connected or failed once; False on timeout."""

@@ -1,4 +1,4 @@
-"""Which call limit each upstream gets: its settings first, then the default by where it runs."""
+"""Each upstream's call limit: its settings first, then the default by where it runs; and in status."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bastion.settings import load_settings
+from gateway.upstreams.manager import UpstreamManager
 from gateway.upstreams.specs import upstream_specs
 
 ECHO = 'command = "python3"\nargs = ["-c", "pass"]\n'
@@ -53,3 +54,25 @@ def test_settings_override_the_default_limit(config: Path) -> None:
     specs = upstream_specs(load_settings(), b"k" * 32)
     limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
     assert limits == {"unlimited": (None, 0.05), "strict": (1, None), "remote": (32, 0.25)}
+
+
+async def test_status_describes_each_upstreams_call_limit(config: Path) -> None:
+    config.write_text(
+        "builtin_servers = []\n"
+        f'[upstreams.local_stdio]\ntransport = "stdio"\n{ECHO}'
+        '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
+    )
+    manager = UpstreamManager(upstream_specs(load_settings(), b"k" * 32))
+    slots = manager.slots("local_stdio")
+    assert slots is not None and manager.slots("remote") is None
+    ticket = await slots.acquire()
+    described = manager.describe()
+    assert described["local_stdio"]["calls"] == {
+        "max_concurrency": 8,
+        "slow_call_ms": 50,
+        "counted": 1,
+        "waiting": 0,
+    }
+    assert described["remote"]["calls"] == {"max_concurrency": None}
+    slots.release(ticket)
+    assert manager.describe()["local_stdio"]["calls"]["counted"] == 0
