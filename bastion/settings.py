@@ -55,41 +55,17 @@ def default_home() -> Path:
     return base / "bastion"
 
 
-class ServerConfig(BaseModel):
-    """How the supervisor or gateway runs one built-in MCP server."""
-
-    model_config = {"extra": "forbid"}
-
-    transport: Literal["stdio", "http"] = "stdio"
-    host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
-
-
 # Calls a server on this machine gets at once by default, and when a call stops counting
 # (docs/configuration.md, docs/benchmarks/gateway.md).
 LOCAL_MAX_CONCURRENCY = 8
 SLOW_CALL_MS = 50
 
 
-class UpstreamConfig(BaseModel):
-    """An external MCP server the gateway puts behind its endpoint."""
+class CallLimitConfig(BaseModel):
+    """How many calls the gateway sends one server at once (docs/configuration.md)."""
 
     model_config = {"extra": "forbid"}
 
-    transport: Literal["stdio", "http"]
-    command: str | None = Field(default=None, description="stdio: the program to run")
-    args: list[str] = Field(default_factory=list[str])
-    env: dict[str, str] = Field(default_factory=dict[str, str], description="stdio: extra environment")
-    cwd: str | None = None
-    url: str | None = Field(default=None, description="http: the Streamable HTTP endpoint")
-    headers: dict[str, SecretStr] = Field(
-        default_factory=dict[str, SecretStr], description="http: sent on every request"
-    )
-    dual_era: bool = Field(
-        default=True,
-        description="also connect in the 2026-07-28 era for 2026-07-28 clients when the server speaks it "
-        "(stdio: a second process); off: every client is served over the handshake-era connection",
-    )
     max_concurrency: int | None = Field(
         default=None,
         ge=0,
@@ -109,6 +85,37 @@ class UpstreamConfig(BaseModel):
         default=False,
         description="count every call until it ends (a hard limit, for a server that must never "
         "see more than max_concurrency calls at once)",
+    )
+
+
+class ServerConfig(CallLimitConfig):
+    """How the supervisor or gateway runs one built-in MCP server."""
+
+    model_config = {"extra": "forbid"}
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+
+
+class UpstreamConfig(CallLimitConfig):
+    """An external MCP server the gateway puts behind its endpoint."""
+
+    model_config = {"extra": "forbid"}
+
+    transport: Literal["stdio", "http"]
+    command: str | None = Field(default=None, description="stdio: the program to run")
+    args: list[str] = Field(default_factory=list[str])
+    env: dict[str, str] = Field(default_factory=dict[str, str], description="stdio: extra environment")
+    cwd: str | None = None
+    url: str | None = Field(default=None, description="http: the Streamable HTTP endpoint")
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict[str, SecretStr], description="http: sent on every request"
+    )
+    dual_era: bool = Field(
+        default=True,
+        description="also connect in the 2026-07-28 era for 2026-07-28 clients when the server speaks it "
+        "(stdio: a second process); off: every client is served over the handshake-era connection",
     )
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from bastion.caller import META_KEY, CallerContext, sign_caller
 from bastion.components import BUILTIN_SERVERS
 from bastion.errors import ConfigError
 from bastion.net import is_loopback
-from bastion.settings import LOCAL_MAX_CONCURRENCY, SLOW_CALL_MS, Settings, UpstreamConfig
+from bastion.settings import LOCAL_MAX_CONCURRENCY, SLOW_CALL_MS, CallLimitConfig, Settings
 from gateway.upstreams.connection import UpstreamSpec, default_stdio_env
 
 __all__ = ["GATEWAY_SUBJECT", "upstream_specs"]
@@ -50,7 +50,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
                 url=url,
                 builtin=True,
                 list_meta=lister,
-                **_concurrency(None, local=is_loopback(server.host)),
+                **_concurrency(server, local=is_loopback(server.host)),
             )
             continue
         env = default_stdio_env()
@@ -63,7 +63,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             env=env,
             builtin=True,
             list_meta=lister,
-            **_concurrency(None, local=True),
+            **_concurrency(server, local=True),
         )
     for name, config in settings.upstreams.items():
         if name in specs:
@@ -83,7 +83,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
     return specs
 
 
-def _concurrency(config: UpstreamConfig | None, *, local: bool) -> dict[str, Any]:
+def _concurrency(config: CallLimitConfig | None, *, local: bool) -> dict[str, Any]:
     """`max_concurrency` and `slow_call` for a spec: settings first, then the default by place.
 
     A server on this machine shares its cores with the gateway: a few calls at a time keep

@@ -45,7 +45,8 @@ def test_servers_on_this_machine_get_eight_calls_at_once_and_remote_ones_no_limi
 
 def test_settings_override_the_default_limit(config: Path) -> None:
     config.write_text(
-        "builtin_servers = []\n"
+        'builtin_servers = ["system"]\n'
+        "[servers.system]\nmax_concurrency = 2\nslow_call_ms = 1000\n"
         f'[upstreams.unlimited]\ntransport = "stdio"\n{ECHO}max_concurrency = 0\n'
         f'[upstreams.strict]\ntransport = "stdio"\n{ECHO}max_concurrency = 1\nstrict_concurrency = true\n'
         '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
@@ -53,7 +54,12 @@ def test_settings_override_the_default_limit(config: Path) -> None:
     )
     specs = upstream_specs(load_settings(), b"k" * 32)
     limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
-    assert limits == {"unlimited": (None, 0.05), "strict": (1, None), "remote": (32, 0.25)}
+    assert limits == {
+        "system": (2, 1.0),
+        "unlimited": (None, 0.05),
+        "strict": (1, None),
+        "remote": (32, 0.25),
+    }
 
 
 async def test_status_describes_each_upstreams_call_limit(config: Path) -> None:
