@@ -8,8 +8,9 @@ Method (the same load generator, the same upstream, the same run, interleaved):
   embedded Rego policy, API-key authentication, audit events committed before each
   answer), with the echo server as its only upstream;
 - `../shared/bench/load.py` drives closed-loop clients of one protocol era at a time,
-  first against the echo server, then against the gateway, alternating for `--rounds`
-  rounds; the gateway's process tree CPU is accounted with `--pid`;
+  against the echo server and against the gateway, interleaved for `--rounds` rounds,
+  each round starting one place later in that order; the gateway's process tree CPU is
+  accounted with `--pid`;
 - everything is repeated for both protocol eras (2026-07-28 stateless, 2025-11-25
   handshake), for 1 and 16 clients, and for both audit durability modes.
 
@@ -281,33 +282,25 @@ def measure(
                 for protocol in ("modern", "handshake"):
                     for workers in (1, 16):
                         label = f"{durability}/{protocol}/{workers}"
-                        runs: dict[str, list[dict[str, Any]]] = {"direct": [], **{n: [] for n in gateways}}
-                        for _ in range(rounds):
-                            runs["direct"].append(
-                                _load(echo_url, protocol, workers, duration, None, echo.pid)
-                            )
-                            for name, gateway in gateways.items():
-                                runs[name].append(
-                                    _load(
-                                        gateway.url + "/mcp",
-                                        protocol,
-                                        workers,
-                                        duration,
-                                        keys[name],
-                                        gateway.process.pid,
-                                    )
-                                )
-                            if floor_proxy is not None:
-                                runs.setdefault("floor", []).append(
-                                    _load(
-                                        floor_proxy.url + "/mcp",
-                                        protocol,
-                                        workers,
-                                        duration,
-                                        None,
-                                        floor_proxy.process.pid,
-                                    )
-                                )
+                        # (url, token, pid) of everything measured, in the order of the first round
+                        targets: dict[str, tuple[str, str | None, int]] = {
+                            "direct": (echo_url, None, echo.pid),
+                            **{
+                                name: (gateway.url + "/mcp", keys[name], gateway.process.pid)
+                                for name, gateway in gateways.items()
+                            },
+                        }
+                        if floor_proxy is not None:
+                            targets["floor"] = (floor_proxy.url + "/mcp", None, floor_proxy.process.pid)
+                        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+                        order = list(targets)
+                        for turn in range(rounds):
+                            # Each round starts one place later, so no target always runs
+                            # right after the same one (the host's state carries over).
+                            shift = turn % len(order)
+                            for name in order[shift:] + order[:shift]:
+                                url, token, pid = targets[name]
+                                runs[name].append(_load(url, protocol, workers, duration, token, pid))
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
