@@ -50,9 +50,9 @@ class CallSlots:
 
     async def acquire(self) -> int:
         """A ticket to hand back to `release` when the call ends, however it ends."""
-        if len(self._holders) < self.limit and not self._waiters:
-            return self._admit(asyncio.get_running_loop().time())
         loop = asyncio.get_running_loop()
+        if self.free():
+            return self._admit(loop.time())
         waiter: asyncio.Future[int] = loop.create_future()
         self._waiters.append(waiter)
         self._arm(loop)
