@@ -22,6 +22,12 @@ def config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "bastion.toml"
 
 
+def _limits() -> dict[str, tuple[int | None, float | None]]:
+    """Each upstream's (max_concurrency, slow_call) as the gateway would run it."""
+    specs = upstream_specs(load_settings(), b"k" * 32)
+    return {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
+
+
 def test_servers_on_this_machine_get_eight_calls_at_once_and_remote_ones_no_limit(config: Path) -> None:
     config.write_text(
         'builtin_servers = ["system"]\n'
@@ -31,9 +37,7 @@ def test_servers_on_this_machine_get_eight_calls_at_once_and_remote_ones_no_limi
         '[upstreams.v6_loopback]\ntransport = "http"\nurl = "http://[::1]:9100/mcp"\n'
         '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
     )
-    specs = upstream_specs(load_settings(), b"k" * 32)
-    limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
-    assert limits == {
+    assert _limits() == {
         "system": (8, 0.05),
         "local_stdio": (8, 0.05),
         "loopback": (8, 0.05),
@@ -52,9 +56,7 @@ def test_settings_override_the_default_limit(config: Path) -> None:
         '[upstreams.remote]\ntransport = "http"\nurl = "https://crm.internal/mcp"\n'
         "max_concurrency = 32\nslow_call_ms = 250\n"
     )
-    specs = upstream_specs(load_settings(), b"k" * 32)
-    limits = {name: (spec.max_concurrency, spec.slow_call) for name, spec in specs.items()}
-    assert limits == {
+    assert _limits() == {
         "system": (2, 1.0),
         "unlimited": (None, 0.05),
         "strict": (1, None),
