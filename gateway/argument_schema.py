@@ -16,11 +16,12 @@ to the upstream, which stays the authority on its own arguments.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 import jsonschema_rs
+import orjson
 
 __all__ = ["ArgumentSchemas"]
 
@@ -28,6 +29,41 @@ logger = logging.getLogger(__name__)
 
 _ERRORS_SHOWN = 3  # a model fixes several arguments at once if it is told of them together
 _MESSAGE_MAX = 200  # characters of one validator message (it may quote a large value)
+
+
+_ALTERNATIVES = (jsonschema_rs.ValidationErrorKind.AnyOf, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
+_TYPE = jsonschema_rs.ValidationErrorKind.Type
+
+
+def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
+    """(path, message) pairs a caller can act on, for one validation error.
+
+    For a value that matches none of an `anyOf`/`oneOf` (every optional argument is
+    `anyOf: [<schema>, null]`), "is not valid under any of the schemas" names no cause.
+    The branch that fits the value's type says what is wrong inside it (`params[1]`);
+    when no branch takes the value's type, the message names the types that would do.
+    """
+    branches = error.kind.context if isinstance(error.kind, _ALTERNATIVES) else None
+    if not branches:
+        yield error.instance_path, error.message
+        return
+    depth = len(error.instance_path)
+
+    def type_only(branch: list[Any]) -> bool:
+        return all(isinstance(e.kind, _TYPE) and len(e.instance_path) == depth for e in branch)
+
+    fitting = [branch for branch in branches if branch and not type_only(branch)]
+    if fitting:
+        # The branch that got furthest into the value before failing, then the one with fewest problems.
+        best = max(fitting, key=lambda b: (max(len(e.instance_path) for e in b), -len(b)))
+        for inner in best:
+            yield from _explain(inner)
+        return
+    kinds = [e.kind for branch in branches for e in branch]
+    names = dict.fromkeys(t for k in kinds if isinstance(k, _TYPE) for t in k.types)  # in order, once each
+    types = [f'"{t}"' for t in names]
+    named = types[0] if len(types) == 1 else f"{', '.join(types[:-1])} or {types[-1]}"
+    yield error.instance_path, f"{orjson.dumps(error.instance).decode()} is not of type {named}"
 
 
 def _where(path: list[str | int]) -> str:
@@ -49,11 +85,11 @@ class ArgumentSchemas:
         if validator is None or validator.is_valid(arguments):
             return None
         parts = []
-        for error in islice(validator.iter_errors(arguments), _ERRORS_SHOWN):
-            message = error.message
+        explained = (pair for error in validator.iter_errors(arguments) for pair in _explain(error))
+        for path, message in islice(explained, _ERRORS_SHOWN):
             if len(message) > _MESSAGE_MAX:
                 message = message[:_MESSAGE_MAX] + "..."
-            where = _where(error.instance_path)
+            where = _where(path)
             parts.append(f"argument {where!r}: {message}" if where else f"the arguments: {message}")
         return "; ".join(parts)
 

@@ -39,6 +39,43 @@ def test_a_problem_names_the_argument_and_what_is_wrong(arguments: dict[str, obj
     assert ArgumentSchemas().problem("up", "t", SCHEMA, arguments) == expected
 
 
+# What pydantic writes for `params: list[str | int] | None` and a nullable bounded integer.
+OPTIONAL = {
+    "type": "object",
+    "properties": {
+        "params": {
+            "anyOf": [
+                {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                {"type": "null"},
+            ]
+        },
+        "top": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "null"}]},
+        "by": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        # the branch that takes the value's type says what is wrong inside it
+        (
+            {"params": ["a", 1, {"x": 1}]},
+            'argument \'params[2]\': {"x":1} is not of type "string" or "integer"',
+        ),
+        ({"top": 0}, "argument 'top': 0 is less than the minimum of 1"),
+        ({"by": ["a", 2]}, "argument 'by[1]': 2 is not of type \"string\""),
+        # no branch takes it: the types that would
+        ({"params": "a"}, 'argument \'params\': "a" is not of type "array" or "null"'),
+        ({"by": 3}, 'argument \'by\': 3 is not of type "string" or "array"'),
+    ],
+)
+def test_a_value_matching_no_alternative_is_explained_by_the_one_it_was_meant_for(
+    arguments: dict[str, object], expected: str
+) -> None:
+    assert ArgumentSchemas().problem("up", "t", OPTIONAL, arguments) == expected
+
+
 def test_a_long_offending_value_is_cut_short() -> None:
     problem = ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": ["x" * 5000]})
     assert problem is not None and problem.endswith("...") and len(problem) < 300
