@@ -20,8 +20,10 @@ from typing import Annotated, Any
 import orjson
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
 
 from bastion.mcp import ServerRuntime, ServerSpec, current_caller, structured
+from bastion.mcp.arguments import SqlParams
 from servers.analytics import browse
 from servers.analytics.chart import vega_lite
 from servers.analytics.guard import CheckedQuery, check_sql
@@ -44,6 +46,12 @@ spec = ServerSpec(
 )
 
 _READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+Params = Annotated[
+    SqlParams | None,
+    Field(description="Values bound to $1, $2... in order: text, numbers, booleans, null or arrays of them."),
+]
 
 
 def _service(ctx: Context[ServerRuntime, Any]):
@@ -77,7 +85,7 @@ async def profile(
 async def query(
     sql: str,
     ctx: Context[ServerRuntime, Any],
-    params: list[Any] | None = None,
+    params: Params = None,
     max_rows: int = 1000,
     source: str | None = None,
 ) -> Annotated[CallToolResult, QueryResult]:
@@ -92,7 +100,7 @@ async def explain(
     sql: str,
     ctx: Context[ServerRuntime, Any],
     source: str | None = None,
-    params: list[Any] | None = None,
+    params: Params = None,
 ) -> dict[str, Any]:
     """The query plan PostgreSQL would use for `sql`, without running it (EXPLAIN, FORMAT JSON)."""
     service = _service(ctx)
@@ -127,7 +135,7 @@ async def chart(
     y: str | None = None,
     color: str | None = None,
     source: str | None = None,
-    params: list[Any] | None = None,
+    params: Params = None,
     title: str | None = None,
 ) -> Annotated[CallToolResult, dict[str, Any]]:
     """A Vega-Lite v5 chart (bar, line, scatter or histogram) of a query's result, data inlined.

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from bastion.errors import ConfigError
 from bastion.mcp import ServerRuntime, ServerSpec
+from bastion.mcp.arguments import SeriesTimestamps, SeriesValues, TableRows
 from bastion.mcp.runs import record_run
 from servers.anomaly.runs import MIGRATIONS, RunRecord
 
@@ -72,10 +73,13 @@ async def _run(
 
 @spec.tool(annotations=READ_ONLY)
 async def score_series(
-    values: Annotated[list[Any], Field(description="The series, oldest first: numbers, null for missing.")],
+    values: Annotated[
+        SeriesValues, Field(description="The series, oldest first: numbers, null for missing.")
+    ],
     ctx: Context[ServerRuntime, Any],
     timestamps: Annotated[
-        list[Any] | None, Field(description="One per value: ISO 8601 text or Unix epoch seconds. Optional.")
+        SeriesTimestamps | None,
+        Field(description="One per value: ISO 8601 text or Unix epoch seconds. Optional."),
     ] = None,
     season_length: Annotated[
         int | None,
@@ -104,7 +108,7 @@ async def score_series(
 @spec.tool(annotations=READ_ONLY)
 async def score_table(
     rows: Annotated[
-        list[Any], Field(description="Rows as objects {column: value} (or arrays with `features`).")
+        TableRows, Field(description="Rows as objects {column: value} (or arrays with `features`).")
     ],
     ctx: Context[ServerRuntime, Any],
     features: Annotated[

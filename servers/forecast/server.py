@@ -21,6 +21,7 @@ from pydantic import Field
 
 from bastion.errors import ConfigError
 from bastion.mcp import ServerRuntime, ServerSpec
+from bastion.mcp.arguments import SeriesTimestamps, SeriesValues
 from bastion.mcp.runs import record_run
 from servers.forecast.runs import MIGRATIONS, RunRecord
 
@@ -42,10 +43,10 @@ spec = ServerSpec(
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 Values = Annotated[
-    list[Any], Field(description="The series, oldest first: numbers, null for a missing value.")
+    SeriesValues, Field(description="The series, oldest first: numbers, null for a missing value.")
 ]
 Timestamps = Annotated[
-    list[Any] | None,
+    SeriesTimestamps | None,
     Field(description="One per value: ISO 8601 text or Unix epoch seconds. Optional."),
 ]
 Freq = Annotated[
