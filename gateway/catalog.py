@@ -3,7 +3,9 @@
 A view is rebuilt from the upstream catalogs whenever any of them changes. Tools and
 prompts get exposed names from a `NameTable` (prefixed with the upstream, or kept as
 they are on a virtual server made of exactly one upstream). Resource URIs are kept
-as the upstream wrote them and routed by exact match, then by URI template.
+as the upstream wrote them and routed by exact match, then by URI template; a
+resource's or template's `name` only labels it, so it gets the same prefix (no table:
+nothing is looked up by it) and a client can tell whose it is.
 """
 
 from __future__ import annotations
@@ -84,6 +86,14 @@ class View:
         return None
 
 
+def _labelled(definition: dict[str, Any], upstream: str, prefixed: bool) -> dict[str, Any]:
+    """A resource or template definition whose `name` says which upstream offers it."""
+    name = definition.get("name")
+    if not prefixed or not isinstance(name, str):
+        return definition
+    return {**definition, "name": f"{upstream}_{name}"}
+
+
 def _template_pattern(template: str) -> re.Pattern[str]:
     """A regex for an RFC 6570 URI template (each expression matches one or more characters)."""
     parts = re.split(r"(\{[^}]*\})", template)
@@ -143,10 +153,12 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
                 )
                 continue
             view.resources[uri] = upstream
-            view.resource_list.append(resource)
+            view.resource_list.append(_labelled(resource, upstream, config.prefixed))
         for template in catalog.templates:
             uri_template = str(template.get("uriTemplate", ""))
-            view.templates.append((_template_pattern(uri_template), upstream, template))
+            view.templates.append(
+                (_template_pattern(uri_template), upstream, _labelled(template, upstream, config.prefixed))
+            )
         used.append(upstream)
     view.upstream_names = tuple(used)
     view.instructions = _merge_instructions((u, catalogs[u].instructions) for u in used)

@@ -66,3 +66,19 @@ def test_a_single_upstream_view_keeps_its_names_whatever_else_is_connected() -> 
             assert view is not None
             assert list(view.tools) == ["echo"]
             assert view.tools["echo"].upstream == own
+
+
+def test_resource_names_say_whose_they_are_and_uris_stay_as_written() -> None:
+    catalog = Catalog()
+    catalog.resources = [{"uri": "docs://guide", "name": "guide"}]
+    catalog.templates = [{"uriTemplate": "docs://pages/{page}", "name": "page"}]
+    for config, name in (
+        (ViewConfig(name=""), "docs_guide"),
+        (ViewConfig(name="d", upstreams=frozenset({"docs"})), "guide"),
+    ):
+        view = build_view(config, {"docs": catalog}, NameTable(prefix=config.prefixed))
+        assert view.resource_list == [{"uri": "docs://guide", "name": name}]
+        assert [t["name"] for t in view.template_definitions()] == [name.replace("guide", "page")]
+        assert view.resource_upstream("docs://guide") == "docs"
+        assert view.resource_upstream("docs://pages/intro") == "docs"
+    assert catalog.resources[0]["name"] == "guide"  # the upstream's own catalog is untouched

@@ -86,6 +86,7 @@ async def _check_catalog(target: Target) -> None:
 
     resources = (await target.client.list_resources()).resources
     architecture = next(r for r in resources if "architecture" in str(r.uri))
+    assert architecture.name == target.name("architecture.md")  # whose it is; the URI is unchanged
     contents = (await target.client.read_resource(architecture.uri)).contents
     assert any(isinstance(c, TextResourceContents) and c.text for c in contents)
 
