@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import pydantic_core
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import (
@@ -56,6 +57,7 @@ SESSIONS_OPEN = Gauge(
     registry=REGISTRY,
 )
 SESSION_IDLE = 1800.0
+PARSE_ERROR = -32700
 REQUEST_CANCELLED = -32800  # JSON-RPC's reserved range; the code LSP uses for the same
 DISCONNECT_WATCH_AFTER = 0.02  # seconds a 2026-07-28 call runs before its client's connection is watched
 TEST_PRINCIPAL = Principal(
@@ -89,6 +91,15 @@ def _padded(headers: list[tuple[bytes, bytes]]) -> bool:
         if value and (value[0] in _OWS or value[-1] in _OWS):
             return True
     return False
+
+
+def _not_json(body: bytes) -> str | None:
+    """Why `body` is not JSON to the SDK's own parser (orjson refuses a few things it takes)."""
+    try:
+        pydantic_core.from_json(body)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _plain_client(body: bytes) -> bool:
@@ -267,14 +278,24 @@ class MCPEndpoint:
         if body is None:
             await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
             return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            message = None
+            problem = _not_json(body)
+            if problem is not None and self._media_ok(headers):  # else the SDK's 400 or 406 comes first
+                detail = f"Parse error: the request body is not JSON ({problem}); send one JSON-RPC message"
+                await _reply(send, 400, _rpc_error(None, PARSE_ERROR, detail))
+                return
         # A header sent twice is folded to one value here; the SDK sees every copy and
         # refuses duplicated routing headers, so such a request is the SDK's to answer.
         folded = len(headers) != len(raw_headers)
-        if not folded and await self._fast_path(call, headers, body, receive, send):
-            return
-        if self._cancel_fast_call(headers, body):
-            await _reply(send, 202, b"", [])
-            return
+        if isinstance(message, dict):
+            if not folded and await self._fast_path(call, headers, message, receive, send):
+                return
+            if self._cancel_fast_call(headers, message):
+                await _reply(send, 202, b"", [])
+                return
         await self._to_sdk(runtime, scope, receive, send, body)
 
     async def _authenticate(
@@ -364,16 +385,15 @@ class MCPEndpoint:
     # -- the fast path ----------------------------------------------------------
 
     async def _fast_path(
-        self, call: CallContext, headers: Mapping[bytes, bytes], body: bytes, receive: Receive, send: Send
+        self,
+        call: CallContext,
+        headers: Mapping[bytes, bytes],
+        message: dict[str, Any],
+        receive: Receive,
+        send: Send,
     ) -> bool:
         """Answer a plain `tools/call` here; False hands the request to the SDK."""
-        if body.find(b'"tools/call"') < 0:  # `in` on bytes raises and clears a TypeError first
-            return False
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
+        if message.get("method") != "tools/call":
             return False
         if message.get("jsonrpc") != "2.0" or type(message.get("id")) not in (str, int):
             return False  # not a JSON-RPC 2.0 request (a bool or null id included): the SDK says why
@@ -456,15 +476,9 @@ class MCPEndpoint:
         await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
         return True
 
-    def _cancel_fast_call(self, headers: Mapping[bytes, bytes], body: bytes) -> bool:
+    def _cancel_fast_call(self, headers: Mapping[bytes, bytes], message: dict[str, Any]) -> bool:
         """Cancel the fast-path call a handshake session's `notifications/cancelled` names."""
-        if not self._inflight or b'"notifications/cancelled"' not in body:
-            return False
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(message, dict) or message.get("method") != "notifications/cancelled":
+        if not self._inflight or message.get("method") != "notifications/cancelled":
             return False
         params = message.get("params")
         if not isinstance(params, dict) or "requestId" not in params:

@@ -65,9 +65,16 @@ def _still_serving(gateway: GatewayProcess) -> None:
 
 def test_malformed_json_rpc_gets_a_json_rpc_error(gateway: GatewayProcess) -> None:
     before = gateway.counted()
-    not_json = _post(gateway, b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", ')
-    assert not_json.status_code == 400
-    assert _result(not_json)["error"]["code"] == -32700
+    truncated = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", '
+    for era in ({}, {"mcp-protocol-version": "2025-11-25"}):  # handshake-era: before any session
+        not_json = _post(gateway, truncated, **era)
+        assert not_json.status_code == 400
+        error = _result(not_json)["error"]
+        # what was wrong and where, not just "Parse error"
+        assert error["code"] == -32700 and "not JSON" in error["message"] and "line 1" in error["message"]
+    # JSON that orjson refuses but the SDK's parser takes is the SDK's to judge, not a parse error
+    lenient = _post(gateway, json.dumps(_call({"text": "x"})).replace('"x"', "NaN").encode())
+    assert _result(lenient)["result"]["isError"] is True, lenient.text  # `text` must be a string
     for envelope in ({"jsonrpc": "1.0"}, {"id": True}, {"id": None}, {"id": {"nested": 1}}):
         response = _post(gateway, json.dumps(_call({"text": "x"}, **envelope)).encode())
         assert response.status_code == 400, (envelope, response.text)
