@@ -72,6 +72,28 @@ def _when(value: datetime | None) -> str:
     return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
+def _check_roles(settings: Settings, roles: tuple[str, ...]) -> None:
+    """Refuse a role the policy does not define: a key holding only such roles could do nothing."""
+    if settings.opa_url:
+        return  # the OPA server holds the policy and its data
+    from gateway.auth import ApiKeyUsageError
+    from gateway.policy.bundle import PolicyBundle, default_policy_dir, defined_roles
+    from gateway.policy.errors import PolicyLoadError
+
+    folder = settings.policy_dir or default_policy_dir()
+    try:
+        known = defined_roles(PolicyBundle.load(folder).data)
+    except PolicyLoadError:
+        return  # a broken policy is reported by `bastion policy test` and the gateway, not here
+    unknown = [r for r in roles if r not in known]
+    if known and unknown:
+        raise ApiKeyUsageError(
+            f"the policy in {folder} defines no role {', '.join(map(repr, unknown))} "
+            f"(its roles: {', '.join(known)}), so the key could do nothing. Use one of those, "
+            "or add the role under bastion.grants.roles in the policy's data.json first."
+        )
+
+
 @keys_app.command("create")
 def create(
     name: Annotated[str, typer.Option("--name", help="who or what uses the key, e.g. ci-bot")],
@@ -85,6 +107,10 @@ def create(
     """Create an API key and print it once (only its hash is kept)."""
     expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     roles = tuple(role)
+    from gateway.auth.api_keys import validate_key_fields
+
+    validate_key_fields(name, roles, tenant)  # the form first, then whether the policy knows the roles
+    _check_roles(_settings(), roles)
 
     async def action(keys: ApiKeyStore) -> tuple[ApiKeyRecord, str]:
         created = await keys.create(name, roles, tenant=tenant, expires_at=expires_at)

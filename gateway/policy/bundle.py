@@ -80,6 +80,14 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any], *, overwrite: bool, w
             base[key] = value
 
 
+def defined_roles(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The roles a policy's data grants something to (`bastion.grants.roles`), in its order."""
+    bastion = data.get("bastion")
+    grants = bastion.get("grants") if isinstance(bastion, dict) else None
+    roles = grants.get("roles") if isinstance(grants, dict) else None
+    return tuple(roles) if isinstance(roles, dict) else ()
+
+
 @dataclass(frozen=True)
 class PolicyBundle:
     """The modules and data of one policy folder, as read at one moment."""

@@ -26,7 +26,14 @@ import orjson
 
 from gateway.policy import metrics
 from gateway.policy._regorus import RegorusEngine
-from gateway.policy.bundle import Fingerprint, PolicyBundle, clean_error, default_policy_dir, fingerprint
+from gateway.policy.bundle import (
+    Fingerprint,
+    PolicyBundle,
+    clean_error,
+    default_policy_dir,
+    defined_roles,
+    fingerprint,
+)
 from gateway.policy.engine import DECISION_PATH, UNDEFINED, PolicyEngine
 from gateway.policy.errors import PolicyError, PolicyEvaluationError, PolicyLoadError
 from gateway.policy.model import Context, Decision, PolicyInput, PolicyStatus, Principal, Resource
@@ -40,8 +47,7 @@ logger = logging.getLogger(__name__)
 def _probes(data: Mapping[str, Any]) -> list[PolicyInput]:
     """Requests every valid policy must decide: one with no role and one holding every role
     that data defines, so a policy or data edit that breaks decisions is refused at load."""
-    grants = data.get("bastion", {}).get("grants", {}) if isinstance(data.get("bastion"), dict) else {}
-    roles = tuple(grants.get("roles", {})) if isinstance(grants, dict) else ()
+    roles = defined_roles(data)
     context = Context(time="2026-01-01T00:00:00Z", client_address="127.0.0.1")
     resource = Resource(upstream="system", tool="version", arguments={})
     return [

@@ -88,3 +88,12 @@ def test_bad_input_fails_with_one_clear_line_and_exit_code_2(shared_home: Path) 
     ]
     bad_role = keys_cli(shared_home, "create", "--name", "x", "--role", "Root!")
     assert bad_role.returncode == 2 and "role 'Root!' is not allowed" in bad_role.stderr
+
+
+def test_a_role_the_policy_does_not_define_is_refused_before_a_key_exists(shared_home: Path) -> None:
+    before = json.loads(keys_cli(shared_home, "list", "--json").stdout)
+    done = keys_cli(shared_home, "create", "--name", "typo", "--role", "analyst", "--role", "anaylst")
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert "defines no role 'anaylst'" in line and "admin, analyst" in line and "data.json" in line
+    assert json.loads(keys_cli(shared_home, "list", "--json").stdout) == before
