@@ -41,7 +41,7 @@ from gateway.policy import (
     filter_allowed,
 )
 from gateway.policy import Principal as PolicyPrincipal
-from gateway.ratelimit import RateLimiter, RateObligation
+from gateway.ratelimit import RATE_LIMITED_CODE, RateLimiter, RateObligation, rate_limit_error
 from gateway.upstreams.connection import UpstreamConnection
 from gateway.upstreams.manager import UpstreamManager
 
@@ -85,7 +85,7 @@ UPSTREAM_WAITING = Gauge(
 
 # JSON-RPC error codes the gateway answers with (implementation-defined band).
 DENIED = -32003
-RATE_LIMITED = -32029
+RATE_LIMITED = RATE_LIMITED_CODE
 UPSTREAM_UNAVAILABLE = -32001
 INVALID_PARAMS = -32602
 RESOURCE_NOT_FOUND = INVALID_PARAMS  # SEP-2164: invalid params, with `data.uri`
@@ -375,14 +375,18 @@ class Gateway:
                 data={"reasons": list(reasons)},
             )
         rate = decision.obligations.rate
-        verdict = await self.limiter.check(ctx.principal, target, rate=_rate(rate))
+        # Buckets are per upstream and tool, named as policy names them: the same tool reached
+        # through two endpoints (or two upstreams' tools of one name) never share or split one.
+        verdict = await self.limiter.check(ctx.principal, f"{upstream}/{target}", rate=_rate(rate))
         if not verdict.allowed:
-            reasons = (f"rate limit {verdict.limit} exceeded",)
+            reasons = (f"rate limit exceeded ({verdict.limit})",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
             _child(CALLS, upstream, target, "rate_limited").inc()
+            error = rate_limit_error(verdict)
             raise CallError(
                 RATE_LIMITED,
-                f"rate limit {verdict.limit} exceeded: retry in {verdict.retry_after:.1f} s",
+                error["message"],
+                data={"limit": verdict.limit, "scope": verdict.scope},
                 retry_after=verdict.retry_after,
             )
         if checked is not None:

@@ -384,7 +384,14 @@ def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayPro
     limited = [r for r in statuses if r.status_code == 429]
     assert limited, "90 calls at once never hit the burst of 60"
     assert int(limited[0].headers["retry-after"]) >= 1
-    assert _result(limited[0])["error"]["code"] == -32029
+    error = _result(limited[0])["error"]
+    assert error["code"] == -32029
+    # which limit, for which tool (named as policy names it), and when to retry
+    assert error["message"].startswith(
+        "rate limit exceeded (policy limit for system/version: 300/min, burst 60)"
+    )
+    assert error["message"].endswith(f"retry in {limited[0].headers['retry-after']} s")
+    assert error["data"]["scope"] == "policy" and 0 < error["data"]["retry_after"] <= 60
 
 
 async def test_a_crashed_stdio_upstream_fails_calls_in_flight_and_comes_back(gateway: GatewayProcess) -> None:
