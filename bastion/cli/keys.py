@@ -105,10 +105,10 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="print {id, key, role, ...} as JSON")] = False,
 ) -> None:
     """Create an API key and print it once (only its hash is kept)."""
-    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    roles = tuple(role)
     from gateway.auth.api_keys import validate_key_fields
 
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    roles = tuple(role)
     validate_key_fields(name, roles, tenant)  # the form first, then whether the policy knows the roles
     _check_roles(_settings(), roles)
 
