@@ -61,6 +61,9 @@ def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
         return
     kinds = [e.kind for branch in branches for e in branch]
     names = dict.fromkeys(t for k in kinds if isinstance(k, _TYPE) for t in k.types)  # in order, once each
+    if not names:
+        yield error.instance_path, error.message
+        return
     types = [f'"{t}"' for t in names]
     named = types[0] if len(types) == 1 else f"{', '.join(types[:-1])} or {types[-1]}"
     yield error.instance_path, f"{orjson.dumps(error.instance).decode()} is not of type {named}"

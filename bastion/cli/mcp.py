@@ -140,7 +140,7 @@ async def _check_gateway(http: Any, url: str, wait: float) -> None:
         except httpx2.TransportError as exc:
             if anyio.current_time() >= deadline:
                 raise ConfigError(
-                    f"cannot reach the gateway at {url} ({exc or type(exc).__name__}). "
+                    f"cannot reach the gateway at {url} ({str(exc) or type(exc).__name__}). "
                     "Start Bastion with `bastion up`, or pass the gateway's MCP URL with --url."
                 ) from None
             await anyio.sleep(0.5)
