@@ -91,8 +91,6 @@ class CallLimitConfig(BaseModel):
 class ServerConfig(CallLimitConfig):
     """How the supervisor or gateway runs one built-in MCP server."""
 
-    model_config = {"extra": "forbid"}
-
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
@@ -100,8 +98,6 @@ class ServerConfig(CallLimitConfig):
 
 class UpstreamConfig(CallLimitConfig):
     """An external MCP server the gateway puts behind its endpoint."""
-
-    model_config = {"extra": "forbid"}
 
     transport: Literal["stdio", "http"]
     command: str | None = Field(default=None, description="stdio: the program to run")

@@ -11,7 +11,7 @@ from bastion.caller import META_KEY, CallerContext, sign_caller
 from bastion.components import BUILTIN_SERVERS
 from bastion.errors import ConfigError
 from bastion.net import is_loopback
-from bastion.settings import LOCAL_MAX_CONCURRENCY, SLOW_CALL_MS, CallLimitConfig, Settings
+from bastion.settings import LOCAL_MAX_CONCURRENCY, CallLimitConfig, ServerConfig, Settings
 from gateway.upstreams.connection import UpstreamSpec, default_stdio_env
 
 __all__ = ["GATEWAY_SUBJECT", "upstream_specs"]
@@ -39,8 +39,8 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
     lister = _gateway_lister(instance_key)
     specs: dict[str, UpstreamSpec] = {}
     for name in builtin:
-        server = settings.servers.get(name)
-        if server is not None and server.transport == "http":
+        server = settings.servers.get(name) or ServerConfig()  # no table: the defaults
+        if server.transport == "http":
             if not server.port:
                 raise ConfigError(f"servers.{name}: an HTTP server behind the gateway needs an explicit port")
             url = f"http://{server.host}:{server.port}/mcp"
@@ -83,20 +83,18 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
     return specs
 
 
-def _concurrency(config: CallLimitConfig | None, *, local: bool) -> dict[str, Any]:
+def _concurrency(config: CallLimitConfig, *, local: bool) -> dict[str, Any]:
     """`max_concurrency` and `slow_call` for a spec: settings first, then the default by place.
 
     A server on this machine shares its cores with the gateway: a few calls at a time keep
     them busy (docs/benchmarks/gateway.md). A remote one's capacity is not the gateway's to guess.
     """
-    limit = config.max_concurrency if config is not None else None
+    limit = config.max_concurrency
     if limit is None:
         limit = LOCAL_MAX_CONCURRENCY if local else 0
-    strict = config is not None and config.strict_concurrency
-    slow_ms = config.slow_call_ms if config is not None else SLOW_CALL_MS
     return {
         "max_concurrency": limit or None,
-        "slow_call": None if strict else slow_ms / 1000,
+        "slow_call": None if config.strict_concurrency else config.slow_call_ms / 1000,
     }
 
 
