@@ -122,6 +122,8 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
         if not config.prefixed and config.upstreams is not None and upstream not in config.upstreams:
             continue  # its names must not take the view's own upstream's plain names
         catalog = catalogs[upstream]
+        # A whole upstream brings its prompts, resources and templates too; tool globs pick tools only.
+        whole = upstream in config.upstreams if config.upstreams is not None else not config.tool_globs
         contributed = False
         for tool in catalog.tools:
             original = str(tool.get("name", ""))
@@ -132,7 +134,7 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
                     exposed, upstream, original, {**tool, "name": exposed}, param_headers
                 )
                 contributed = True
-        if config.upstreams is not None and upstream not in config.upstreams:
+        if not whole:
             if contributed:
                 used.append(upstream)
             continue
