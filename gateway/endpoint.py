@@ -209,12 +209,11 @@ class MCPEndpoint:
         path: str = scope["path"].rstrip("/")
         name = path[len("/mcp/") :] if path.startswith("/mcp/") else ""
         runtime = self.views.get(name)
+        # An unknown path is answered only after the caller authenticates on the main
+        # endpoint: the names of the virtual servers are not for anonymous callers.
+        unknown = runtime is None
         if runtime is None:
-            known = ", ".join(f"/mcp/{v}" for v in self.views if v) or "none"
-            await _reply(
-                send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
-            )
-            return
+            runtime = self.views[""]
         # Optional whitespace around a field value is not part of it (RFC 9110 5.5);
         # httptools keeps it, so it is dropped here for every layer after this one.
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -261,6 +260,12 @@ class MCPEndpoint:
             await unauthorized_response(verdict)(scope, receive, send)
             return
         principal = verdict
+        if unknown:
+            known = ", ".join(f"/mcp/{v}" for v in self.views if v) or "none"
+            await _reply(
+                send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
+            )
+            return
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or None
         modern = headers.get(b"mcp-protocol-version", b"").decode("latin-1") in MODERN_PROTOCOL_VERSIONS
         call = CallContext(

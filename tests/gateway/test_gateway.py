@@ -331,6 +331,10 @@ async def test_a_virtual_server_exposes_its_upstream_under_original_names(gatewa
 def test_the_loopback_test_principal_is_admitted_only_where_configured(gateway: GatewayProcess) -> None:
     assert _modern(gateway.url + "/mcp/open", "tools/list", {}, None).status_code == 200
     assert _modern(gateway.url + "/mcp/solo", "tools/list", {}, None).status_code == 401
+    # The virtual servers' names are for authenticated callers only.
+    anonymous = _modern(gateway.url + "/mcp/nope", "tools/list", {}, None)
+    assert anonymous.status_code == 401 and "www-authenticate" in anonymous.headers
+    assert "/mcp/solo" not in anonymous.text
     missing = _modern(gateway.url + "/mcp/nope", "tools/list", {}, gateway.key("admin"))
     assert missing.status_code == 404 and "/mcp/solo" in missing.text
 
