@@ -39,6 +39,7 @@ from gateway.policy import (
     Resource,
     current_minute,
     filter_allowed,
+    filter_tools,
 )
 from gateway.policy import Principal as PolicyPrincipal
 from gateway.ratelimit import RATE_LIMITED_CODE, RateLimiter, RateObligation, rate_limit_error
@@ -185,13 +186,12 @@ class Gateway:
         return await self.policy.decide(policy_input)
 
     async def visible_tools(self, ctx: CallContext) -> list[dict[str, Any]]:
-        """The view's tools this principal may call (policy filters `tools/list`)."""
+        """The view's tools this principal may see: one `tools/list` decision per tool."""
         entries = list(ctx.view.tools.values())
-        allowed = await filter_allowed(
+        allowed = await filter_tools(
             self.policy,
             self._principal(ctx.principal),
             self._context(ctx),
-            "tools/call",
             entries,
             lambda e: self._tool_resource(e, None),
         )
@@ -209,6 +209,7 @@ class Gateway:
         return [entry.definition for entry in allowed]
 
     async def visible_prompts(self, ctx: CallContext) -> list[dict[str, Any]]:
+        """The view's prompts this principal may get: one `prompts/get` decision per prompt."""
         entries = list(ctx.view.prompts.values())
         allowed = await filter_allowed(
             self.policy,
@@ -217,6 +218,17 @@ class Gateway:
             "prompts/get",
             entries,
             self._prompt_resource,
+        )
+        await self._audit(
+            ctx,
+            "prompts/list",
+            None,
+            None,
+            None,
+            "allow",
+            (f"{len(allowed)} of {len(entries)} prompts",),
+            0.0,
+            "ok",
         )
         return [entry.definition for entry in allowed]
 
