@@ -6,19 +6,17 @@ arguments; a call's other arguments (an echo's text, a query's free prose) then 
 make every decision unique, and the decision cache answers repeated calls. Patterns
 follow the policy's own form: `upstream/tool` exactly, or a prefix ending in `*`.
 
-With an OPA server the data lives there: the gateway then passes every argument.
+The manifest comes from the data of the policy in force (every `data.json` of the folder,
+as the engine merged it), so it changes exactly when the policy does. With an OPA server
+the data lives there: the gateway then passes every argument.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ArgumentManifest"]
-
-logger = logging.getLogger(__name__)
 
 
 class ArgumentManifest:
@@ -29,17 +27,15 @@ class ArgumentManifest:
         self._memo: dict[tuple[str, str], frozenset[str] | None] = {}
 
     @classmethod
-    def from_policy_dir(cls, folder: Path) -> ArgumentManifest:
-        try:
-            data: Any = json.loads((folder / "data.json").read_text(encoding="utf-8"))
-            declared = data["bastion"]["tools"]["arguments"]
-        except (OSError, ValueError, KeyError, TypeError):
-            logger.info("no argument manifest in %s: policy sees every argument", folder)
-            return cls(None)
-        if not isinstance(declared, dict):
+    def from_data(cls, data: Mapping[str, Any] | None) -> ArgumentManifest:
+        """The manifest `data` declares; None (data held elsewhere) or no declaration: every argument."""
+        declared: Any = data
+        for part in ("bastion", "tools", "arguments"):
+            declared = declared.get(part) if isinstance(declared, Mapping) else None
+        if not isinstance(declared, Mapping):
             return cls(None)
         return cls(
-            {str(p): frozenset(map(str, spec)) for p, spec in declared.items() if isinstance(spec, dict)}
+            {str(p): frozenset(map(str, spec)) for p, spec in declared.items() if isinstance(spec, Mapping)}
         )
 
     def relevant(self, upstream: str, tool: str) -> frozenset[str] | None:

@@ -151,13 +151,11 @@ class Gateway:
         limiter: RateLimiter,
         audit: AuditWriter,
         instance_key: bytes,
-        arguments: Callable[[], ArgumentManifest] | None = None,
     ) -> None:
         self.upstreams = upstreams
-        self._load_arguments = arguments or (lambda: ArgumentManifest(None))
-        self._arguments = self._load_arguments()
-        self._arguments_revision = policy.revision
         self.policy = policy
+        self._arguments = ArgumentManifest.from_data(policy.loaded_data())
+        self._arguments_revision = policy.revision
         self.limiter = limiter
         self.audit = audit
         self.instance_key = instance_key
@@ -236,7 +234,7 @@ class Gateway:
         """The argument manifest of the policy in force (re-read when the policy reloads)."""
         revision = self.policy.revision
         if revision != self._arguments_revision:
-            self._arguments = self._load_arguments()
+            self._arguments = ArgumentManifest.from_data(self.policy.loaded_data())
             self._arguments_revision = revision
         return self._arguments
 

@@ -23,7 +23,6 @@ from bastion.errors import ConfigError
 from bastion.home import Home
 from bastion.settings import Settings
 from bastion.stores import Store, open_store
-from gateway.argument_manifest import ArgumentManifest
 from gateway.audit import AuditWriter, PostgresAuditWriter
 from gateway.auth import ApiKeyAuthenticator, ApiKeyStore
 from gateway.calls import Gateway
@@ -33,7 +32,6 @@ from gateway.event_store import MemoryEventStore
 from gateway.mcp_server import GatewayMCPServer
 from gateway.naming import NameTable
 from gateway.policy import PolicyEngine, create_policy_engine
-from gateway.policy.bundle import default_policy_dir
 from gateway.ratelimit import RateLimit, RateLimiter
 from gateway.upstreams.manager import RESOURCE_UPDATED, UpstreamManager
 from gateway.upstreams.specs import upstream_specs
@@ -107,21 +105,12 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
 
         specs = upstream_specs(settings, instance_key)
         upstreams = UpstreamManager(specs, backoff_max=settings.restart_backoff_max)
-        # With OPA the policy data lives there: policy then sees every argument.
-        policy_dir = settings.policy_dir or default_policy_dir()
-
-        def manifest() -> ArgumentManifest:
-            return (
-                ArgumentManifest(None) if settings.opa_url else ArgumentManifest.from_policy_dir(policy_dir)
-            )
-
         gateway = Gateway(
             upstreams=upstreams,
             policy=policy,
             limiter=limiter,
             audit=audit,
             instance_key=instance_key,
-            arguments=manifest,
         )
 
         configs = view_configs(settings, set(specs))

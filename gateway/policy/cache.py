@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from gateway.policy import metrics
 from gateway.policy.engine import PolicyEngine
@@ -51,6 +52,9 @@ class CachedPolicyEngine(PolicyEngine):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def loaded_data(self) -> Mapping[str, Any] | None:
+        return self.inner.loaded_data()
 
     def clear(self) -> None:
         self._entries.clear()

@@ -90,6 +90,7 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._include_tests = include_tests
         self._extra_data = dict(extra_data) if extra_data else None
         self._engine: RegorusEngine | None = None
+        self._data: Mapping[str, Any] | None = None
         self._sources: tuple[str, ...] = ()
         self._loaded_at: datetime | None = None
         self._seen: Fingerprint | None = None
@@ -123,6 +124,7 @@ class EmbeddedRegoEngine(PolicyEngine):
     def _install(self, loaded: tuple[PolicyBundle, RegorusEngine]) -> None:
         bundle, engine = loaded
         self._engine = engine
+        self._data = bundle.data
         self._sources = bundle.sources
         self._loaded_at = datetime.now(UTC)
         self._error = None
@@ -233,6 +235,9 @@ class EmbeddedRegoEngine(PolicyEngine):
     @property
     def revision(self) -> int:
         return self._revision
+
+    def loaded_data(self) -> Mapping[str, Any] | None:
+        return self._data
 
     def status(self) -> PolicyStatus:
         return PolicyStatus(

@@ -72,6 +72,11 @@ class PolicyEngine(ABC):
         """Changes whenever the policy in force changes."""
         return 0
 
+    def loaded_data(self) -> Mapping[str, Any] | None:
+        """The data of the policy in force, when this process holds it (None: it lives
+        elsewhere, as with an OPA server, or no policy has loaded)."""
+        return None
+
     async def start(self) -> None:  # noqa: B027 - optional hook, most engines need nothing
         """Begin background work (watching files, probing OPA)."""
 

@@ -1,0 +1,86 @@
+"""Policy sees the arguments the policy in force declares, wherever its data declares them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway.argument_manifest import ArgumentManifest
+from gateway.audit import MemoryAuditWriter
+from gateway.auth.principal import Principal
+from gateway.calls import CallContext, Gateway
+from gateway.catalog import Entry, View, ViewConfig
+from gateway.policy import CachedPolicyEngine, EmbeddedRegoEngine
+from gateway.ratelimit import RateLimiter
+from gateway.upstreams.manager import UpstreamManager
+
+QUERY = Entry("analytics_query", "analytics", "query", {"name": "analytics_query", "inputSchema": {}})
+SEARCH = Entry("retrieval_search", "retrieval", "search", {"name": "retrieval_search", "inputSchema": {}})
+
+
+def _gateway(engine: EmbeddedRegoEngine) -> Gateway:
+    return Gateway(
+        upstreams=UpstreamManager({}),
+        policy=CachedPolicyEngine(engine),
+        limiter=RateLimiter(),
+        audit=MemoryAuditWriter(),
+        instance_key=b"k" * 32,
+    )
+
+
+def _alice() -> CallContext:
+    view = View(ViewConfig(name=""))
+    return CallContext(Principal("alice", "acme", ("analyst",), (), "api_key"), view, "127.0.0.1")
+
+
+def test_declared_arguments_reach_policy_and_the_rest_stay_out() -> None:
+    gateway = _gateway(EmbeddedRegoEngine(reload_interval=None))
+    resource = gateway._tool_resource(QUERY, {"sql": "select 1", "source": "hr", "limit": 5})
+    assert resource.arguments == {"source": "hr"}
+    assert gateway._tool_resource(SEARCH, {"query": "leave", "collection": "handbook"}).arguments == {
+        "collection": "handbook"
+    }
+
+
+async def test_arguments_declared_in_a_sub_folders_data_are_enforced(policy_dir: Path) -> None:
+    """`bastion/tools/data.json` lands at `data.bastion.tools`: its argument rules count as if
+    they were in the top-level data.json, so an ungranted dataset is refused."""
+    data = json.loads((policy_dir / "data.json").read_text())
+    arguments = data["bastion"]["tools"].pop("arguments")
+    (policy_dir / "data.json").write_text(json.dumps(data))
+    (policy_dir / "bastion" / "tools").mkdir(parents=True)
+    (policy_dir / "bastion" / "tools" / "data.json").write_text(json.dumps({"arguments": arguments}))
+    gateway = _gateway(EmbeddedRegoEngine(policy_dir, reload_interval=None, strict=True))
+
+    resource = gateway._tool_resource(QUERY, {"sql": "select 1", "source": "hr"})
+    assert resource.arguments == {"source": "hr"}
+    decision = await gateway.decide(_alice(), "tools/call", resource)
+    assert not decision.allow
+    assert decision.reasons == (
+        'deny: dataset "hr" is not granted to alice (argument source of analytics_query) '
+        "(rule granted_datasets)",
+    )
+
+
+async def test_a_reloaded_policy_brings_its_own_argument_declarations(policy_dir: Path) -> None:
+    engine = EmbeddedRegoEngine(policy_dir, reload_interval=None, strict=True)
+    gateway = _gateway(engine)
+    assert gateway._tool_resource(QUERY, {"sql": "select 1", "schema": "hr"}).arguments == {}
+
+    data = json.loads((policy_dir / "data.json").read_text())
+    data["bastion"]["tools"]["arguments"]["analytics/query"] = {"schema": "datasets"}
+    (policy_dir / "data.json").write_text(json.dumps(data))
+    assert await engine.reload()
+
+    resource = gateway._tool_resource(QUERY, {"sql": "select 1", "schema": "hr"})
+    assert resource.arguments == {"schema": "hr"}
+    decision = await gateway.decide(_alice(), "tools/call", resource)
+    assert not decision.allow and "(rule granted_datasets)" in decision.reasons[0]
+
+
+def test_without_policy_data_in_this_process_policy_sees_every_argument() -> None:
+    """With OPA the data lives in the OPA server: nothing may be held back from it."""
+    everything = {"sql": "select 1", "source": "hr"}
+    assert ArgumentManifest.from_data(None).reduce("analytics", "query", everything) == everything
+    undeclared = ArgumentManifest.from_data({"bastion": {"tools": {}}})
+    assert undeclared.reduce("analytics", "query", everything) == everything
