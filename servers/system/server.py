@@ -54,9 +54,16 @@ async def version() -> VersionInfo:
 async def health(ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
     """Database (reachable, PostgreSQL and pgvector versions, latency), store (backend,
     ping latency) and server (name, uptime, transport) state, with an overall
-    `status` of `ok` or `degraded`."""
+    `status` of `ok` or `degraded`, and the caller as this server sees it (subject,
+    tenant, roles, and the obligations it applies: datasets, collections, row limit,
+    redacted fields)."""
     runtime = ctx.request_context.lifespan_context
     report = await check_health(runtime)
     caller = current_caller()
-    report["caller"] = {"subject": caller.subject, "tenant": caller.tenant}
+    report["caller"] = {
+        "subject": caller.subject,
+        "tenant": caller.tenant,
+        "roles": list(caller.roles),
+        "obligations": caller.obligations.model_dump(mode="json"),
+    }
     return report

@@ -284,7 +284,15 @@ def test_builtin_servers_receive_the_callers_signed_context(gateway: GatewayProc
     )
     result = _result(response)["result"]
     assert not result.get("isError"), result
-    assert result["structuredContent"]["caller"]["subject"].startswith("test-analyst")
+    caller = result["structuredContent"]["caller"]
+    assert caller["subject"].startswith("test-analyst") and caller["roles"] == ["analyst"]
+    # The analyst role's obligations (policies/data.json) reach the server signed with the call.
+    assert caller["obligations"] == {
+        "allowed_collections": [],
+        "allowed_datasets": [],
+        "row_limit": 10000,
+        "redact": [],
+    }
 
 
 def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> None:

@@ -145,7 +145,12 @@ async def test_over_http_a_call_signed_with_the_instance_key_succeeds(
     assert report is not None
     assert report["status"] == "ok"
     assert report["server"]["transport"] == "http"
-    assert report["caller"] == {"subject": "alice", "tenant": "acme"}
+    assert report["caller"] == {
+        "subject": "alice",
+        "tenant": "acme",
+        "roles": ["analyst"],
+        "obligations": {"allowed_collections": None, "allowed_datasets": None, "row_limit": None, "redact": []},
+    }
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
