@@ -12,11 +12,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
+from bastion.components import BUILTIN_SERVERS
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
 
@@ -133,6 +135,18 @@ def test_up_serves_health_readiness_and_metrics_and_prints_what_runs_where(insta
     assert report["gateway_url"] == f"http://127.0.0.1:{instance.port}"
     assert report["children"]["gateway"]["health"]["ok"] is True
     assert report["database"]["running"] is True
+
+    # Every built-in server is an upstream of the gateway; the report says each one's state.
+    def upstreams() -> dict[str, Any]:
+        done = subprocess.run(_bastion("status", "--json"), env=_env(instance.home, instance.port),
+                              capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        return dict(json.loads(done.stdout)["upstreams"])
+
+    assert set(upstreams()) == set(BUILTIN_SERVERS)
+    _wait_for(lambda: all(u["state"] == "ready" for u in upstreams().values()), 120, "every upstream ready")
+    for name, upstream in upstreams().items():
+        assert upstream["transport"] == "stdio" and upstream["tools"] > 0, (name, upstream)
+        assert upstream["restarts"] == 0 and upstream["last_error"] is None, (name, upstream)
 
 
 def test_a_second_up_for_the_same_home_is_refused_with_one_line(instance: Instance) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -121,6 +122,27 @@ def test_requests_the_transport_refuses_are_refused_on_every_path(
     before = gateway.counted()
     response = _post(gateway, json.dumps(_call({"text": "x"})).encode(), **{header: value})
     assert response.status_code == status, response.text
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
+def test_a_foreign_host_and_an_oversized_chunked_body_are_refused(gateway: GatewayProcess) -> None:
+    before = gateway.counted()
+    body = json.dumps(_call({"text": "x"})).encode()
+    # DNS rebinding: a page on another name reaching the loopback gateway through a browser
+    rebound = _post(gateway, body, host="attacker.example:8080")
+    assert rebound.status_code == 421
+    assert "Host not allowed" in _result(rebound)["error"]["message"]
+
+    # No Content-Length to check up front: the body is counted as it arrives.
+    def chunks() -> Iterator[bytes]:
+        for _ in range(5):
+            yield b" " * (1024 * 1024)
+
+    headers = {**HEADERS, "authorization": f"Bearer {gateway.key('admin')}"}
+    huge = httpx.post(gateway.url + "/mcp", headers=headers, content=chunks(), timeout=30)
+    assert huge.status_code == 413
+    assert "request body over" in _result(huge)["error"]["message"]
     assert gateway.counted() == before
     _still_serving(gateway)
 

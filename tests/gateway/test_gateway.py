@@ -370,6 +370,8 @@ def test_foreign_origins_and_oversized_bodies_are_refused(gateway: GatewayProces
 def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayProcess) -> None:
     # The default policy gives analysts 300 calls a minute with a burst of 60.
     key = gateway.new_key("analyst", "rate-limited")
+    limited_total = "bastion_rate_limited_total"
+    refused_before = _sample(_scrape(gateway), limited_total, scope="policy")
     statuses: list[httpx.Response] = []
     with httpx.Client(timeout=30) as http:
         for i in range(90):
@@ -404,10 +406,14 @@ def test_an_exceeded_rate_limit_answers_429_with_retry_after(gateway: GatewayPro
     )
     assert error["message"].endswith(f"retry in {limited[0].headers['retry-after']} s")
     assert error["data"]["scope"] == "policy" and 0 < error["data"]["retry_after"] <= 60
+    refused = _sample(_scrape(gateway), limited_total, scope="policy")
+    assert refused - refused_before == len(limited)
 
 
 async def test_a_crashed_stdio_upstream_fails_calls_in_flight_and_comes_back(gateway: GatewayProcess) -> None:
     key = gateway.key("admin")
+    restarts = "bastion_upstream_restarts_total"
+    restarted_before = _sample(_scrape(gateway), restarts, upstream="counter")
     failures: list[str] = []
     async with _client(gateway.url + "/mcp", key, MODERN) as client:
 
@@ -438,6 +444,8 @@ async def test_a_crashed_stdio_upstream_fails_calls_in_flight_and_comes_back(gat
                 except MCPError as exc:  # restarting: the gateway says so and the caller retries
                     assert "upstream 'counter'" in exc.error.message
             await anyio.sleep(0.2)
+    restarted = _sample(_scrape(gateway), restarts, upstream="counter")
+    assert restarted - restarted_before >= 1
 
 
 async def test_a_handshake_client_cancels_a_call_that_reports_no_progress(gateway: GatewayProcess) -> None:
@@ -501,23 +509,25 @@ async def test_a_modern_client_cancels_a_call_by_closing_its_request(gateway: Ga
     assert _result(response)["result"]["content"][0]["text"] == "after"
 
 
+def _scrape(gateway: GatewayProcess) -> str:
+    return httpx.get(gateway.url + "/metrics", timeout=30).text
+
+
 def _sample(metrics: str, name: str, **labels: str) -> float:
     """One sample's value from Prometheus text (0 when the series does not exist yet)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    series = f"{name}{{{wanted}}} " if labels else f"{name} "
     for line in metrics.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} "):
+        if line.startswith(series):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 async def test_calls_are_counted_and_timed_per_upstream_tool_and_outcome(gateway: GatewayProcess) -> None:
-    def scrape() -> str:
-        return httpx.get(gateway.url + "/metrics", timeout=30).text
-
     ok = {"upstream": "counter", "tool": "echo", "outcome": "ok"}
     denied = {**ok, "outcome": "denied"}
     timed = {"upstream": "counter", "tool": "echo"}
-    before = scrape()
+    before = _scrape(gateway)
     for _ in range(3):
         response = _modern(
             gateway.url + "/mcp",
@@ -530,7 +540,7 @@ async def test_calls_are_counted_and_timed_per_upstream_tool_and_outcome(gateway
     async with _client(gateway.url + "/mcp", gateway.key("viewer"), MODERN) as viewer:
         with pytest.raises(MCPError):
             await viewer.call_tool("counter_echo", {"text": "forbidden"})
-    after = scrape()
+    after = _scrape(gateway)
     assert (
         _sample(after, "bastion_gateway_calls_total", **ok)
         - _sample(before, "bastion_gateway_calls_total", **ok)
@@ -546,3 +556,27 @@ async def test_calls_are_counted_and_timed_per_upstream_tool_and_outcome(gateway
     assert _sample(after, "bastion_gateway_call_seconds_sum", **timed) > _sample(
         before, "bastion_gateway_call_seconds_sum", **timed
     )
+
+    # Policy: each call was decided (from the cache or by the engine), by outcome, and timed.
+    def decisions(text: str, outcome: str) -> float:
+        name = "bastion_policy_decisions_total"
+        return sum(_sample(text, name, outcome=outcome, cache=cache) for cache in ("hit", "miss"))
+
+    assert decisions(after, "allow") - decisions(before, "allow") >= 3
+    assert decisions(after, "deny") - decisions(before, "deny") >= 1
+    for outcome in ("allow", "deny"):
+        decided = "bastion_policy_decision_seconds_count"
+        assert _sample(after, decided, outcome=outcome) > _sample(before, decided, outcome=outcome)
+
+
+async def test_open_handshake_sessions_are_counted(gateway: GatewayProcess) -> None:
+    def sessions() -> float:
+        return _sample(_scrape(gateway), "bastion_gateway_sessions_open")
+
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), "legacy") as client:
+        await client.list_tools()  # a request after `initialize` publishes the count
+        inside = sessions()
+        assert inside >= 1
+    with anyio.fail_after(10):  # the client's DELETE ends its session
+        while sessions() != inside - 1:
+            await anyio.sleep(0.05)
