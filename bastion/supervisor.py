@@ -210,19 +210,33 @@ class Supervisor:
         env = self._child_env()
         host, port = self.settings.host, self.settings.port
         url_host = f"[{host}]" if ":" in host else host
+        # Servers over HTTP with `port = 0` get a free port here; the gateway learns every
+        # port through its environment (which wins over bastion.toml), so it finds them.
+        ports = {
+            name: server.port or _free_port(server.host)
+            for name, server in self.settings.servers.items()
+            if server.transport == "http"
+        }
+        gateway_env = env
+        if ports:
+            servers = {
+                name: {**server.model_dump(mode="json"), **({"port": ports[name]} if name in ports else {})}
+                for name, server in self.settings.servers.items()
+            }
+            gateway_env = {**env, "BASTION_SERVERS": json.dumps(servers)}
         children = [
             Child(
                 name="gateway",
                 argv=[python, "-m", "bastion.cli", "gateway", "--host", host, "--port", str(port)],
                 health_url=f"http://{url_host}:{port}/healthz",
                 log_path=self.home.logs / "gateway.log",
-                env=env,
+                env=gateway_env,
             )
         ]
         for name, server in sorted(self.settings.servers.items()):
             if server.transport != "http":
                 continue  # stdio servers are the gateway's children
-            server_port = server.port or _free_port(server.host)
+            server_port = ports[name]
             children.append(
                 Child(
                     name=name,

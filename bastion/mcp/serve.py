@@ -5,10 +5,12 @@ to stderr (configured by the entry point), and while the runtime opens - which m
 start the embedded PostgreSQL - file descriptor 1 points at stderr, so no child
 process can inherit the protocol channel as its output.
 
-Over HTTP the server is a Starlette app under uvicorn with the MCP endpoint at `/mcp`.
-The socket is bound before uvicorn starts, so a port in use fails fast with
-`PortInUseError` instead of a uvicorn traceback. SIGTERM and SIGINT shut down
-cleanly: the runtime (database pool, store, embedded-server hold) is always closed.
+Over HTTP the server is a Starlette app under uvicorn with the MCP endpoint at `/mcp`
+and an unauthenticated liveness route at `/healthz` (what the supervisor and a
+Kubernetes probe poll; it says nothing about any caller or data). The socket is bound
+before uvicorn starts, so a port in use fails fast with `PortInUseError` instead of a
+uvicorn traceback. SIGTERM and SIGINT shut down cleanly: the runtime (database pool,
+store, embedded-server hold) is always closed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Generator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager, nullcontext
 
 import anyio
 import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from bastion.errors import ConfigError, PortInUseError
 from bastion.mcp.build import build_server
@@ -36,6 +41,7 @@ __all__ = ["MCP_PATH", "bind_socket", "serve"]
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
 SHUTDOWN_GRACE = 5
 
 
@@ -89,6 +95,14 @@ async def _serve_stdio(spec: ServerSpec, runtime: ServerRuntime) -> None:
 
 async def _serve_http(spec: ServerSpec, runtime: ServerRuntime, sock: socket.socket, host: str) -> None:
     server = build_server(spec, runtime)
+    started = time.monotonic()
+
+    @server.custom_route(HEALTH_PATH, methods=["GET"])
+    async def healthz(request: Request) -> Response:  # pyright: ignore[reportUnusedFunction]
+        return JSONResponse(
+            {"status": "ok", "server": spec.name, "uptime_s": round(time.monotonic() - started, 3)}
+        )
+
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     config = uvicorn.Config(
         app,

@@ -42,7 +42,11 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
         server = settings.servers.get(name) or ServerConfig()  # no table: the defaults
         if server.transport == "http":
             if not server.port:
-                raise ConfigError(f"servers.{name}: an HTTP server behind the gateway needs an explicit port")
+                raise ConfigError(
+                    f"servers.{name}: an HTTP server behind the gateway needs its port; set "
+                    f"servers.{name}.port, or start everything with `bastion up`, which picks a free "
+                    "port for `port = 0` and tells the gateway"
+                )
             url = f"http://{server.host}:{server.port}/mcp"
             specs[name] = UpstreamSpec(
                 name,

@@ -21,6 +21,7 @@ import pytest
 from bastion.components import BUILTIN_SERVERS
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
+from tests.gateway.test_gateway import _modern, _result
 
 START_TIMEOUT = 90.0
 
@@ -147,6 +148,47 @@ def test_up_serves_health_readiness_and_metrics_and_prints_what_runs_where(insta
     for name, upstream in upstreams().items():
         assert upstream["transport"] == "stdio" and upstream["tools"] > 0, (name, upstream)
         assert upstream["restarts"] == 0 and upstream["last_error"] is None, (name, upstream)
+
+
+def test_a_builtin_server_over_http_runs_beside_the_gateway_and_serves_through_it(
+    home_path: Path, tmp_path: Path
+) -> None:
+    """`transport = "http"` with no port: the supervisor runs the server on a free port of its
+    own choosing, and the gateway reaches it there with the caller's signed context."""
+    config = tmp_path / "bastion.toml"
+    config.write_text('builtin_servers = ["system"]\n[servers.system]\ntransport = "http"\n')
+    port = _free_port()
+    env = _env(home_path, port, BASTION_CONFIG=str(config))
+    process = subprocess.Popen(_bastion("up"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for(lambda: _running(home_path) or process.poll() is not None, START_TIMEOUT, "the supervisor")
+        assert process.poll() is None, process.communicate()[1].decode()
+
+        def report() -> dict[str, Any]:
+            done = subprocess.run(_bastion("status", "--json"), env=env, capture_output=True, text=True,
+                                  timeout=30, check=True)  # fmt: skip
+            return dict(json.loads(done.stdout))
+
+        def system_ready() -> bool:
+            return report()["upstreams"].get("system", {}).get("state") == "ready"
+
+        _wait_for(system_ready, 120, "the system server behind the gateway")
+        status = report()
+        assert status["upstreams"]["system"]["transport"] == "http"
+        server = status["children"]["system"]
+        assert server["alive"] and server["health"]["ok"] and server["url"].startswith("http://127.0.0.1:")
+        new_key = _bastion("keys", "create", "--name", "http-check", "--role", "analyst", "--json")
+        created = subprocess.run(new_key, env=env, capture_output=True, text=True, timeout=60, check=True)
+        key = json.loads(created.stdout)["key"]
+        call = {"name": "system_health", "arguments": {}}
+        answer = _modern(f"http://127.0.0.1:{port}/mcp", "tools/call", call, key, name="system_health")
+        result = _result(answer)["result"]
+        assert not result.get("isError"), result
+        assert result["structuredContent"]["server"]["transport"] == "http"
+        assert result["structuredContent"]["caller"]["subject"] == "http-check"
+    finally:
+        _stop(process)
 
 
 def test_a_second_up_for_the_same_home_is_refused_with_one_line(instance: Instance) -> None:

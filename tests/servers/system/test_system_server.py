@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
@@ -120,6 +121,13 @@ def http_server(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     assert code == 0, f"unclean shutdown ({code}):\n{log.read_text()}"
 
 
+def test_over_http_healthz_answers_without_credentials_and_names_the_server(http_server: str) -> None:
+    health = httpx.get(http_server.removesuffix("/mcp") + "/healthz", timeout=10)
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok" and body["server"] == "system" and body["uptime_s"] >= 0
+
+
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
 async def test_over_http_a_call_without_caller_context_is_refused(http_server: str, mode: str) -> None:
     with anyio.fail_after(30):
@@ -149,7 +157,12 @@ async def test_over_http_a_call_signed_with_the_instance_key_succeeds(
         "subject": "alice",
         "tenant": "acme",
         "roles": ["analyst"],
-        "obligations": {"allowed_collections": None, "allowed_datasets": None, "row_limit": None, "redact": []},
+        "obligations": {
+            "allowed_collections": None,
+            "allowed_datasets": None,
+            "row_limit": None,
+            "redact": [],
+        },
     }
 
 
