@@ -57,10 +57,12 @@ async def test_calls_over_the_limit_run_one_after_another_across_both_eras(
     assert 'bastion_gateway_upstream_waiting{upstream="counter"} 0.0' in metrics
 
 
-async def test_an_unlimited_upstream_runs_calls_side_by_side(gateway: GatewayProcess) -> None:
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_an_unlimited_upstream_runs_calls_side_by_side(gateway: GatewayProcess, mode: str) -> None:
+    """Concurrent calls share each era's upstream connection (multiplexed, not serialized)."""
     before = len(gateway.counted())
     async with (
-        _client(gateway.url + "/mcp", gateway.key("admin"), MODERN) as client,
+        _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client,
         anyio.create_task_group() as tg,
     ):
         for _ in range(3):
