@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion import __version__
 from bastion.logs import request_id
 from bastion.metrics import CONTENT_TYPE_LATEST, HTTP_REQUEST_SECONDS, HTTP_REQUESTS, READY, render
-from bastion.net import is_loopback
+from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
 from bastion.settings import Settings
 from gateway.runtime import GatewayRuntime, open_gateway, readiness
 
@@ -113,27 +113,38 @@ async def readyz(request: Request) -> Response:
         u["state"] != "ready" for u in details["upstreams"].values()
     )
     body["status"] = "degraded" if ready and degraded else ("ok" if ready else "unavailable")
+    if not _operator(request):
+        # A probe needs the status; error texts (paths, URLs, hosts) are for operators only.
+        return JSONResponse({"ready": ready, "status": body["status"]}, status_code=200 if ready else 503)
     body["policy"] = details["policy"]
-    if _is_loopback(request):  # upstream names and errors are for operators on this machine
-        body["upstreams"] = details["upstreams"]
+    body["upstreams"] = details["upstreams"]
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-def _is_loopback(request: Request) -> bool:
-    return is_loopback(request.client.host if request.client else None)
+def _operator(request: Request) -> bool:
+    """An operator: a client on this machine that names it in `Host` (a web page rebinding
+    its own name to 127.0.0.1 names itself), or one with the metrics token."""
+    settings = _state(request).settings
+    token = settings.metrics_token
+    if token is not None:
+        supplied = request.headers.get("authorization", "")
+        if hmac.compare_digest(supplied.encode(), f"Bearer {token.get_secret_value()}".encode()):
+            return True
+    if not is_loopback(request.client.host if request.client else None):
+        return False
+    host = authority_host(request.headers.get("host", "").lower())
+    allowed = {h.lower() for h in settings.allowed_hosts}
+    return host is not None and (host in LOOPBACK_NAMES or host in allowed)
 
 
 async def metrics(request: Request) -> Response:
-    token = _state(request).settings.metrics_token
-    if not _is_loopback(request):
-        supplied = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}" if token else None
-        if expected is None or not hmac.compare_digest(supplied.encode(), expected.encode()):
-            return PlainTextResponse(
-                "metrics need a loopback client or `Authorization: Bearer <BASTION_METRICS_TOKEN>`\n",
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="bastion-metrics"'},
-            )
+    if not _operator(request):
+        return PlainTextResponse(
+            "metrics need a client on this machine that names it in Host (localhost, 127.0.0.1) "
+            "or `Authorization: Bearer <BASTION_METRICS_TOKEN>`\n",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="bastion-metrics"'},
+        )
     return Response(render(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -33,14 +33,16 @@ from mcp.shared.inbound import (
     InboundModernRoute,
     classify_inbound_request,
 )
+from mcp_types import INTERNAL_ERROR
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from bastion.errors import BastionError
 from bastion.logs import request_id
 from bastion.metrics import REGISTRY
-from bastion.net import is_loopback
+from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
 from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
 from gateway.catalog import View
@@ -166,9 +168,8 @@ class MCPEndpoint:
         known = self._hosts.get(raw)
         if known is not None:
             return known
-        host = raw.decode("latin-1").lower()
-        name = urlsplit(f"//{host}").hostname or ""
-        ok = name in {"localhost", "127.0.0.1", "::1"} or name in self.allowed_hosts
+        name = authority_host(raw.decode("latin-1").lower())
+        ok = name is not None and (name in LOOPBACK_NAMES or name in self.allowed_hosts)
         if len(self._hosts) < 256:  # clients send a handful of Host values; strangers are not kept
             self._hosts[raw] = ok
         return ok
@@ -180,11 +181,15 @@ class MCPEndpoint:
         text = origin.decode("latin-1").rstrip("/").lower()
         if text in self.allowed_origins:
             return True
-        host = urlsplit(text).hostname
-        if self.listen_loopback and host in {"localhost", "127.0.0.1", "::1"}:
+        try:
+            parts = urlsplit(text)
+            host, netloc = parts.hostname, parts.netloc
+        except ValueError:
+            return False  # not an origin at all (an unclosed IPv6 bracket): refused like a foreign one
+        if self.listen_loopback and host in LOOPBACK_NAMES:
             return True
         own = headers.get(b"host", b"").decode("latin-1").lower()
-        return bool(own) and urlsplit(text).netloc == own
+        return bool(own) and netloc == own
 
     def _media_ok(self, headers: Mapping[bytes, bytes]) -> bool:
         """What the SDK asks of a POST: a JSON body, and an answer as JSON or SSE accepted.
@@ -254,7 +259,19 @@ class MCPEndpoint:
         try:
             verdict = await self._authenticate(headers, client_host, runtime)
         except AuthUnavailableError as exc:
-            await _reply(send, 503, _rpc_error(None, -32603, f"authentication is unavailable: {exc.message}"))
+            # The caller is not yet known: the database's own words (hosts, paths) go to the log.
+            logger.error("authentication is unavailable: %s", exc.message)
+            await _reply(
+                send,
+                503,
+                _rpc_error(
+                    None,
+                    -32603,
+                    "authentication is unavailable: the gateway cannot read its API keys right now; "
+                    "retry shortly (its operator finds the cause in the gateway's log and /readyz)",
+                ),
+                [*_JSON, (b"retry-after", b"5")],
+            )
             return
         if not isinstance(verdict, Principal):
             await unauthorized_response(verdict)(scope, receive, send)
@@ -461,6 +478,17 @@ class MCPEndpoint:
             if exc.code == RATE_LIMITED and exc.retry_after is not None:
                 status = 429
                 extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]
+        except BastionError as exc:
+            # Failed closed (the audit event could not be written, ...): the message says why.
+            logger.error("tools/call %s failed: %s", params["name"], exc.message)
+            payload = _rpc_error(message["id"], INTERNAL_ERROR, exc.message)
+        except Exception:
+            # A defect: the client still gets a JSON-RPC answer, the log gets the traceback.
+            logger.exception("tools/call %s failed in the gateway", params["name"])
+            rid = f" (request id {call.request_id})" if call.request_id else ""
+            payload = _rpc_error(
+                message["id"], INTERNAL_ERROR, f"internal error in the gateway{rid}; its log has the details"
+            )
         except asyncio.CancelledError:
             if current not in self._client_cancelled or current.cancelling() > 1:
                 raise  # the gateway itself is being stopped

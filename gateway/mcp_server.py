@@ -29,8 +29,10 @@ from mcp.shared.subscriptions import (
     ResourceUpdated,
     ToolsListChanged,
 )
+from mcp_types import INTERNAL_ERROR
 
 from bastion import __version__
+from bastion.errors import BastionError
 from gateway.calls import ROUND_TRIP_FIELDS, CallContext, CallError, Gateway, ProgressFn
 from gateway.catalog import View
 from gateway.policy import Resource
@@ -73,7 +75,11 @@ def _input_required(raw: dict[str, Any]) -> types.InputRequiredResult | None:
     return types.InputRequiredResult.model_validate(raw)
 
 
-def _raise(exc: CallError) -> None:
+def _raise(exc: CallError | BastionError) -> None:
+    """The JSON-RPC error for a refusal, or for a call that failed closed (the audit event
+    could not be written, ...): its message says why, on every protocol era."""
+    if isinstance(exc, BastionError):
+        raise MCPError(code=INTERNAL_ERROR, message=exc.message) from None
     raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
 
 
@@ -185,7 +191,7 @@ class GatewayMCPServer:
                 raw = await self.gateway.call_tool(
                     call, params.name, params.arguments, meta, relay, rounds=rounds
                 )
-        except CallError as exc:
+        except (CallError, BastionError) as exc:
             _raise(exc)
             raise
         return _input_required(raw) or types.CallToolResult.model_validate(raw)
@@ -211,7 +217,7 @@ class GatewayMCPServer:
             await self.gateway.forward_raw(
                 call, "resources/subscribe", "resources/read", resource, {"uri": uri}
             )
-        except CallError as exc:
+        except (CallError, BastionError) as exc:
             _raise(exc)
         if isinstance(ctx.session, ServerSession):
             self._subscribers.setdefault(uri, weakref.WeakSet()).add(ctx.session)
@@ -252,7 +258,7 @@ class GatewayMCPServer:
         meta = _wire_meta(ctx)
         try:
             raw = await self.gateway.read_resource(call, str(params.uri), meta, _rounds(ctx))
-        except CallError as exc:
+        except (CallError, BastionError) as exc:
             _raise(exc)
             raise
         return _input_required(raw) or types.ReadResourceResult.model_validate(raw)
@@ -271,7 +277,7 @@ class GatewayMCPServer:
         meta = _wire_meta(ctx)
         try:
             raw = await self.gateway.get_prompt(call, params.name, params.arguments, meta, _rounds(ctx))
-        except CallError as exc:
+        except (CallError, BastionError) as exc:
             _raise(exc)
             raise
         return _input_required(raw) or types.GetPromptResult.model_validate(raw)
@@ -298,7 +304,7 @@ class GatewayMCPServer:
             return types.CompleteResult(completion=types.Completion(values=[]))
         try:
             raw = await self.gateway.forward_raw(call, "completion/complete", action, resource, body)
-        except CallError as exc:
+        except (CallError, BastionError) as exc:
             _raise(exc)
             raise
         return types.CompleteResult.model_validate(raw)

@@ -110,8 +110,11 @@ class DirectHTTPClient:
         message = self._message(answer.status, answer.content_type, answer.body, rid)
         if "error" in message:
             error = message["error"]
+            if not isinstance(error, dict):
+                raise MCPError(code=-32603, message=f"upstream answered a malformed error: {error!r:.200}")
+            code = error.get("code")
             raise MCPError(
-                code=int(error.get("code", -32603)),
+                code=code if type(code) is int else -32603,
                 message=str(error.get("message", "")),
                 data=error.get("data"),
             )
@@ -129,7 +132,12 @@ class DirectHTTPClient:
                     line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
                 )
                 if data:
-                    message = orjson.loads(data)
+                    try:
+                        message = orjson.loads(data)
+                    except orjson.JSONDecodeError:
+                        raise MCPError(
+                            code=-32603, message=f"upstream sent an SSE event that is not JSON: {data!r:.200}"
+                        ) from None
                     if isinstance(message, dict) and message.get("id") == rid:
                         return message
             raise MCPError(code=-32603, message=f"upstream stream ended without an answer (HTTP {status})")

@@ -133,6 +133,12 @@ def test_a_foreign_host_and_an_oversized_chunked_body_are_refused(gateway: Gatew
     rebound = _post(gateway, body, host="attacker.example:8080")
     assert rebound.status_code == 421
     assert "Host not allowed" in _result(rebound)["error"]["message"]
+    # Values that are no authority or origin at all are refused the same way, not a 500.
+    for host in ("[x]", "[::1"):
+        assert _post(gateway, body, host=host).status_code == 421, host
+    for origin in ("http://[::1", "http://[x]"):
+        refused = _post(gateway, body, origin=origin)
+        assert refused.status_code == 403 and "Origin" in refused.text, origin
 
     # No Content-Length to check up front: the body is counted as it arrives.
     def chunks() -> Iterator[bytes]:
@@ -266,3 +272,18 @@ def test_whitespace_around_header_values_is_not_part_of_them(gateway: GatewayPro
     reply = json.loads(rest.partition(b"\r\n\r\n")[2])
     assert reply["result"]["content"][0]["text"] == "padded"
     assert _audit_rows(gateway, "padded-1")[0][2] == "ok"
+
+
+def test_readiness_details_and_metrics_are_for_operators_only(gateway: GatewayProcess) -> None:
+    """A web page that rebinds its own name to 127.0.0.1 reaches the gateway from loopback,
+    but names itself in Host: it gets the readiness status, not the errors and upstreams
+    behind it, and no metrics."""
+    operator = httpx.get(gateway.url + "/readyz", timeout=10).json()
+    assert {"ready", "status", "checks", "policy", "upstreams"} <= set(operator)
+    stranger = httpx.get(gateway.url + "/readyz", headers={"host": "attacker.example"}, timeout=10)
+    assert stranger.status_code == 200 and stranger.json() == {"ready": True, "status": operator["status"]}
+    metrics = httpx.get(gateway.url + "/metrics", headers={"host": "attacker.example"}, timeout=10)
+    assert metrics.status_code == 401 and "www-authenticate" in metrics.headers
+    assert "bastion_" not in metrics.text
+    assert httpx.get(gateway.url + "/metrics", headers={"host": "[x]"}, timeout=10).status_code == 401
+    assert "bastion_gateway_calls_total" in httpx.get(gateway.url + "/metrics", timeout=10).text
