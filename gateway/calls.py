@@ -61,8 +61,8 @@ CALL_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
-# Label children resolved once: `.labels()` costs more than the update itself. Bounded,
-# since resource URIs are targets too.
+# Label children resolved once: `.labels()` costs more than the update itself. Bounded all
+# the same (reads are labelled by URI template, but a catalog may be large).
 _CHILDREN_MAX = 4096
 _children: dict[tuple[object, ...], Any] = {}
 
@@ -332,7 +332,16 @@ class Gateway:
         resource = Resource(upstream=upstream, uri=uri)
         params = {**(rounds or {}), "uri": uri}
         return await self._forward(
-            ctx, "resources/read", "resources/read", upstream, uri, resource, params, meta, None
+            ctx,
+            "resources/read",
+            "resources/read",
+            upstream,
+            uri,
+            resource,
+            params,
+            meta,
+            None,
+            label=ctx.view.resource_label(uri),
         )
 
     async def forward_raw(
@@ -361,15 +370,20 @@ class Gateway:
         on_progress: ProgressFn | None,
         digest: str | None = None,
         checked: Entry | None = None,
+        label: str | None = None,
     ) -> dict[str, Any]:
-        """Decide, limit, check `checked`'s arguments against its schema, send, audit."""
+        """Decide, limit, check `checked`'s arguments against its schema, send, audit.
+
+        `label`: what metrics call the target (default: `target`).
+        """
         started = time.perf_counter()
+        label = label or target
         digest = digest or digest_arguments(dict(resource.arguments or {}))
         decision = await self.decide(ctx, action, resource)
         if not decision.allow:
             reasons = decision.reasons or ("no rule allows it",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "denied")
-            _child(CALLS, upstream, target, "denied").inc()
+            _child(CALLS, upstream, label, "denied").inc()
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}",
@@ -378,7 +392,7 @@ class Gateway:
         if decision.obligations.require_approval and ctx.approval != "approved":
             reasons = ("approval required: a reviewer must approve this call first",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "held")
-            _child(CALLS, upstream, target, "held").inc()
+            _child(CALLS, upstream, label, "held").inc()
             raise CallError(
                 DENIED,
                 f"{action} {resource.name or target!r} needs approval before it runs",
@@ -391,7 +405,7 @@ class Gateway:
         if not verdict.allowed:
             reasons = (f"rate limit exceeded ({verdict.limit})",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
-            _child(CALLS, upstream, target, "rate_limited").inc()
+            _child(CALLS, upstream, label, "rate_limited").inc()
             error = rate_limit_error(verdict)
             raise CallError(
                 RATE_LIMITED,
@@ -407,7 +421,7 @@ class Gateway:
                 await self._audit(
                     ctx, action, upstream, target, digest, "allow", reasons, started, "invalid_request"
                 )
-                _child(CALLS, upstream, target, "invalid_request").inc()
+                _child(CALLS, upstream, label, "invalid_request").inc()
                 # A tool error, not a protocol error (MCP: the model reads it and corrects itself).
                 text = (
                     f"invalid arguments for tool {checked.exposed!r}: {problem}; "
@@ -459,8 +473,8 @@ class Gateway:
                 exc.error.code, f"upstream {upstream!r}: {exc.error.message}", data=exc.error.data
             ) from None
         finally:
-            _child(CALLS, upstream, target, outcome).inc()
-            _child(CALL_SECONDS, upstream, target).observe(time.perf_counter() - started)
+            _child(CALLS, upstream, label, outcome).inc()
+            _child(CALL_SECONDS, upstream, label).observe(time.perf_counter() - started)
             await self._audit(
                 ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )

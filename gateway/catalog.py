@@ -85,6 +85,16 @@ class View:
                 return upstream
         return None
 
+    def resource_label(self, uri: str) -> str:
+        """What metrics call a read of `uri`: the URI of a listed resource, else the URI
+        template it matched, so that reads of templated URIs do not add a series each."""
+        if uri in self.resources:
+            return uri
+        for pattern, _, template in self.templates:
+            if pattern.fullmatch(uri):
+                return str(template.get("uriTemplate", uri))
+        return uri
+
 
 def _labelled(definition: dict[str, Any], upstream: str, prefixed: bool) -> dict[str, Any]:
     """A resource or template definition whose `name` says which upstream offers it."""

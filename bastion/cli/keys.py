@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import anyio
 import typer
 
+from bastion.errors import StoreError
 from bastion.logs import configure_logging
 from bastion.settings import Settings, load_settings
 
@@ -54,7 +55,16 @@ def _with_keys(action: Callable[[ApiKeyStore], Awaitable[_T]], *, announce: bool
         store: Store | None = None
         try:
             await db.open(migrations=[kernel_migrations(), MIGRATIONS])
-            store = await open_store(settings, db) if announce else None
+            if announce:
+                try:
+                    store = await open_store(settings, db)
+                except StoreError as exc:
+                    # The change itself is in the database; only the instant announcement is lost.
+                    sys.stderr.write(
+                        f"warning: cannot announce it to running gateways ({exc.message}); they drop "
+                        f"the key when their cache of it expires (api_key_cache_ttl, "
+                        f"{settings.api_key_cache_ttl:g} s)\n"
+                    )
             return await action(ApiKeyStore(db.pool, instance_key, publisher=store))
         finally:
             if store is not None:
@@ -100,7 +110,10 @@ def create(
     role: Annotated[list[str], typer.Option("--role", help="role granted (repeat for several)")],
     tenant: Annotated[str, typer.Option("--tenant", help="tenant the key acts in")] = "default",
     expires_in_days: Annotated[
-        int | None, typer.Option("--expires-in-days", min=1, help="expire after this many days")
+        int | None,
+        typer.Option(
+            "--expires-in-days", min=1, max=36500, help="expire after this many days (at most 100 years)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print {id, key, role, ...} as JSON")] = False,
 ) -> None:

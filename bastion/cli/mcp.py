@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import anyio
 import typer
@@ -125,7 +126,27 @@ def stdio_command(
         raise ConfigError(
             f"no API key: set {KEY_ENV} (create one with `bastion keys create --name NAME --role ROLE`)"
         )
-    anyio.run(_bridge, url or gateway_url(settings), token, wait)
+    target = url or gateway_url(settings)
+    _check_url(target)
+    anyio.run(_bridge, target, token, wait)
+
+
+EXAMPLE_URL = "http://127.0.0.1:8800/mcp"
+
+
+def _check_url(url: str) -> None:
+    """An http(s) URL with a host, or a ConfigError saying what was expected."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigError(
+            f"--url {url!r} is not a URL ({exc}); expected e.g. http://127.0.0.1:8800/mcp"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            f"--url {url!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8800/mcp"
+        )
 
 
 async def _check_gateway(http: Any, url: str, wait: float) -> None:

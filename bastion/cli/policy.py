@@ -42,6 +42,8 @@ def _read_json(path: Path, what: str) -> Any:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{what} {path}: cannot read ({exc.strerror}).") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text ({exc.reason}); give a JSON file.") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

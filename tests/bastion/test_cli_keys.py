@@ -17,13 +17,13 @@ from bastion.stores import PostgresStore
 from gateway.auth import ApiKeyAuthenticator, ApiKeyStore, AuthFailure, Principal
 
 
-def keys_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def keys_cli(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))
     }
     return subprocess.run(
         [sys.executable, "-m", "bastion.cli", "keys", *args],
-        env={**base, "BASTION_HOME": str(home), "BASTION_LOG_LEVEL": "WARNING"},
+        env={**base, "BASTION_HOME": str(home), "BASTION_LOG_LEVEL": "WARNING", **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -97,3 +97,25 @@ def test_a_role_the_policy_does_not_define_is_refused_before_a_key_exists(shared
     [line] = done.stderr.strip().splitlines()
     assert "defines no role 'anaylst'" in line and "admin, analyst" in line and "data.json" in line
     assert json.loads(keys_cli(shared_home, "list", "--json").stdout) == before
+
+
+def test_a_revocation_holds_when_the_store_that_announces_it_is_down(shared_home: Path) -> None:
+    """Redis unreachable: the key is revoked all the same (the database is the record), and
+    the user is told that gateways drop it when their cache expires instead of at once."""
+    created = json.loads(
+        keys_cli(shared_home, "create", "--name", "storm", "--role", "viewer", "--json").stdout
+    )
+    done = keys_cli(shared_home, "revoke", created["id"], REDIS_URL="redis://127.0.0.1:9/0")
+    assert done.returncode == 0, done.stderr
+    assert f"Revoked API key {created['id']}" in done.stdout
+    assert "cannot announce it to running gateways" in done.stderr and "api_key_cache_ttl" in done.stderr
+    listed = {k["id"]: k for k in json.loads(keys_cli(shared_home, "list", "--json").stdout)}
+    assert listed[created["id"]]["revoked_at"] is not None
+
+
+def test_an_expiry_beyond_a_century_is_refused_in_one_line(shared_home: Path) -> None:
+    done = keys_cli(
+        shared_home, "create", "--name", "forever", "--role", "viewer", "--expires-in-days", "5000000"
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--expires-in-days" in done.stderr

@@ -137,6 +137,8 @@ def _bridge(gateway: GatewayProcess, key: str, url: str) -> subprocess.Completed
         ("revoked key", "refused the API key: this API key was revoked"),
         ("unknown virtual server", "answered HTTP 404: no MCP endpoint at /mcp/nope"),
         ("nothing listening", "cannot reach the gateway at"),
+        ("not a URL", "--url 'http://[bad/mcp' is not a URL"),
+        ("not http", "--url 'ftp://127.0.0.1/mcp': expected an http:// or https:// URL"),
     ],
 )
 def test_the_bridge_says_what_is_wrong_in_one_line_and_stops(
@@ -153,6 +155,10 @@ def test_the_bridge_says_what_is_wrong_in_one_line_and_stops(
         assert _bastion(gateway, "keys", "revoke", key_id).returncode == 0
     elif case == "unknown virtual server":
         url = gateway.url + "/mcp/nope"
+    elif case == "not a URL":
+        url = "http://[bad/mcp"
+    elif case == "not http":
+        url = "ftp://127.0.0.1/mcp"
     else:
         url = f"http://127.0.0.1:{_closed_port()}/mcp"
     done = _bridge(gateway, key, url)

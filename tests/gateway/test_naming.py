@@ -81,4 +81,7 @@ def test_resource_names_say_whose_they_are_and_uris_stay_as_written() -> None:
         assert [t["name"] for t in view.template_definitions()] == [name.replace("guide", "page")]
         assert view.resource_upstream("docs://guide") == "docs"
         assert view.resource_upstream("docs://pages/intro") == "docs"
+        # Metrics name a templated read by its template: one series, however many pages.
+        assert view.resource_label("docs://guide") == "docs://guide"
+        assert view.resource_label("docs://pages/intro") == "docs://pages/{page}"
     assert catalog.resources[0]["name"] == "guide"  # the upstream's own catalog is untouched

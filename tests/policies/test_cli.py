@@ -96,3 +96,7 @@ def test_policy_eval_refuses_a_malformed_input_file(workdir: Path) -> None:
     result = _bastion("eval", "--input", "bad.json", cwd=workdir)
     assert result.returncode == 2
     assert result.stderr.startswith("bastion: error: input bad.json: invalid JSON")
+    (workdir / "binary.json").write_bytes(b"\xff\xfe\x00{")
+    result = _bastion("eval", "--input", "binary.json", cwd=workdir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("bastion: error: input binary.json: not UTF-8 text")
