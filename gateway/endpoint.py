@@ -385,7 +385,9 @@ class MCPEndpoint:
 
         sid = headers.get(b"mcp-session-id")
         if sid:
-            self._open_sessions[sid.decode("latin-1")] = time.monotonic()
+            known = sid.decode("latin-1")
+            if known in self._open_sessions:  # only sessions the SDK created: a made-up id counts nothing
+                self._open_sessions[known] = time.monotonic()
             if body is not None and b'"logging/setLevel"' in body:
                 self._sessions.pop(sid.decode("latin-1"), None)  # it wants log lines: SDK path
         if method == "DELETE" and sid:

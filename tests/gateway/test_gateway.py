@@ -509,6 +509,17 @@ async def test_a_modern_client_cancels_a_call_by_closing_its_request(gateway: Ga
     assert _result(response)["result"]["content"][0]["text"] == "after"
 
 
+def _handshake_post(gateway: GatewayProcess, body: dict[str, Any], session: str) -> httpx.Response:
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": HANDSHAKE,
+        "mcp-session-id": session,
+        "authorization": f"Bearer {gateway.key('admin')}",
+    }
+    return httpx.post(gateway.url + "/mcp", headers=headers, content=json.dumps(body), timeout=30)
+
+
 def _scrape(gateway: GatewayProcess) -> str:
     return httpx.get(gateway.url + "/metrics", timeout=30).text
 
@@ -580,3 +591,9 @@ async def test_open_handshake_sessions_are_counted(gateway: GatewayProcess) -> N
     with anyio.fail_after(10):  # the client's DELETE ends its session
         while sessions() != inside - 1:
             await anyio.sleep(0.05)
+    # A made-up session id is the SDK's to refuse (404), and counts as no session.
+    after = sessions()
+    for n in range(3):
+        bogus = _handshake_post(gateway, {"jsonrpc": "2.0", "id": n, "method": "tools/list"}, f"made-up-{n}")
+        assert bogus.status_code == 404, bogus.text
+    assert sessions() == after
