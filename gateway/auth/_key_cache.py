@@ -3,6 +3,9 @@
 A lookup that started before an invalidation must not put its (possibly
 pre-revocation) row back afterwards: every invalidation bumps `generation`, and `put`
 is ignored unless the generation is still the one the lookup started under.
+
+Ids that name no key are kept apart, in a table a tenth the size: a flood of made-up
+keys churns that table and never pushes a real key out.
 """
 
 from __future__ import annotations
@@ -44,18 +47,24 @@ class KeyCache:
             raise ValueError(f"ttl must be >= 0 and max_entries >= 1, got {ttl!r} and {max_entries!r}")
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_unknown = max(1, max_entries // 10)
         self.generation = 0
         self._entries: dict[str, CachedKey] = {}
+        self._unknown: dict[str, CachedKey] = {}  # ids that name no key
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._unknown)
 
     def get(self, key_id: str) -> CachedKey | None:
-        entry = self._entries.get(key_id)
+        table = self._entries
+        entry = table.get(key_id)
         if entry is None:
-            return None
+            table = self._unknown
+            entry = table.get(key_id)
+            if entry is None:
+                return None
         if time.monotonic() - entry.fetched_at >= self.ttl:
-            del self._entries[key_id]
+            del table[key_id]
             return None
         return entry
 
@@ -63,15 +72,20 @@ class KeyCache:
         if generation != self.generation:
             return
         self._entries.pop(key_id, None)
-        while len(self._entries) >= self.max_entries:
+        self._unknown.pop(key_id, None)
+        known = entry.stored is not None
+        table, limit = (self._entries, self.max_entries) if known else (self._unknown, self.max_unknown)
+        while len(table) >= limit:
             # Oldest inserted first: dicts keep insertion order.
-            del self._entries[next(iter(self._entries))]
-        self._entries[key_id] = entry
+            del table[next(iter(table))]
+        table[key_id] = entry
 
     def invalidate(self, key_id: str) -> None:
         self.generation += 1
         self._entries.pop(key_id, None)
+        self._unknown.pop(key_id, None)
 
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self._unknown.clear()

@@ -3,7 +3,8 @@
 The first request with a key reads its row (concurrent first requests share one
 read); later requests check the secret against the cached hash for `cache_ttl`
 seconds (HMAC-SHA256 and a constant-time compare, a few microseconds). Unknown ids
-are cached too, so a flood of made-up keys cannot turn into a flood of queries.
+are cached too, apart from real keys: a made-up key sent again costs no query, and a
+flood of new made-up keys costs one indexed lookup each but never evicts a real key.
 
 Revocation reaches every process through the store's pub/sub: this authenticator
 subscribes to `REVOCATION_CHANNEL` and drops a revoked key at once. If the

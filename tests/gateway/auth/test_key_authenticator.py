@@ -106,6 +106,20 @@ async def test_repeated_calls_are_served_from_the_cache(counting: CountingKeySto
     assert counting.lookups == 2
 
 
+async def test_a_flood_of_made_up_keys_never_pushes_a_real_key_out(counting: CountingKeyStore) -> None:
+    created = await counting.create("steady", ("viewer",))
+    async with ApiKeyAuthenticator(counting, cache_max_entries=20) as auth:
+        assert await auth.authenticate(bearer(created.key), None) is not None
+        for n in range(100):  # five times the cache, each a new id
+            made_up = f"Bearer bst_{n:012d}_" + "a" * 43
+            assert await auth.authenticate(made_up, None) is None
+        before = counting.lookups
+        assert await auth.authenticate(bearer(created.key), None) is not None
+        assert counting.lookups == before  # still cached
+        assert len(auth.cache) == 1 + 2  # the real key, and unknown ids up to a tenth of the cache
+    assert counting.lookups == 101
+
+
 async def test_concurrent_first_calls_share_one_lookup(counting: CountingKeyStore) -> None:
     created = await counting.create("burst", ("viewer",))
     async with ApiKeyAuthenticator(counting) as auth:
