@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     api_key_cache_ttl: float = Field(
         default=10.0, gt=0, le=3600, description="seconds a verified key is cached"
     )
+    session_idle_timeout: float = Field(
+        default=1800.0, gt=0, le=86400, description="seconds a 2025-11-25 session may idle before it ends"
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="calls per principal per second; 0 is off"
     )

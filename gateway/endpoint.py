@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import orjson
 import pydantic_core
 from mcp.server.streamable_http import check_accept_headers
@@ -136,6 +138,7 @@ class MCPEndpoint:
         allowed_hosts: tuple[str, ...] = (),
         listen_host: str = "127.0.0.1",
         max_body: int = MAX_BODY,
+        session_idle: float = SESSION_IDLE,
     ) -> None:
         self.gateway = gateway
         self.views = views
@@ -144,6 +147,7 @@ class MCPEndpoint:
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.listen_loopback = is_loopback(listen_host)
         self.max_body = max_body
+        self.session_idle = session_idle
         # Handshake sessions the fast path may serve: id -> last seen. A client that declared
         # sampling, elicitation or roots (or asked for log lines) stays on the SDK path, where
         # the gateway can relay an upstream's requests back to it.
@@ -313,7 +317,7 @@ class MCPEndpoint:
         # refuses duplicated routing headers, so such a request is the SDK's to answer.
         folded = len(headers) != len(raw_headers)
         if isinstance(message, dict):
-            if not folded and await self._fast_path(call, headers, message, receive, send):
+            if not folded and await self._fast_path(call, runtime.manager, headers, message, receive, send):
                 return
             if self._cancel_fast_call(headers, message):
                 await _reply(send, 202, b"", [])
@@ -402,7 +406,7 @@ class MCPEndpoint:
         if now - self._last_prune > 60:
             self._last_prune = now
             for table in (self._sessions, self._open_sessions):
-                for sid in [s for s, seen in table.items() if now - seen > SESSION_IDLE]:
+                for sid in [s for s, seen in table.items() if now - seen > self.session_idle]:
                     del table[sid]
         SESSIONS_OPEN.set(len(self._open_sessions))
 
@@ -411,6 +415,7 @@ class MCPEndpoint:
     async def _fast_path(
         self,
         call: CallContext,
+        manager: StreamableHTTPSessionManager,
         headers: Mapping[bytes, bytes],
         message: dict[str, Any],
         receive: Receive,
@@ -438,8 +443,10 @@ class MCPEndpoint:
                 return False  # the SDK answers envelope and header errors with the right codes
         else:
             seen = self._sessions.get(sid.decode("latin-1")) if sid else None
-            if seen is None or sid is None or time.monotonic() - seen > SESSION_IDLE:
+            if seen is None or sid is None or time.monotonic() - seen > self.session_idle:
                 return False
+            if not _keep_sdk_session(manager, sid.decode("latin-1"), self.session_idle):
+                return False  # the SDK ended it (idle, or deleted): it answers as it does
             self._sessions[sid.decode("latin-1")] = time.monotonic()
         if not self._media_ok(headers):
             return False  # the SDK refuses it with its own status (400 or 406)
@@ -525,6 +532,29 @@ class MCPEndpoint:
         self._client_cancelled.add(task)
         task.cancel()
         return True
+
+
+def _keep_sdk_session(manager: StreamableHTTPSessionManager, sid: str, idle: float) -> bool:
+    """Whether the SDK still holds session `sid`; if so, restart its idle countdown.
+
+    Fast-path calls never reach the SDK, whose session would otherwise end `idle` seconds
+    after its last SDK-path request while its client is still calling tools. The SDK keeps
+    its sessions in `_server_instances` and exposes each one's `idle_scope` for its host
+    to run the countdown; the gateway touches the countdown as a request would.
+    """
+    transport = manager._server_instances.get(sid)  # pyright: ignore[reportPrivateUsage]
+    if transport is None:
+        return False
+    scope = transport.idle_scope
+    if scope is not None:
+        if scope.cancel_called:
+            return False
+        # inf: an SDK request is in flight and holds the session. Pushed back only once
+        # half the countdown has run, so that a busy session does not re-arm a timer per call.
+        now = anyio.current_time()
+        if scope.deadline != math.inf and scope.deadline - now < idle / 2:
+            scope.deadline = now + idle
+    return True
 
 
 class _DisconnectWatch:

@@ -120,7 +120,11 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             view = build_view(config, {}, tables[name])
             server = GatewayMCPServer(gateway, name, lambda v=view: v.instructions)
             manager = StreamableHTTPSessionManager(
-                app=server.server, json_response=False, event_store=MemoryEventStore(), retry_interval=1000
+                app=server.server,
+                json_response=False,
+                event_store=MemoryEventStore(),
+                retry_interval=1000,
+                session_idle_timeout=settings.session_idle_timeout,
             )
             await stack.enter_async_context(manager.run())
             views[name] = ViewRuntime(view, server, manager, modern_view=view)
@@ -152,6 +156,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             allowed_origins=tuple(settings.allowed_origins),
             allowed_hosts=tuple(settings.allowed_hosts),
             listen_host=settings.host,
+            session_idle=settings.session_idle_timeout,
         )
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
