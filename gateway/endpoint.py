@@ -270,7 +270,7 @@ class MCPEndpoint:
                 503,
                 _rpc_error(
                     None,
-                    -32603,
+                    INTERNAL_ERROR,
                     "authentication is unavailable: the gateway cannot read its API keys right now; "
                     "retry shortly (its operator finds the cause in the gateway's log and /readyz)",
                 ),
