@@ -3,9 +3,12 @@
 An upstream that needs the user (elicitation), a model (sampling) or the client's roots
 while it handles a `tools/call` asks its client, the gateway. The gateway relays the
 request to the client whose call is in flight on that upstream, on that call's own
-stream, and the answer back. Over stdio the upstream names no request, so the relay
-needs exactly one call in flight on that upstream from a client able to answer; with
-several, it refuses rather than guess which person to ask.
+stream, and the answer back. The upstream's request names no call of the gateway's, so
+the relay needs exactly one call in flight on that upstream, from a client able to
+answer. Every call the gateway sends an upstream is counted (`sending`), whichever path
+it took: with several in flight, or with the one in flight from a client that cannot be
+asked (a 2026-07-28 client, or one that declared none of these capabilities), the relay
+refuses rather than ask the wrong person.
 """
 
 from __future__ import annotations
@@ -29,6 +32,18 @@ class BackChannels:
 
     def __init__(self) -> None:
         self._open: dict[str, list[tuple[ServerSession, types.RequestId | None]]] = {}
+        self._calls: dict[str, int] = {}  # upstream -> calls in flight on it, every path
+
+    def sending(self, upstream: str) -> None:
+        """A call to `upstream` starts; pair with `sent`."""
+        self._calls[upstream] = self._calls.get(upstream, 0) + 1
+
+    def sent(self, upstream: str) -> None:
+        left = self._calls.get(upstream, 0) - 1
+        if left > 0:
+            self._calls[upstream] = left
+        else:
+            self._calls.pop(upstream, None)
 
     @contextmanager
     def open(
@@ -43,9 +58,15 @@ class BackChannels:
 
     def _single(self, upstream: str) -> tuple[ServerSession, types.RequestId | None] | types.ErrorData:
         channels = self._open.get(upstream) or []
-        if len(channels) == 1:
+        calls = max(self._calls.get(upstream, 0), len(channels))
+        if len(channels) == 1 and calls == 1:
             return channels[0]
-        reason = "no call is in flight" if not channels else f"{len(channels)} calls are in flight"
+        if calls > 1:
+            reason = f"{calls} calls are in flight"
+        elif calls == 1:
+            reason = "the call in flight comes from a client that cannot be asked"
+        else:
+            reason = "no call is in flight"
         return types.ErrorData(
             code=-32600, message=f"the gateway cannot relay this request from {upstream!r}: {reason} on it"
         )

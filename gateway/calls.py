@@ -487,10 +487,19 @@ class Gateway:
         params: dict[str, Any],
         **options: Any,
     ) -> dict[str, Any]:
-        """`connection.request`, in one of the upstream's slots when it has a `max_concurrency`."""
+        """`connection.request`, in one of the upstream's slots when it has a `max_concurrency`.
+
+        Every call is counted on the upstream's back channels while it runs, so that a
+        request the upstream sends back is relayed only when one call can have caused it.
+        """
+        back = self.upstreams.back
         slots = self.upstreams.slots(upstream)
         if slots is None:
-            return await connection.request(method, params, **options)
+            back.sending(upstream)
+            try:
+                return await connection.request(method, params, **options)
+            finally:
+                back.sent(upstream)
         if slots.free():
             ticket = await slots.acquire()
         else:
@@ -500,9 +509,11 @@ class Gateway:
                 ticket = await slots.acquire()
             finally:
                 waiting.dec()
+        back.sending(upstream)
         try:
             return await connection.request(method, params, **options)
         finally:
+            back.sent(upstream)
             slots.release(ticket)
 
     def _outgoing_meta(
