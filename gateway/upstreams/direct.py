@@ -127,6 +127,8 @@ class DirectHTTPClient:
     @staticmethod
     def _message(status: int, content_type: str, content: bytes, rid: int) -> dict[str, Any]:
         if content_type.startswith("text/event-stream"):
+            # SSE lines may end in CRLF, LF or CR (sse-starlette, the SDK's, writes CRLF).
+            content = content.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             for block in content.split(b"\n\n"):
                 data = b"\n".join(
                     line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
@@ -147,4 +149,9 @@ class DirectHTTPClient:
             raise MCPError(code=-32603, message=f"upstream answered HTTP {status} without JSON-RPC") from None
         if not isinstance(message, dict):
             raise MCPError(code=-32603, message="upstream answered with a non-object")
+        # An error with a null id is about this request (the upstream could not read its id).
+        if message.get("id") != rid and not ("error" in message and message.get("id") is None):
+            raise MCPError(
+                code=-32603, message=f"upstream answered request {message.get('id')!r:.40}, not {rid}"
+            )
         return message

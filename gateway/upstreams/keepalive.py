@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from typing import NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httptools
 
@@ -103,6 +103,10 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if 100 <= self.parser.get_status_code() < 200:
+            # An interim answer (103 Early Hints, ...): the final one follows on this connection.
+            self._reset()
+            return
         self.reusable = self.parser.should_keep_alive()
         self._finish()
 
@@ -142,6 +146,14 @@ class _Connection(asyncio.Protocol):
         self._size = 0
 
 
+def _authority(parts: SplitResult) -> str:
+    """`host[:port]` for the Host header: never the URL's `user:password@`."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port is None else f"{host}:{parts.port}"
+
+
 class KeepAliveClient:
     """POSTs to one URL; create and use it inside one running event loop."""
 
@@ -164,7 +176,7 @@ class KeepAliveClient:
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if parts.scheme == "https" else None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._head = (
-            f"POST {target} HTTP/1.1\r\nhost: {parts.netloc}\r\nuser-agent: bastion-gateway\r\n"
+            f"POST {target} HTTP/1.1\r\nhost: {_authority(parts)}\r\nuser-agent: bastion-gateway\r\n"
             + "".join(f"{_field(k)}: {_field(v)}\r\n" for k, v in headers.items())
         ).encode("latin-1")
         self._read_timeout = read_timeout

@@ -236,3 +236,30 @@ async def test_a_request_header_that_could_split_the_request_is_refused_before_a
     for value in ("a\nb", "a\rb", "a\0b"):
         with pytest.raises(ValueError, match="line break or NUL"):
             await client.post(b"{}", {"mcp-name": value})
+
+
+async def test_an_interim_answer_is_skipped_and_the_final_one_taken(serve: Serve) -> None:
+    """103 Early Hints before the answer: the caller gets the 200, and the next request on
+    the connection gets its own answer, not the one before it."""
+    hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+    server = await serve(lambda body: hints + echo(body))
+    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=5)
+    try:
+        first = await client.post(b"one", {})
+        second = await client.post(b"two", {})
+    finally:
+        await client.close()
+    assert first == HTTPAnswer(200, "application/json", b'{"echo": "one"}')
+    assert second.body == b'{"echo": "two"}'
+    assert server.connections == 1
+
+
+async def test_credentials_in_the_url_never_reach_the_host_header(serve: Serve) -> None:
+    server = await serve(echo)
+    client = KeepAliveClient(f"http://user:secret@127.0.0.1:{server.port}/mcp", {}, read_timeout=5)
+    try:
+        await client.post(b"x", {})
+    finally:
+        await client.close()
+    request = server.requests[0].decode()
+    assert f"host: 127.0.0.1:{server.port}\r\n" in request and "secret" not in request
