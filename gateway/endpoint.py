@@ -486,7 +486,7 @@ class MCPEndpoint:
             status = ERROR_CODE_HTTP_STATUS.get(exc.code, 200) if modern else 200
             if exc.code == RATE_LIMITED and exc.retry_after is not None:
                 status = 429
-                extra = [(b"retry-after", str(max(1, int(exc.retry_after + 0.999))).encode())]
+                extra = [(b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
         except BastionError as exc:
             # Failed closed (the audit event could not be written, ...): the message says why.
             logger.error("tools/call %s failed: %s", params["name"], exc.message)

@@ -18,6 +18,7 @@ a stream or batch, the JSON-RPC error `RATE_LIMITED_CODE` (`rate_limit_error`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -65,6 +66,8 @@ RATE_LIMIT_STORE_ERRORS = Counter(
 
 Scope = Literal["principal", "tool", "policy"]
 _MAX_KEY_CHARS = 512
+# Seconds a shared store may take to answer before this process's own buckets decide.
+STORE_TIMEOUT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +202,8 @@ class RateLimiter:
     ) -> RateVerdict:
         """Take a token for this call from its buckets; the verdict says if it may run."""
         if rate is not None:
-            wait = await self._take(_key("t", principal, tool or "*"), rate.per_minute / 60.0, rate.burst)
+            # A bucket of its own: calls of the tool without the obligation must not refill it.
+            wait = await self._take(_key("o", principal, tool or "*"), rate.per_minute / 60.0, rate.burst)
             if wait:
                 limit_text = f"policy limit for {tool or 'these calls'}: {rate.describe()}"
                 return self._refused("policy", limit_text, wait)
@@ -220,10 +224,13 @@ class RateLimiter:
         if self.store is None:
             return self.local.take(key, rate, capacity)
         try:
-            result = await self.store.take(key, rate=rate, capacity=capacity)
-        except StoreError as exc:
+            # A stalled store (a half-open connection, a failover) must not hold every call.
+            async with asyncio.timeout(STORE_TIMEOUT):
+                result = await self.store.take(key, rate=rate, capacity=capacity)
+        except (StoreError, TimeoutError) as exc:
             RATE_LIMIT_STORE_ERRORS.inc()
-            logger.warning("rate-limit store failed (%s); using this process's buckets", exc)
+            reason = str(exc) or f"no answer within {STORE_TIMEOUT} s"
+            logger.warning("rate-limit store failed (%s); using this process's buckets", reason)
             return self.local.take(key, rate, capacity)
         # A refusal always carries a positive wait, even if rounding made it 0.
         return 0.0 if result.allowed else max(result.retry_after, 1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from bastion.stores import RedisStore
 from gateway.auth import Principal
 from gateway.ratelimit import (
     RATE_LIMITED_CODE,
+    STORE_TIMEOUT,
     RateLimit,
     RateLimiter,
     RateObligation,
@@ -168,3 +170,33 @@ async def test_a_failing_store_falls_back_to_local_buckets(redis_url: str) -> No
     limiter = RateLimiter(per_principal=RateLimit(SLOW, 2), per_tool=None, store=store)
     assert await admitted(limiter, ALICE, None, 4) == 2
     assert len(limiter.local) == 1
+
+
+@pytest.mark.redis
+async def test_a_stalled_store_falls_back_to_local_buckets_within_its_timeout(
+    redis_pair: tuple[RedisStore, RedisStore], redis_url: str
+) -> None:
+    """Redis stops answering (CLIENT PAUSE: a failover, a half-open connection): the check
+    waits at most STORE_TIMEOUT, then this process's own buckets decide."""
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 2), per_tool=None, store=redis_pair[0])
+    assert await admitted(limiter, ALICE, None, 1) == 1  # the connection is open and in use
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        started = time.monotonic()
+        verdict = await limiter.check(ALICE, None)
+        waited = time.monotonic() - started
+    finally:
+        await admin.aclose()
+    assert verdict.allowed and len(limiter.local) == 1  # decided locally
+    assert STORE_TIMEOUT <= waited < 1.4  # well before Redis answers again
+
+
+async def test_a_policy_obligation_has_a_bucket_of_its_own() -> None:
+    """Calls of a tool without the obligation (other arguments, other rules) must not spend
+    or refill the bucket the obligation sets."""
+    limiter = RateLimiter(per_principal=None, per_tool=RateLimit(SLOW, 50))
+    obligation = RateObligation(per_minute=6, burst=2)
+    assert await admitted(limiter, ALICE, "sql_query", 3, rate=obligation) == 2
+    assert await admitted(limiter, ALICE, "sql_query", 5) == 5  # the tool's own limit
+    assert await admitted(limiter, ALICE, "sql_query", 1, rate=obligation) == 0
