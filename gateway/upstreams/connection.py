@@ -55,6 +55,7 @@ from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
     CONNECTION_CLOSED,
+    INVALID_REQUEST,
     PROTOCOL_VERSION_META_KEY,
 )
 
@@ -443,6 +444,17 @@ class UpstreamConnection:
             self._stream_relays[relay_id] = on_stream_closed
         try:
             result = await dispatcher.send_raw_request(method, params, opts)  # type: ignore[arg-type]
+        except MCPError as exc:
+            if self.spec.transport == "http" and not self.modern and _session_gone(exc):
+                # The server forgot the session (it restarted): nothing ran. This connection
+                # is over; the manager opens a new one with a new session.
+                logger.warning("upstream %s lost its session (%s); reconnecting", self.spec.name, exc)
+                self.closed.set()
+                raise MCPError(
+                    code=exc.error.code,
+                    message="its session ended (the server restarted?); reconnecting, retry the call",
+                ) from None
+            raise
         finally:
             if relay_id is not None:
                 del self._stream_relays[relay_id]
@@ -486,3 +498,13 @@ def default_stdio_env() -> dict[str, str]:
     """Environment passed to built-in stdio servers (the SDK adds a safe base)."""
     keep = ("BASTION_", "DATABASE_URL", "REDIS_URL", "OPA_URL", "PATH", "HOME", "LANG", "LC_", "XDG_")
     return {k: v for k, v in os.environ.items() if k.startswith(keep)}
+
+
+def _session_gone(exc: MCPError) -> bool:
+    """The error a Streamable HTTP server answers (HTTP 404) for a session it does not know."""
+    message = exc.error.message.lower()
+    return (
+        exc.error.code == INVALID_REQUEST
+        and "session" in message
+        and ("not found" in message or "terminated" in message)
+    )
