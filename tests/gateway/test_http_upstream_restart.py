@@ -15,14 +15,8 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway.conftest import GatewayProcess, running_gateway
+from tests.gateway.conftest import GatewayProcess, _free_port, running_gateway
 from tests.gateway.test_gateway import _client, _sample, _scrape
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class SystemServer:
