@@ -55,6 +55,7 @@ from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
     CONNECTION_CLOSED,
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     PROTOCOL_VERSION_META_KEY,
 )
@@ -215,8 +216,8 @@ class UpstreamConnection:
             with anyio.fail_after(DISCOVER_TIMEOUT):
                 result = await session.discover()
         except MCPError as exc:
-            if exc.code == CONNECTION_CLOSED:
-                raise  # it went away: a restart will ask again
+            if exc.code in (CONNECTION_CLOSED, INTERNAL_ERROR):
+                raise  # it went away or failed (an HTTP 5xx): a restart will ask again
             raise ModernUnsupportedError(
                 f"upstream {self.spec.name!r} does not speak 2026-07-28 ({exc.error.message})"
             ) from None

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +103,14 @@ env = {{ COUNTING_SERVER_LOG = {json.dumps(str(counter_log))} }}
 
 
 @contextmanager
-def running_gateway(home: Path, work: Path, config_text: str, counter_log: Path) -> Iterator[GatewayProcess]:
-    """`bastion gateway` on `home` with `config_text` as its bastion.toml, until the block ends."""
+def running_gateway(
+    home: Path, work: Path, config_text: str, counter_log: Path, ready: Callable[[str], bool] | None = None
+) -> Iterator[GatewayProcess]:
+    """`bastion gateway` on `home` with `config_text` as its bastion.toml, until the block ends.
+
+    `ready(url)`: when to hand the gateway over (default: every upstream ready).
+    """
+    ready = ready or _ready
     config = work / "bastion.toml"
     config.write_text(config_text)
     port = _free_port()
@@ -122,7 +128,7 @@ def running_gateway(home: Path, work: Path, config_text: str, counter_log: Path)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _ready(url):
+        while not ready(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"gateway did not become ready: {log.read_text()[-3000:]}")
             time.sleep(0.1)
