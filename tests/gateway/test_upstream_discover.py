@@ -3,15 +3,16 @@ later; only a refusal of the method says it does not speak 2026-07-28."""
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.gateway.conftest import GatewayProcess, running_gateway
+from tests.http_stub import serving
 
 
 class _Failing(BaseHTTPRequestHandler):
@@ -32,15 +33,8 @@ class _Failing(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def failing_upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/mcp"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(_Failing) as base:
+        yield base + "/mcp"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +68,7 @@ def test_a_server_error_at_discover_is_retried_not_taken_for_an_old_server(
     for _ in range(100):  # bounded: 10 s
         if _Failing.seen >= seen + 2:
             break
-        threading.Event().wait(0.1)
+        time.sleep(0.1)  # the gateway's retries are its own: nothing to wait on but time
     assert _Failing.seen >= seen + 2, "the gateway stopped asking"
     state = flaky()
     assert state["state"] == "failed" and state["restarts"] >= 1, state

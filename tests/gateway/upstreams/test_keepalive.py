@@ -91,6 +91,15 @@ def echo(body: bytes) -> bytes:
     return answer(b'{"echo": "' + body + b'"}')
 
 
+async def posted(url: str, *bodies: bytes) -> list[HTTPAnswer]:
+    """POST each body in turn through one client, then close it; the answers, in order."""
+    client = KeepAliveClient(url, {}, read_timeout=5)
+    try:
+        return [await client.post(body, {}) for body in bodies]
+    finally:
+        await client.close()
+
+
 async def test_sequential_posts_share_one_connection_and_send_the_headers_given(serve: Serve) -> None:
     server = await serve(echo)
     client = KeepAliveClient(
@@ -116,24 +125,14 @@ async def test_a_chunked_event_stream_is_read_to_its_end(serve: Serve) -> None:
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
     head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
     server = await serve(lambda body: head + chunked)
-    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=5)
-    try:
-        got = await client.post(b"x", {})
-        again = await client.post(b"y", {})
-    finally:
-        await client.close()
+    got, again = await posted(f"http://127.0.0.1:{server.port}/", b"x", b"y")
     assert got == HTTPAnswer(200, "text/event-stream", b"".join(events)) == again
     assert server.connections == 1
 
 
 async def test_an_answer_that_ends_with_the_connection_is_taken_whole(serve: Serve) -> None:
     server = await serve(lambda body: b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"a": 1}')
-    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=5)
-    try:
-        got = await client.post(b"eof", {})
-        later = await client.post(b"eof", {})
-    finally:
-        await client.close()
+    got, later = await posted(f"http://127.0.0.1:{server.port}/", b"eof", b"eof")
     assert got.body == b'{"a": 1}' == later.body
     assert server.connections == 2
 
@@ -243,12 +242,7 @@ async def test_an_interim_answer_is_skipped_and_the_final_one_taken(serve: Serve
     the connection gets its own answer, not the one before it."""
     hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
     server = await serve(lambda body: hints + echo(body))
-    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=5)
-    try:
-        first = await client.post(b"one", {})
-        second = await client.post(b"two", {})
-    finally:
-        await client.close()
+    first, second = await posted(f"http://127.0.0.1:{server.port}/", b"one", b"two")
     assert first == HTTPAnswer(200, "application/json", b'{"echo": "one"}')
     assert second.body == b'{"echo": "two"}'
     assert server.connections == 1
@@ -256,10 +250,6 @@ async def test_an_interim_answer_is_skipped_and_the_final_one_taken(serve: Serve
 
 async def test_credentials_in_the_url_never_reach_the_host_header(serve: Serve) -> None:
     server = await serve(echo)
-    client = KeepAliveClient(f"http://user:secret@127.0.0.1:{server.port}/mcp", {}, read_timeout=5)
-    try:
-        await client.post(b"x", {})
-    finally:
-        await client.close()
+    await posted(f"http://user:secret@127.0.0.1:{server.port}/mcp", b"x")
     request = server.requests[0].decode()
     assert f"host: 127.0.0.1:{server.port}\r\n" in request and "secret" not in request

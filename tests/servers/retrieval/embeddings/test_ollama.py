@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
 
 from servers.retrieval.embeddings.ollama import OllamaProvider
 from servers.retrieval.errors import RetrievalError
+from tests.http_stub import serving
 
 
 class _Embed(BaseHTTPRequestHandler):
@@ -39,15 +39,8 @@ class _Embed(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ollama_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Embed)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Embed) as base:
+        yield base
 
 
 def test_ollama_embeddings_are_normalised_and_prefixed_for_nomic(ollama_url: str) -> None:
