@@ -193,17 +193,7 @@ class Gateway:
             entries,
             lambda e: self._tool_resource(e, None),
         )
-        await self._audit(
-            ctx,
-            "tools/list",
-            None,
-            None,
-            None,
-            "allow",
-            (f"{len(allowed)} of {len(entries)} tools",),
-            0.0,
-            "ok",
-        )
+        await self._audit_listing(ctx, "tools/list", len(allowed), len(entries), "tools")
         return [entry.definition for entry in allowed]
 
     async def visible_prompts(self, ctx: CallContext) -> list[dict[str, Any]]:
@@ -217,18 +207,15 @@ class Gateway:
             entries,
             self._prompt_resource,
         )
-        await self._audit(
-            ctx,
-            "prompts/list",
-            None,
-            None,
-            None,
-            "allow",
-            (f"{len(allowed)} of {len(entries)} prompts",),
-            0.0,
-            "ok",
-        )
+        await self._audit_listing(ctx, "prompts/list", len(allowed), len(entries), "prompts")
         return [entry.definition for entry in allowed]
+
+    async def _audit_listing(
+        self, ctx: CallContext, action: str, shown: int, offered: int, what: str
+    ) -> None:
+        """One event per listing, its reason saying how much of the view the caller may see."""
+        reason = f"{shown} of {offered} {what}"
+        await self._audit(ctx, action, None, None, None, "allow", (reason,), 0.0, "ok")
 
     def arguments(self) -> ArgumentManifest:
         """The argument manifest of the policy in force (re-read when the policy reloads)."""
@@ -494,27 +481,24 @@ class Gateway:
         """
         back = self.upstreams.back
         slots = self.upstreams.slots(upstream)
-        if slots is None:
-            back.sending(upstream)
-            try:
-                return await connection.request(method, params, **options)
-            finally:
-                back.sent(upstream)
-        if slots.free():
-            ticket = await slots.acquire()
-        else:
-            waiting = UPSTREAM_WAITING.labels(upstream)
-            waiting.inc()
-            try:
+        ticket: int | None = None
+        if slots is not None:
+            if slots.free():
                 ticket = await slots.acquire()
-            finally:
-                waiting.dec()
+            else:
+                waiting = UPSTREAM_WAITING.labels(upstream)
+                waiting.inc()
+                try:
+                    ticket = await slots.acquire()
+                finally:
+                    waiting.dec()
         back.sending(upstream)
         try:
             return await connection.request(method, params, **options)
         finally:
             back.sent(upstream)
-            slots.release(ticket)
+            if slots is not None and ticket is not None:
+                slots.release(ticket)
 
     def _outgoing_meta(
         self, ctx: CallContext, builtin: bool, decision: Decision, meta: Mapping[str, Any] | None
