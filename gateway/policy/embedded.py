@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -99,7 +100,7 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._watcher: asyncio.Task[None] | None = None
         self._seen = fingerprint(self.folder, include_tests)
         try:
-            self._install(self._compile(self._read()))
+            self._install(self._compile(self._reader()()))
         except PolicyError as exc:
             if strict:
                 raise PolicyLoadError(exc.message) from exc
@@ -107,9 +108,13 @@ class EmbeddedRegoEngine(PolicyEngine):
 
     # -- loading ---------------------------------------------------------------
 
-    def _read(self) -> PolicyBundle:
-        """Read the folder's files (blocking I/O: a worker thread may run this)."""
-        return PolicyBundle.load(self.folder, include_tests=self._include_tests, extra_data=self._extra_data)
+    def _reader(self) -> functools.partial[PolicyBundle]:
+        """The blocking read of the folder's files, for a worker thread. It must not hold `self`:
+        a worker that dropped the last reference would drop the regorus engine on its own
+        thread, which the engine refuses."""
+        return functools.partial(
+            PolicyBundle.load, self.folder, include_tests=self._include_tests, extra_data=self._extra_data
+        )
 
     def _compile(self, bundle: PolicyBundle) -> tuple[PolicyBundle, RegorusEngine]:
         """Parse the modules and probe the decision. regorus engines may not cross threads,
@@ -148,7 +153,7 @@ class EmbeddedRegoEngine(PolicyEngine):
     async def reload(self) -> bool:
         """Reload the folder now; True when a new policy is in force."""
         try:
-            loaded = self._compile(await anyio.to_thread.run_sync(self._read))
+            loaded = self._compile(await anyio.to_thread.run_sync(self._reader()))
         except PolicyError as exc:
             self._fail(exc.message)
             return False

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from bastion.metrics import REGISTRY
@@ -127,3 +131,27 @@ async def test_query_tells_undefined_from_null(tmp_path: Path) -> None:
     assert await engine.query("bastion/authz/nothing") is None
     assert await engine.query("bastion.authz.missing") is UNDEFINED
     assert (await engine.decide(call("admin", "system", "version"))).obligations.row_limit == 0
+
+
+async def test_a_reload_leaves_no_engine_with_the_worker_thread(
+    policy_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """regorus engines may only be dropped on the thread that made them: if the worker that read
+    the files held the last reference, the engine would be dropped there (an error pytest
+    reports as unraisable). The work handed to the thread must not reference the engine."""
+    handed: list[tuple[object, ...]] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def keeping(func: Callable[..., object], *args: object) -> object:
+        handed.append((func, *args))
+        return await run_sync(func, *args)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", keeping)
+    engine = EmbeddedRegoEngine(policy_dir, reload_interval=None, strict=True)
+    assert await engine.reload()
+    (policy_dir / "data.json").write_text((policy_dir / "data.json").read_text() + "\n")
+    assert await engine.check()
+    gone = weakref.ref(engine)
+    del engine
+    gc.collect()
+    assert len(handed) >= 3 and gone() is None
