@@ -62,7 +62,7 @@ SLOW_CALL_MS = 50
 
 
 class CallLimitConfig(BaseModel):
-    """How many calls the gateway sends one server at once (docs/configuration.md)."""
+    """How many calls the gateway sends one server at once, and for how long (docs/configuration.md)."""
 
     model_config = {"extra": "forbid"}
 
@@ -85,6 +85,13 @@ class CallLimitConfig(BaseModel):
         default=False,
         description="count every call until it ends (a hard limit, for a server that must never "
         "see more than max_concurrency calls at once)",
+    )
+    call_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="seconds one request to this server may take, a request it relays back to "
+        "the calling client (elicitation, sampling, roots) included; then it fails naming the server",
     )
 
 
@@ -327,7 +334,8 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
 def _describe_error(error: Any) -> str:
     loc = [str(part) for part in error["loc"]]
     field = loc[0] if loc else "?"
-    key = ENV_PREFIX + "_".join(loc).upper() if loc else "?"
+    # A nested setting (`upstreams.crm.url`) has no environment variable: name its TOML key.
+    key = ".".join(loc) if len(loc) > 1 else ENV_PREFIX + field.upper()
     if field in {"database_url", "redis_url", "opa_url"}:
         key = f"{field.upper()} (or {ENV_PREFIX}{field.upper()})"
     value = error.get("input")

@@ -18,6 +18,7 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from mcp import types
 from mcp.server.session import ServerSession
 from mcp.shared.message import ServerMessageMetadata
@@ -71,14 +72,26 @@ class BackChannels:
             code=-32600, message=f"the gateway cannot relay this request from {upstream!r}: {reason} on it"
         )
 
-    async def relay(self, upstream: str, request: types.ServerRequest, result_type: type[Any]) -> Any:
+    async def relay(
+        self, upstream: str, request: types.ServerRequest, result_type: type[Any], *, answer_within: float
+    ) -> Any:
+        """Ask the client and hand back its answer, or an error for the upstream. A client that
+        is silent for `answer_within` seconds is told the request is cancelled (the SDK sends
+        `notifications/cancelled` for a request its caller gave up on), as it is when the
+        upstream cancels the request itself."""
         target = self._single(upstream)
         if isinstance(target, types.ErrorData):
             return target
         session, request_id = target
         try:
-            return await session.send_request(
-                request, result_type, metadata=ServerMessageMetadata(related_request_id=request_id)
+            with anyio.fail_after(answer_within):
+                return await session.send_request(
+                    request, result_type, metadata=ServerMessageMetadata(related_request_id=request_id)
+                )
+        except TimeoutError:
+            return types.ErrorData(
+                code=-32001,
+                message=f"the client did not answer {request.method} within {answer_within:g} s",
             )
         except Exception as exc:
             return types.ErrorData(code=-32603, message=f"the client did not answer: {exc}")

@@ -282,20 +282,27 @@ class UpstreamConnection:
 
     def _callbacks(self) -> dict[str, Any]:
         """Relay the upstream's requests to the calling client (see gateway.back_channel)."""
-        back, name = self.back, self.spec.name
+        back, name, timeout = self.back, self.spec.name, self.spec.timeout
         if back is None:
             return {}
 
         async def elicit(context: Any, params: types.ElicitRequestParams) -> Any:
-            return await back.relay(name, types.ElicitRequest(params=params), types.ElicitResult)
+            return await back.relay(
+                name, types.ElicitRequest(params=params), types.ElicitResult, answer_within=timeout
+            )
 
         async def sample(context: Any, params: types.CreateMessageRequestParams) -> Any:
             return await back.relay(
-                name, types.CreateMessageRequest(params=params), types.CreateMessageResult
+                name,
+                types.CreateMessageRequest(params=params),
+                types.CreateMessageResult,
+                answer_within=timeout,
             )
 
         async def roots(context: Any) -> Any:
-            return await back.relay(name, types.ListRootsRequest(), types.ListRootsResult)
+            return await back.relay(
+                name, types.ListRootsRequest(), types.ListRootsResult, answer_within=timeout
+            )
 
         async def log(params: types.LoggingMessageNotificationParams) -> None:
             await back.log(name, params)

@@ -54,7 +54,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
                 url=url,
                 builtin=True,
                 list_meta=lister,
-                **_concurrency(server, local=is_loopback(server.host)),
+                **_call_limits(server, local=is_loopback(server.host)),
             )
             continue
         env = default_stdio_env()
@@ -67,7 +67,7 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             env=env,
             builtin=True,
             list_meta=lister,
-            **_concurrency(server, local=True),
+            **_call_limits(server, local=True),
         )
     for name, config in settings.upstreams.items():
         if name in specs:
@@ -82,13 +82,14 @@ def upstream_specs(settings: Settings, instance_key: bytes) -> dict[str, Upstrea
             url=config.url,
             headers={k: v.get_secret_value() for k, v in config.headers.items()},
             dual_era=config.dual_era,
-            **_concurrency(config, local=config.transport == "stdio" or _loopback_url(config.url)),
+            **_call_limits(config, local=config.transport == "stdio" or _loopback_url(config.url)),
         )
     return specs
 
 
-def _concurrency(config: CallLimitConfig, *, local: bool) -> dict[str, Any]:
-    """`max_concurrency` and `slow_call` for a spec: settings first, then the default by place.
+def _call_limits(config: CallLimitConfig, *, local: bool) -> dict[str, Any]:
+    """`max_concurrency`, `slow_call` and `timeout` for a spec: settings first, then the
+    concurrency default by place.
 
     A server on this machine shares its cores with the gateway: a few calls at a time keep
     them busy (docs/benchmarks/gateway.md). A remote one's capacity is not the gateway's to guess.
@@ -99,6 +100,7 @@ def _concurrency(config: CallLimitConfig, *, local: bool) -> dict[str, Any]:
     return {
         "max_concurrency": limit or None,
         "slow_call": None if config.strict_concurrency else config.slow_call_ms / 1000,
+        "timeout": config.call_timeout,
     }
 
 

@@ -84,13 +84,13 @@ def test_an_upstream_concurrency_limit_below_zero_is_refused_by_name(tmp_path: P
     )
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert "UPSTREAMS_CRM_MAX_CONCURRENCY=-1: Input should be greater than or equal to 0" in str(caught.value)
+    assert "upstreams.crm.max_concurrency=-1: Input should be greater than or equal to 0" in str(caught.value)
     (tmp_path / "bastion.toml").write_text(
         '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nslow_call_ms = 0\n'
     )
     with pytest.raises(ConfigError) as caught:
         load_settings()
-    assert "UPSTREAMS_CRM_SLOW_CALL_MS=0: Input should be greater than or equal to 1" in str(caught.value)
+    assert "upstreams.crm.slow_call_ms=0: Input should be greater than or equal to 1" in str(caught.value)
     (tmp_path / "bastion.toml").write_text(
         '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 4\n'
     )

@@ -12,6 +12,7 @@ import httpx
 import httpx2
 import psycopg
 import pytest
+from mcp import types
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -63,11 +64,11 @@ def _result(response: httpx.Response) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _client(url: str, key: str | None, mode: str) -> AsyncIterator[Client]:
+async def _client(url: str, key: str | None, mode: str, **callbacks: Any) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **callbacks) as client,
     ):
         yield client
 
@@ -272,6 +273,36 @@ async def test_a_cancelled_call_is_cancelled_upstream(gateway: GatewayProcess) -
         with anyio.fail_after(30):
             while "slow-cancelled" not in gateway.counted():
                 await anyio.sleep(0.05)
+
+
+async def test_an_upstream_that_gives_up_on_its_question_withdraws_it_from_the_client(
+    gateway: GatewayProcess,
+) -> None:
+    """The upstream's elicitation is relayed to the calling client; when the upstream stops
+    waiting and cancels it, the gateway passes the cancellation on, so the client stops
+    asking its user a question nobody waits for."""
+    asked: list[str] = []
+    withdrawn: list[str] = []
+
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            withdrawn.append(params.message)
+            raise
+        return types.ElicitResult(action="decline")
+
+    async with _client(
+        gateway.url + "/mcp", gateway.key("admin"), "legacy", elicitation_callback=elicit
+    ) as client:
+        with anyio.fail_after(30):
+            result = await client.call_tool("counter_ask", {"question": "go on?", "patience": 0.5})
+            assert not result.is_error and result.content[0].text == "gave up waiting"  # type: ignore[union-attr]
+            while not withdrawn:
+                await anyio.sleep(0.05)
+    assert asked == withdrawn == ["go on?"]
+    assert gateway.counted()[-2:] == ["ask", "ask-gave-up"]
 
 
 def test_builtin_servers_receive_the_callers_signed_context(gateway: GatewayProcess) -> None:

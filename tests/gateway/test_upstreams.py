@@ -8,6 +8,7 @@ clients are served over its handshake-era connection.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -192,3 +193,24 @@ async def test_an_http_upstream_closing_a_calls_stream_closes_the_clients_too(ht
             plain = await handshake.request("tools/call", call)
         assert _text(plain) == "Reconnection test completed"
         assert len(closed) == 1
+
+
+@pytest.mark.parametrize("modern", [False, True])
+async def test_a_call_past_the_upstreams_timeout_fails_and_is_cancelled_there(
+    tmp_path: Path, modern: bool
+) -> None:
+    spec = dataclasses.replace(_spec("counter", "counting_server.py", tmp_path), timeout=0.5)
+    log = tmp_path / "counter.log"
+    async with _running(spec) as manager:
+        connection = manager.connection("counter", modern=modern)
+        assert connection is not None
+        started = time.monotonic()
+        with pytest.raises(MCPError) as caught:
+            await connection.request(
+                "tools/call", {"name": "slow", "arguments": {"steps": 400, "delay": 0.05}}
+            )
+        assert time.monotonic() - started < 10
+        assert caught.value.error.code == -32001, caught.value.error
+        with anyio.fail_after(10):
+            while "slow-cancelled" not in log.read_text():
+                await anyio.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Each upstream's call limit: its settings first, then the default by where it runs; and in status."""
+"""Each upstream's call limits: its settings first, then the default by where it runs; and in status."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.errors import ConfigError
 from bastion.settings import load_settings
 from gateway.upstreams.manager import UpstreamManager
 from gateway.upstreams.specs import upstream_specs
@@ -84,3 +85,26 @@ async def test_status_describes_each_upstreams_call_limit(config: Path) -> None:
     assert described["remote"]["calls"] == {"max_concurrency": None}
     slots.release(ticket)
     assert manager.describe()["local_stdio"]["calls"]["counted"] == 0
+
+
+def test_call_timeout_bounds_each_upstreams_requests(config: Path) -> None:
+    config.write_text(
+        'builtin_servers = ["system"]\n'
+        f'[upstreams.quick]\ntransport = "stdio"\n{ECHO}call_timeout = 20\n'
+        '[upstreams.patient]\ntransport = "http"\nurl = "https://crm.internal/mcp"\ncall_timeout = 3600\n'
+    )
+    specs = upstream_specs(load_settings(), b"k" * 32)
+    assert {name: spec.timeout for name, spec in specs.items()} == {
+        "system": 300.0,
+        "quick": 20.0,
+        "patient": 3600.0,
+    }
+
+
+def test_a_call_timeout_of_zero_is_refused_naming_the_setting(config: Path) -> None:
+    config.write_text(
+        f'builtin_servers = []\n[upstreams.quick]\ntransport = "stdio"\n{ECHO}call_timeout = 0\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    assert "upstreams.quick.call_timeout" in str(refused.value)
