@@ -114,7 +114,9 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         )
 
         configs = view_configs(settings, set(specs))
-        tables = {name: NameTable(prefix=config.prefixed) for name, config in configs.items()}
+        tables = {
+            name: NameTable(prefix=config.prefixed, upstreams=specs) for name, config in configs.items()
+        }
         views: dict[str, ViewRuntime] = {}
         for name, config in configs.items():
             view = build_view(config, {}, tables[name])

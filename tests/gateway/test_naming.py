@@ -23,6 +23,26 @@ def test_underscores_in_both_parts_resolve_through_the_table_not_by_splitting() 
     assert table.resolve(b) == Target("my", "server_get_data")
 
 
+def test_of_two_colliding_names_the_longer_named_upstream_keeps_the_plain_one_whoever_came_first() -> None:
+    """Upstreams connect side by side, so the table's order of arrival differs between
+    starts; knowing every upstream's name, it gives the same names either way."""
+    for order in (
+        (("my_server", "get_data"), ("my", "server_get_data")),
+        (("my", "server_get_data"), ("my_server", "get_data")),
+    ):
+        table = NameTable(upstreams=["my", "my_server", "other"])
+        exposed = {target: table.add(*target) for target in order}
+        assert exposed[("my_server", "get_data")] == "my_server_get_data"
+        hashed = exposed[("my", "server_get_data")]
+        assert hashed.startswith("my_server_get_data_") and NAME_PATTERN.match(hashed)
+        assert table.resolve(hashed) == Target("my", "server_get_data")
+    # The rule needs no collision to apply: the same tool gets the same name alone too.
+    alone = NameTable(upstreams=["my", "my_server"])
+    assert alone.add("my", "server_get_data") == hashed
+    assert alone.add("my", "servers") == "my_servers"  # `my_servers` names no other upstream
+    assert NameTable(upstreams=["my", "my_server"], prefix=False).add("my", "server_x") == "server_x"
+
+
 def test_invalid_characters_and_long_names_get_a_stable_hash_suffix() -> None:
     long_name = "x" * 100
     first = expose_name("everything", long_name)
