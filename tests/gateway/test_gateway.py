@@ -362,7 +362,7 @@ def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> Non
 async def test_a_virtual_server_exposes_its_upstream_under_original_names(gateway: GatewayProcess) -> None:
     async with _client(gateway.url + "/mcp/solo", gateway.key("admin"), MODERN) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"echo", "calls", "slow", "hold", "crash", "pid", "confirm", "toggle_extra"}
+        assert names == {"echo", "calls", "slow", "hold", "crash", "pid", "confirm", "ask", "toggle_extra"}
         result = await client.call_tool("echo", {"text": "solo"})
     assert result.content[0].text == "solo"  # type: ignore[union-attr]
 
