@@ -11,7 +11,10 @@ otherwise), and the principal and view are attached to the ASGI scope. Then:
   calls, GET streams, DELETE) goes to the SDK's session manager for that view.
 
 Handshake-era session ids are learned from the SDK's `initialize` answers, so the fast
-path only serves sessions the SDK created.
+path only serves sessions the SDK created. A session belongs to the credential that
+opened it: the SDK is told who the caller is (`scope["user"]`) and refuses anyone else's
+requests for it as if it did not exist (404); the fast path and fast-path cancellation do
+the same.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from urllib.parse import urlsplit
 import anyio
 import orjson
 import pydantic_core
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import (
@@ -153,6 +158,8 @@ class MCPEndpoint:
         # the gateway can relay an upstream's requests back to it.
         self._sessions: dict[str, float] = {}
         self._open_sessions: dict[str, float] = {}  # every handshake session: id -> last seen
+        self._owners: dict[str, Owner] = {}  # every handshake session: id -> who opened it
+        self._users: dict[Owner, AuthenticatedUser] = {}  # the SDK's view of each caller
         self._last_prune = time.monotonic()
         # Fast-path calls of handshake sessions: (session id, request id as JSON) -> the
         # request's task, so the session's `notifications/cancelled` can reach them.
@@ -319,7 +326,7 @@ class MCPEndpoint:
         if isinstance(message, dict):
             if not folded and await self._fast_path(call, runtime.manager, headers, message, receive, send):
                 return
-            if self._cancel_fast_call(headers, message):
+            if self._cancel_fast_call(principal, headers, message):
                 await _reply(send, 202, b"", [])
                 return
         await self._to_sdk(runtime, scope, receive, send, body)
@@ -374,6 +381,8 @@ class MCPEndpoint:
             receive = replay
         method = scope["method"]
         headers = dict(scope["headers"])
+        owner = _owner(scope[SCOPE_KEY].principal)
+        scope["user"] = self._sdk_user(owner)  # the SDK binds each session to its opener
 
         is_initialize = body is not None and b'"initialize"' in body
         fast_ok = body is not None and _plain_client(body)
@@ -383,11 +392,14 @@ class MCPEndpoint:
                 for key, value in message.get("headers", []):
                     if key.lower() == b"mcp-session-id":
                         self._open_sessions[value.decode("latin-1")] = time.monotonic()
+                        self._owners[value.decode("latin-1")] = owner
                         if fast_ok:
                             self._sessions[value.decode("latin-1")] = time.monotonic()
             await send(message)
 
         sid = headers.get(b"mcp-session-id")
+        if sid and self._owners.get(sid.decode("latin-1")) != owner:
+            sid = None  # not the caller's session: the SDK answers 404, nothing here changes
         if sid:
             known = sid.decode("latin-1")
             if known in self._open_sessions:  # only sessions the SDK created: a made-up id counts nothing
@@ -395,10 +407,30 @@ class MCPEndpoint:
             if body is not None and b'"logging/setLevel"' in body:
                 self._sessions.pop(sid.decode("latin-1"), None)  # it wants log lines: SDK path
         if method == "DELETE" and sid:
-            self._sessions.pop(sid.decode("latin-1"), None)
-            self._open_sessions.pop(sid.decode("latin-1"), None)
+            self._forget(sid.decode("latin-1"))
         self._count_sessions()
         await runtime.manager.handle_request(scope, receive, watch)
+
+    def _sdk_user(self, owner: Owner) -> AuthenticatedUser:
+        user = self._users.get(owner)
+        if user is None:
+            method, tenant, subject, key_id = owner
+            token = AccessToken(
+                token="",  # the SDK compares identities, never the credential itself
+                client_id=key_id or subject,
+                scopes=[],
+                subject=f"{tenant}/{subject}",
+                claims={"iss": f"bastion:{method}"},
+            )
+            user = AuthenticatedUser(token)
+            if len(self._users) < 10_000:
+                self._users[owner] = user
+        return user
+
+    def _forget(self, sid: str) -> None:
+        self._sessions.pop(sid, None)
+        self._open_sessions.pop(sid, None)
+        self._owners.pop(sid, None)
 
     def _count_sessions(self) -> None:
         """Drop sessions idle past the SDK's own timeout, then publish the count."""
@@ -408,6 +440,8 @@ class MCPEndpoint:
             for table in (self._sessions, self._open_sessions):
                 for sid in [s for s, seen in table.items() if now - seen > self.session_idle]:
                     del table[sid]
+            for sid in [s for s in self._owners if s not in self._open_sessions]:
+                del self._owners[sid]
         SESSIONS_OPEN.set(len(self._open_sessions))
 
     # -- the fast path ----------------------------------------------------------
@@ -445,9 +479,12 @@ class MCPEndpoint:
             seen = self._sessions.get(sid.decode("latin-1")) if sid else None
             if seen is None or sid is None or time.monotonic() - seen > self.session_idle:
                 return False
+            if self._owners.get(sid.decode("latin-1")) != _owner(call.principal):
+                return False  # another caller's session: the SDK answers 404
             if not _keep_sdk_session(manager, sid.decode("latin-1"), self.session_idle):
                 return False  # the SDK ended it (idle, or deleted): it answers as it does
-            self._sessions[sid.decode("latin-1")] = time.monotonic()
+            now = time.monotonic()
+            self._sessions[sid.decode("latin-1")] = self._open_sessions[sid.decode("latin-1")] = now
         if not self._media_ok(headers):
             return False  # the SDK refuses it with its own status (400 or 406)
         arguments = params.get("arguments")
@@ -518,7 +555,9 @@ class MCPEndpoint:
         await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
         return True
 
-    def _cancel_fast_call(self, headers: Mapping[bytes, bytes], message: dict[str, Any]) -> bool:
+    def _cancel_fast_call(
+        self, principal: Principal, headers: Mapping[bytes, bytes], message: dict[str, Any]
+    ) -> bool:
         """Cancel the fast-path call a handshake session's `notifications/cancelled` names."""
         if not self._inflight or message.get("method") != "notifications/cancelled":
             return False
@@ -526,12 +565,22 @@ class MCPEndpoint:
         if not isinstance(params, dict) or "requestId" not in params:
             return False
         sid = headers.get(b"mcp-session-id", b"")
+        if self._owners.get(sid.decode("latin-1")) != _owner(principal):
+            return False  # another caller's session: the SDK answers 404
         task = self._inflight.get((sid, orjson.dumps(params["requestId"])))
         if task is None:
             return False
         self._client_cancelled.add(task)
         task.cancel()
         return True
+
+
+Owner = tuple[str, str, str, str | None]  # auth method, tenant, subject, key id
+
+
+def _owner(principal: Principal) -> Owner:
+    """Who a session belongs to: the credential that opened it (an API key's id)."""
+    return (principal.auth_method, principal.tenant, principal.subject, principal.key_id)
 
 
 def _keep_sdk_session(manager: StreamableHTTPSessionManager, sid: str, idle: float) -> bool:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from bastion.components import all_migration_sets
 from bastion.db.database import Database
@@ -28,7 +27,7 @@ from gateway.auth import ApiKeyAuthenticator, ApiKeyStore
 from gateway.calls import Gateway
 from gateway.catalog import ViewConfig, build_view
 from gateway.endpoint import MCPEndpoint, ViewRuntime
-from gateway.event_store import MemoryEventStore
+from gateway.event_store import MemoryEventStore, SessionManager
 from gateway.mcp_server import GatewayMCPServer
 from gateway.naming import NameTable
 from gateway.policy import PolicyEngine, create_policy_engine
@@ -121,10 +120,9 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         for name, config in configs.items():
             view = build_view(config, {}, tables[name])
             server = GatewayMCPServer(gateway, name, lambda v=view: v.instructions)
-            manager = StreamableHTTPSessionManager(
-                app=server.server,
-                json_response=False,
-                event_store=MemoryEventStore(),
+            manager = SessionManager(
+                server.server,
+                events=MemoryEventStore(),
                 retry_interval=1000,
                 session_idle_timeout=settings.session_idle_timeout,
             )

@@ -37,13 +37,13 @@ def short_idle(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 class Session:
     """A plain 2025-11-25 client over raw HTTP (no sampling, elicitation or roots)."""
 
-    def __init__(self, gateway: GatewayProcess) -> None:
+    def __init__(self, gateway: GatewayProcess, key: str | None = None) -> None:
         self.http = httpx.Client(base_url=gateway.url, timeout=30)
         self.headers = {
             "content-type": "application/json",
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": HANDSHAKE,
-            "authorization": f"Bearer {gateway.key('admin')}",
+            "authorization": f"Bearer {key or gateway.key('admin')}",
         }
         self.ids = iter(range(1, 10_000))
         client = {"name": "sessions-test", "version": "1"}
@@ -57,9 +57,13 @@ class Session:
     def close(self) -> None:
         self.http.close()
 
-    def post(self, method: str, params: dict[str, Any]) -> httpx.Response:
+    def post(self, method: str, params: dict[str, Any], *, as_key: str | None = None) -> httpx.Response:
+        """Send a request on this session (`as_key`: presenting another key than its opener's)."""
         body = {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
-        return self.http.post("/mcp", headers=self.headers, content=json.dumps(body))
+        return self.http.post("/mcp", headers=self._as(as_key), content=json.dumps(body))
+
+    def _as(self, key: str | None) -> dict[str, str]:
+        return {**self.headers, "authorization": f"Bearer {key}"} if key else self.headers
 
     def echo(self, text: str) -> httpx.Response:
         return self.post("tools/call", {"name": "counter_echo", "arguments": {"text": text}})
