@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from mcp.shared.exceptions import MCPError
 from prometheus_client import Counter, Gauge, Histogram
@@ -256,16 +256,18 @@ class Gateway:
 
         `rounds`: a 2026-07-28 client's `inputResponses` and `requestState`, passed through.
         """
+        started = time.perf_counter()
         entry = ctx.view.tools.get(exposed)
+        upstream, target = (entry.upstream, entry.name) if entry is not None else (None, exposed)
+        digest = await self._digest(ctx, "tools/call", upstream, target, arguments, started, exposed)
         if entry is None:
-            started = time.perf_counter()
-            digest = digest_arguments(dict(arguments or {}))
-            reasons = ("unknown tool",)
-            await self._audit(
-                ctx, "tools/call", None, exposed, digest, "error", reasons, started, "invalid_request"
-            )
-            raise CallError(
-                INVALID_PARAMS, f"unknown tool {exposed!r}: call tools/list for the tools you may use"
+            await self.refuse_unknown(
+                ctx,
+                "tools/call",
+                exposed,
+                digest,
+                started,
+                f"unknown tool {exposed!r}: call tools/list for the tools you may use",
             )
         resource = self._tool_resource(entry, arguments)
         params: dict[str, Any] = {**(rounds or {}), "name": entry.name, "arguments": dict(arguments or {})}
@@ -279,7 +281,7 @@ class Gateway:
             params,
             meta,
             on_progress,
-            digest=digest_arguments(params["arguments"]),
+            digest=digest,
             checked=entry,
         )
 
@@ -293,8 +295,15 @@ class Gateway:
     ) -> dict[str, Any]:
         entry = ctx.view.prompts.get(exposed)
         if entry is None:
-            raise CallError(
-                INVALID_PARAMS, f"unknown prompt {exposed!r}: call prompts/list for the prompts you may use"
+            started = time.perf_counter()
+            digest = await self._digest(ctx, "prompts/get", None, exposed, arguments, started, exposed)
+            await self.refuse_unknown(
+                ctx,
+                "prompts/get",
+                exposed,
+                digest,
+                started,
+                f"unknown prompt {exposed!r}: call prompts/list for the prompts you may use",
             )
         resource = self._prompt_resource(entry, arguments)
         params: dict[str, Any] = {**(rounds or {}), "name": entry.name, "arguments": dict(arguments or {})}
@@ -311,9 +320,14 @@ class Gateway:
     ) -> dict[str, Any]:
         upstream = ctx.view.resource_upstream(uri)
         if upstream is None:
-            raise CallError(
-                RESOURCE_NOT_FOUND,
+            await self.refuse_unknown(
+                ctx,
+                "resources/read",
+                uri,
+                None,
+                time.perf_counter(),
                 f"unknown resource {uri!r}: call resources/list or resources/templates/list",
+                code=RESOURCE_NOT_FOUND,
                 data={"uri": uri},
             )
         resource = Resource(upstream=upstream, uri=uri)
@@ -343,6 +357,49 @@ class Gateway:
 
     def prompt_resource(self, entry: Entry) -> Resource:
         return self._prompt_resource(entry)
+
+    async def _digest(
+        self,
+        ctx: CallContext,
+        action: str,
+        upstream: str | None,
+        target: str,
+        arguments: Mapping[str, Any] | None,
+        started: float,
+        shown: str,
+    ) -> str:
+        """The arguments' audit digest; arguments it cannot be taken of are refused, audited
+        (`shown`: the name the client used)."""
+        try:
+            return digest_arguments(dict(arguments or {}))
+        except ValueError as exc:
+            reasons = (f"arguments refused: {exc}",)
+            await self._audit(
+                ctx, action, upstream, target, None, "error", reasons, started, "invalid_request"
+            )
+            raise CallError(
+                INVALID_PARAMS,
+                f"the arguments of {shown!r} cannot be handled ({exc.__cause__ or exc}): nest them "
+                "fewer than 255 levels deep and keep integers within 64 bits",
+            ) from None
+
+    async def refuse_unknown(
+        self,
+        ctx: CallContext,
+        action: str,
+        target: str,
+        digest: str | None,
+        started: float,
+        message: str,
+        *,
+        code: int = INVALID_PARAMS,
+        data: Any = None,
+    ) -> NoReturn:
+        """Audit and refuse a request for something the caller's view does not have: the
+        message's part before the colon (`unknown tool 'x'`) is the event's reason."""
+        reason = message.split(" '", 1)[0]
+        await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
+        raise CallError(code, message, data=data)
 
     async def _forward(
         self,

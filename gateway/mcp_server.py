@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import warnings
 import weakref
 from collections.abc import Callable
@@ -208,11 +209,17 @@ class GatewayMCPServer:
         call = self._track(ctx)
         uri = str(params.uri)
         upstream = call.view.resource_upstream(uri)
-        if upstream is None:
-            raise MCPError(
-                code=-32602, message=f"unknown resource {uri!r}: call resources/list first", data={"uri": uri}
-            )
         try:
+            if upstream is None:
+                await self.gateway.refuse_unknown(
+                    call,
+                    "resources/subscribe",
+                    uri,
+                    None,
+                    time.perf_counter(),
+                    f"unknown resource {uri!r}: call resources/list first",
+                    data={"uri": uri},
+                )
             resource = Resource(upstream=upstream, uri=uri)
             await self.gateway.forward_raw(
                 call, "resources/subscribe", "resources/read", resource, {"uri": uri}

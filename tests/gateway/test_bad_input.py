@@ -20,6 +20,7 @@ from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
 from tests.gateway.conftest import GatewayProcess
 from tests.gateway.test_gateway import ENVELOPE, MODERN, _client, _modern, _result
+from tests.gateway.test_sessions import Session
 
 HEADERS = {
     "content-type": "application/json",
@@ -287,3 +288,55 @@ def test_readiness_details_and_metrics_are_for_operators_only(gateway: GatewayPr
     assert "bastion_" not in metrics.text
     assert httpx.get(gateway.url + "/metrics", headers={"host": "[x]"}, timeout=10).status_code == 401
     assert "bastion_gateway_calls_total" in httpx.get(gateway.url + "/metrics", timeout=10).text
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("era", ["fast", "sdk"])
+def test_arguments_too_deep_to_audit_are_refused_clearly_and_audited(
+    gateway: GatewayProcess, era: str
+) -> None:
+    """JSON nested 300 deep parses, but cannot be digested for the audit event: the call is
+    refused as the client's mistake (-32602, saying what to change), never run, and audited."""
+    before = gateway.counted()
+    rid = f"deep-{era}"
+    body = _call({"text": "x", "extra": _nested(300)})
+    if era == "sdk":
+        body["params"]["_meta"] = {**ENVELOPE, "progressToken": 1}
+    response = _post(gateway, json.dumps(body).encode(), **{"x-request-id": rid})
+    error = _result(response)["error"]
+    assert error["code"] == -32602, response.text
+    assert "'counter_echo'" in error["message"] and "255 levels" in error["message"]
+    [(tool, decision, outcome, reasons)] = _audit_rows(gateway, rid)
+    assert (tool, decision, outcome) == ("echo", "error", "invalid_request")
+    assert reasons[0].startswith("arguments refused")
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "target", "reason"),
+    [
+        ("prompts/get", {"name": "counter_nope"}, "counter_nope", "unknown prompt"),
+        ("resources/read", {"uri": "file:///etc/passwd"}, "file:///etc/passwd", "unknown resource"),
+        ("resources/subscribe", {"uri": "file:///etc/passwd"}, "file:///etc/passwd", "unknown resource"),
+    ],
+)
+def test_unknown_prompts_and_resources_are_audited_like_unknown_tools(
+    gateway: GatewayProcess, method: str, params: dict[str, Any], target: str, reason: str
+) -> None:
+    """Probing for names leaves a trace: every refusal is an audit event."""
+    session = Session(gateway)  # a handshake-era session: subscriptions are of that era
+    try:
+        rid = f"probe-{method}"
+        session.headers["x-request-id"] = rid
+        response = session.post(method, params)
+    finally:
+        session.close()
+    assert _result(response)["error"]["code"] == -32602, response.text
+    assert _audit_rows(gateway, rid) == [(target, "error", "invalid_request", [reason])]
