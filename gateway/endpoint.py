@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import orjson
+import pydantic
 import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -40,9 +41,20 @@ from mcp.shared.inbound import (
     InboundModernRoute,
     classify_inbound_request,
 )
-from mcp_types import INTERNAL_ERROR
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    LOG_LEVEL_META_KEY,
+    ClientCapabilities,
+    Implementation,
+    LoggingLevel,
+)
+from mcp_types.jsonrpc import UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from prometheus_client import Gauge
+from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
@@ -123,6 +135,30 @@ def _plain_client(body: bytes) -> bool:
     return isinstance(capabilities, dict) and not {"sampling", "elicitation", "roots"} & set(capabilities)
 
 
+_ENVELOPE_VALUES: tuple[tuple[str, TypeAdapter[Any], str], ...] = (
+    (CLIENT_CAPABILITIES_META_KEY, TypeAdapter(ClientCapabilities), "the client's capabilities object"),
+    (CLIENT_INFO_META_KEY, TypeAdapter(Implementation), 'an object with "name" and "version"'),
+    (LOG_LEVEL_META_KEY, TypeAdapter(LoggingLevel), 'a log level such as "info"'),
+)
+
+
+def _envelope_problem(meta: Mapping[str, Any]) -> str | None:
+    """What is wrong with a 2026-07-28 request's envelope values, if anything.
+
+    The SDK would refuse them with a bare "Invalid request parameters", or the upstream
+    would; the gateway names the key instead, on every path.
+    """
+    for key, adapter, expected in _ENVELOPE_VALUES:
+        if key in meta:
+            try:
+                adapter.validate_python(meta[key])
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                where = "".join(f"[{part!r}]" for part in first["loc"])
+                return f"params._meta[{key!r}]{where} is not valid ({first['msg']}); send {expected}"
+    return None
+
+
 def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
@@ -168,6 +204,7 @@ class MCPEndpoint:
         self._client_cancelled: set[asyncio.Task[Any]] = set()
         self._hosts: dict[bytes, bool] = {}  # Host header -> allowed, decided once
         self._accepts: dict[bytes, bool] = {}  # Accept header -> JSON and SSE both accepted
+        self._envelopes: dict[bytes, str | None] = {}  # 2026-07-28 envelope values -> problem
 
     # -- the gate ---------------------------------------------------------------
 
@@ -295,7 +332,8 @@ class MCPEndpoint:
             )
             return
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or None
-        modern = headers.get(b"mcp-protocol-version", b"").decode("latin-1") in MODERN_PROTOCOL_VERSIONS
+        version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
+        modern = version in MODERN_PROTOCOL_VERSIONS
         call = CallContext(
             principal=principal,
             view=runtime.modern_view if modern else runtime.view,
@@ -324,12 +362,51 @@ class MCPEndpoint:
         # refuses duplicated routing headers, so such a request is the SDK's to answer.
         folded = len(headers) != len(raw_headers)
         if isinstance(message, dict):
+            if (
+                version
+                and not modern
+                and b"mcp-session-id" in headers
+                and version not in HANDSHAKE_PROTOCOL_VERSIONS
+            ):
+                # On a session, every path refuses it alike (the fast path would serve it, and
+                # the SDK would speak of a missing envelope). Without one, the SDK's 2026-07-28
+                # path answers an unknown version itself.
+                problem = (
+                    f"unsupported MCP-Protocol-Version {version!r} on a session: send the version "
+                    f"negotiated at initialize (this gateway speaks {', '.join(HANDSHAKE_PROTOCOL_VERSIONS)} "
+                    "with sessions)"
+                )
+                data = {"supported": list(HANDSHAKE_PROTOCOL_VERSIONS), "requested": version}
+                await _reply(
+                    send, 400, _rpc_error(message.get("id"), UNSUPPORTED_PROTOCOL_VERSION, problem, data)
+                )
+                return
+            if modern and (problem := self._envelope_problem(message)) is not None:
+                await _reply(send, 400, _rpc_error(message.get("id"), INVALID_PARAMS, problem))
+                return
             if not folded and await self._fast_path(call, runtime.manager, headers, message, receive, send):
                 return
             if self._cancel_fast_call(principal, headers, message):
                 await _reply(send, 202, b"", [])
                 return
         await self._to_sdk(runtime, scope, receive, send, body)
+
+    def _envelope_problem(self, message: dict[str, Any]) -> str | None:
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if not isinstance(meta, dict):
+            return None  # the SDK names a missing envelope
+        values = [meta.get(key) for key, _, _ in _ENVELOPE_VALUES]
+        try:
+            key = orjson.dumps(values)
+        except orjson.JSONEncodeError:
+            return _envelope_problem(meta)
+        if key in self._envelopes:  # envelopes repeat from call to call: verdicts are cached
+            return self._envelopes[key]
+        problem = _envelope_problem(meta)
+        if len(self._envelopes) < 256:
+            self._envelopes[key] = problem
+        return problem
 
     async def _authenticate(
         self, headers: Mapping[bytes, bytes], client_host: str | None, runtime: ViewRuntime

@@ -340,3 +340,51 @@ def test_unknown_prompts_and_resources_are_audited_like_unknown_tools(
         session.close()
     assert _result(response)["error"]["code"] == -32602, response.text
     assert _audit_rows(gateway, rid) == [(target, "error", "invalid_request", [reason])]
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"io.modelcontextprotocol/clientCapabilities": 5}, "clientCapabilities"),
+        ({"io.modelcontextprotocol/clientCapabilities": {"sampling": 5}}, "clientCapabilities']['sampling']"),
+        ({"io.modelcontextprotocol/clientInfo": "bogus"}, "clientInfo"),
+        ({"io.modelcontextprotocol/logLevel": "loud"}, "logLevel"),
+    ],
+)
+def test_a_malformed_2026_envelope_is_refused_naming_the_key_on_every_path(
+    gateway: GatewayProcess, bad: dict[str, Any], named: str
+) -> None:
+    before = gateway.counted()
+    for extra in ({}, {"progressToken": 1}):  # the fast path, and the SDK's
+        body = _call({"text": "x"})
+        body["params"]["_meta"] = {**ENVELOPE, **bad, **extra}
+        response = _post(gateway, json.dumps(body).encode())
+        assert response.status_code == 400, response.text
+        error = _result(response)["error"]
+        assert error["code"] == -32602 and named in error["message"] and "send" in error["message"], error
+    assert gateway.counted() == before
+    _still_serving(gateway)
+
+
+def test_an_unsupported_protocol_version_is_refused_on_every_path(gateway: GatewayProcess) -> None:
+    """Even on a live 2025-11-25 session, whose tool calls the gateway answers itself."""
+    before = gateway.counted()
+    session = Session(gateway)
+    try:
+        session.headers["mcp-protocol-version"] = "2099-01-01"
+        for method, params in (
+            ("tools/call", {"name": "counter_echo", "arguments": {"text": "x"}}),
+            ("tools/list", {}),
+        ):
+            response = session.post(method, params)
+            assert response.status_code == 400, response.text
+            error = _result(response)["error"]
+            assert (
+                error["code"] == -32022
+                and "'2099-01-01'" in error["message"]
+                and "2025-11-25" in error["message"]
+            )
+            assert error["data"]["requested"] == "2099-01-01"
+    finally:
+        session.close()
+    assert gateway.counted() == before
