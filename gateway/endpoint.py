@@ -46,7 +46,9 @@ from mcp_types import (
     CLIENT_INFO_META_KEY,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    INVALID_REQUEST,
     LOG_LEVEL_META_KEY,
+    PROTOCOL_VERSION_META_KEY,
     ClientCapabilities,
     Implementation,
     LoggingLevel,
@@ -133,6 +135,44 @@ def _plain_client(body: bytes) -> bool:
         return False
     capabilities = (message.get("params") or {}).get("capabilities") if isinstance(message, dict) else None
     return isinstance(capabilities, dict) and not {"sampling", "elicitation", "roots"} & set(capabilities)
+
+
+def _jsonrpc_problem(message: Any, *, version: str, session: bool) -> str | None:
+    """What makes a parsed body no JSON-RPC request the gateway can take, if anything.
+
+    Said here for both eras: the SDK's handshake transport would take a request with an
+    invalid id for a notification (202, no answer ever) and explain other defects with a
+    validation dump. A body without `method` is a client's answer to a server request:
+    the SDK's to judge.
+    """
+    if isinstance(message, list):
+        return "batches are not supported: send one JSON-RPC message per POST"
+    if not isinstance(message, dict):
+        return "the body must be one JSON-RPC message object"
+    if "method" not in message:
+        return None
+    if message.get("jsonrpc") != "2.0":
+        return f'"jsonrpc" must be "2.0", got {orjson.dumps(message.get("jsonrpc")).decode()}'
+    if not isinstance(message["method"], str):
+        return '"method" must be a string'
+    if "id" in message and (type(message["id"]) not in (str, int)):
+        got = orjson.dumps(message["id"]).decode()[:40]
+        return f'"id" must be a string or an integer, got {got} (leave it out for a notification)'
+    params = message.get("params")
+    if "params" in message and not isinstance(params, dict):
+        return '"params" must be an object'
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if (
+        not version
+        and not session
+        and isinstance(meta, dict)
+        and meta.get(PROTOCOL_VERSION_META_KEY) in MODERN_PROTOCOL_VERSIONS
+    ):
+        return (
+            f"a {meta[PROTOCOL_VERSION_META_KEY]} request needs the header "
+            f"MCP-Protocol-Version: {meta[PROTOCOL_VERSION_META_KEY]} (and Mcp-Method, Mcp-Name)"
+        )
+    return None
 
 
 _ENVELOPE_VALUES: tuple[tuple[str, TypeAdapter[Any], str], ...] = (
@@ -357,6 +397,13 @@ class MCPEndpoint:
             if problem is not None and self._media_ok(headers):  # else the SDK's 400 or 406 comes first
                 detail = f"Parse error: the request body is not JSON ({problem}); send one JSON-RPC message"
                 await _reply(send, 400, _rpc_error(None, PARSE_ERROR, detail))
+                return
+        if message is not None and self._media_ok(headers):
+            problem = _jsonrpc_problem(message, version=version, session=b"mcp-session-id" in headers)
+            if problem is not None:
+                rid = message.get("id") if isinstance(message, dict) else None
+                rid = rid if type(rid) in (str, int) else None
+                await _reply(send, 400, _rpc_error(rid, INVALID_REQUEST, problem))
                 return
         # A header sent twice is folded to one value here; the SDK sees every copy and
         # refuses duplicated routing headers, so such a request is the SDK's to answer.

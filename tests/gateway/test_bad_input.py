@@ -388,3 +388,46 @@ def test_an_unsupported_protocol_version_is_refused_on_every_path(gateway: Gatew
     finally:
         session.close()
     assert gateway.counted() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"id": None}, '"id" must be a string or an integer, got null'),
+        ({"id": True}, '"id" must be a string or an integer, got true'),
+        ({"id": 1.5}, '"id" must be a string or an integer, got 1.5'),
+        ({"id": {"n": 1}}, '"id" must be a string or an integer'),
+        ({"jsonrpc": "1.0"}, '"jsonrpc" must be "2.0", got "1.0"'),
+        ({"params": [1]}, '"params" must be an object'),
+        ({"method": 5}, '"method" must be a string'),
+    ],
+)
+def test_an_invalid_request_on_a_session_is_answered_naming_the_member(
+    gateway: GatewayProcess, change: dict[str, Any], named: str
+) -> None:
+    """Never a silent 202 (a request with a bad id taken for a notification) nor a dump."""
+    before = gateway.counted()
+    session = Session(gateway)
+    try:
+        body = {
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "tools/call",
+            "params": {"name": "counter_echo", "arguments": {"text": "x"}},
+        }
+        response = session.http.post("/mcp", headers=session.headers, content=json.dumps({**body, **change}))
+        batch = session.http.post("/mcp", headers=session.headers, content=json.dumps([body]))
+    finally:
+        session.close()
+    assert response.status_code == 400, response.text
+    error = _result(response)["error"]
+    assert error["code"] == -32600 and named in error["message"], error
+    assert batch.status_code == 400 and "batches are not supported" in _result(batch)["error"]["message"]
+    assert gateway.counted() == before
+
+
+def test_a_2026_request_without_its_version_header_is_told_to_send_it(gateway: GatewayProcess) -> None:
+    response = _post(gateway, json.dumps(_call({"text": "x"})).encode(), **{"mcp-protocol-version": ""})
+    assert response.status_code == 400, response.text
+    error = _result(response)["error"]
+    assert error["code"] == -32600 and "MCP-Protocol-Version: 2026-07-28" in error["message"], error
