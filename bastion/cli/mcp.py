@@ -1,12 +1,8 @@
 """`bastion mcp-config` and `bastion mcp stdio`: connecting MCP clients to the gateway.
 
-`mcp-config` prints a ready configuration for a client. `mcp stdio` bridges a
-client that only speaks stdio to the gateway's Streamable HTTP endpoint with an API
-key: messages are relayed both ways by the MCP SDK's own transports, so sessions,
-streams and notifications behave exactly as over HTTP. Before relaying anything it
-asks the gateway once whether it is there and takes the key, so a wrong key or URL
-ends the bridge with one line saying so, rather than every request failing with the
-transport's "Server returned an error response".
+`mcp-config` prints a ready configuration for a client. `mcp stdio` bridges a client
+that only speaks stdio to the gateway's Streamable HTTP endpoint with an API key
+(bastion/cli/stdio_bridge.py).
 """
 
 from __future__ import annotations
@@ -17,38 +13,18 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import anyio
 import typer
 
+from bastion.cli.stdio_bridge import CONNECT_WAIT, KEY_ENV, bridge, check_url
 from bastion.errors import ConfigError
 from bastion.settings import Settings, load_settings
 
 __all__ = ["mcp_app", "mcp_config_command"]
 
 mcp_app = typer.Typer(help="Bridge MCP clients to the gateway.", no_args_is_help=True)
-
-KEY_ENV = "BASTION_API_KEY"
-CONNECT_WAIT = 10.0  # seconds a bridge started with its client waits for a gateway still starting
-# A stateless 2026-07-28 `server/discover`: authenticated like every request, and cheap.
-_DISCOVER_HEADERS = {
-    "content-type": "application/json",
-    "accept": "application/json, text/event-stream",
-    "mcp-protocol-version": "2026-07-28",
-    "mcp-method": "server/discover",
-}
-_DISCOVER = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "server/discover",
-    "params": {
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-    },
-}
 
 
 def gateway_url(settings: Settings, path: str = "/mcp") -> str:
@@ -105,7 +81,19 @@ def mcp_config_command(
 ) -> None:
     """Print a ready MCP client configuration for this gateway."""
     settings = load_settings()
-    target = url or gateway_url(settings, f"/mcp/{virtual_server}" if virtual_server else "/mcp")
+    if url is not None:
+        check_url(url)
+        target = url
+    elif virtual_server is not None:
+        if virtual_server not in settings.virtual_servers:
+            known = ", ".join(sorted(settings.virtual_servers)) or "none are configured"
+            raise ConfigError(
+                f"--virtual-server {virtual_server!r}: no such virtual server (known: {known}); "
+                "they are the [virtual_servers.NAME] tables of bastion.toml"
+            )
+        target = gateway_url(settings, f"/mcp/{quote(virtual_server, safe='')}")
+    else:
+        target = gateway_url(settings)
     typer.echo(json.dumps(client_config(client, target, key or os.environ.get(KEY_ENV)), indent=2))
 
 
@@ -127,85 +115,5 @@ def stdio_command(
             f"no API key: set {KEY_ENV} (create one with `bastion keys create --name NAME --role ROLE`)"
         )
     target = url or gateway_url(settings)
-    _check_url(target)
-    anyio.run(_bridge, target, token, wait)
-
-
-EXAMPLE_URL = "http://127.0.0.1:8800/mcp"
-
-
-def _check_url(url: str) -> None:
-    """An http(s) URL with a host, or a ConfigError saying what was expected."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError as exc:
-        raise ConfigError(
-            f"--url {url!r} is not a URL ({exc}); expected e.g. http://127.0.0.1:8800/mcp"
-        ) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(
-            f"--url {url!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8800/mcp"
-        )
-
-
-async def _check_gateway(http: Any, url: str, wait: float) -> None:
-    """Raise a ConfigError saying what to do when `url` is not a gateway that takes this key."""
-    import httpx2
-
-    deadline = anyio.current_time() + wait
-    while True:
-        try:
-            response = await http.post(url, json=_DISCOVER, headers=_DISCOVER_HEADERS)
-            break
-        except httpx2.TransportError as exc:
-            if anyio.current_time() >= deadline:
-                raise ConfigError(
-                    f"cannot reach the gateway at {url} ({str(exc) or type(exc).__name__}). "
-                    "Start Bastion with `bastion up`, or pass the gateway's MCP URL with --url."
-                ) from None
-            await anyio.sleep(0.5)
-    if response.status_code < 400 or response.status_code == 429:
-        return  # it answered as a gateway that took the key (the discover answer itself is not needed)
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    error = body.get("error")
-    said = body.get("error_description") or (error.get("message") if isinstance(error, dict) else None)
-    if response.status_code == 401:
-        raise ConfigError(
-            f"the gateway at {url} refused the API key: {said or 'unauthorized'}. Check {KEY_ENV} "
-            "(`bastion keys list` shows the keys; `bastion keys create --name NAME --role ROLE` makes one)."
-        )
-    said = said or response.text[:200]
-    raise ConfigError(f"the gateway at {url} answered HTTP {response.status_code}: {said}")
-
-
-async def _bridge(url: str, key: str, wait: float) -> None:
-    import httpx2
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.server.stdio import stdio_server
-
-    async with httpx2.AsyncClient(
-        headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30.0, read=3600)
-    ) as http:
-        await _check_gateway(http, url, wait)
-        async with (
-            streamable_http_client(url, http_client=http) as (remote_read, remote_write),
-            stdio_server() as (local_read, local_write),
-            anyio.create_task_group() as tg,
-        ):
-
-            async def relay(source: Any, sink: Any) -> None:
-                async for item in source:
-                    if isinstance(item, Exception):
-                        sys.stderr.write(f"bastion mcp stdio: {item}\n")
-                        continue
-                    await sink.send(item)
-                tg.cancel_scope.cancel()  # either side closing ends the bridge
-
-            tg.start_soon(relay, local_read, remote_write)
-            tg.start_soon(relay, remote_read, local_write)
+    check_url(target)
+    anyio.run(bridge, target, token, wait)

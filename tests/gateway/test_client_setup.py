@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,7 +48,7 @@ def _config(gateway: GatewayProcess, client: str, *extra: str, env: dict[str, st
 
 
 @asynccontextmanager
-async def _connect(client: str, config: Any) -> AsyncIterator[Client]:
+async def _connect(client: str, config: Any) -> AsyncGenerator[Client]:
     """Connect the way `client` reads its configuration."""
     if client == "claude":
         server = config["mcpServers"]["bastion"]
@@ -70,8 +70,8 @@ async def test_each_printed_configuration_reaches_the_gateway(gateway: GatewayPr
     config = _config(gateway, client, "--key", gateway.key("admin"))
     steps: list[float] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        steps.append(done)
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append(progress)
 
     async with _connect(client, config) as session:
         names = {tool.name for tool in (await session.list_tools()).tools}
@@ -99,6 +99,29 @@ def test_the_key_comes_from_the_environment_or_is_asked_for(gateway: GatewayProc
     assert solo["mcpServers"]["bastion"]["url"] == gateway.url + "/mcp"  # --url wins over the name
     by_name = _bastion(gateway, "mcp-config", "--client", "cursor", "--virtual-server", "solo")
     assert json.loads(by_name.stdout)["mcpServers"]["bastion"]["url"].endswith("/mcp/solo")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--virtual-server", "no such/../x"],
+            "--virtual-server 'no such/../x': no such virtual server (known: open, solo)",
+        ),
+        (
+            ["--url", "ftp://127.0.0.1/mcp"],
+            "--url 'ftp://127.0.0.1/mcp': expected an http:// or https:// URL",
+        ),
+        (["--url", "http://127.0.0.1:abc/mcp"], "--url 'http://127.0.0.1:abc/mcp' is not a URL"),
+    ],
+)
+def test_mcp_config_refuses_a_virtual_server_or_url_that_leads_nowhere(
+    gateway: GatewayProcess, args: list[str], expected: str
+) -> None:
+    done = _bastion(gateway, "mcp-config", "--client", "cursor", *args)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"bastion: error: {expected}"), line
 
 
 def test_an_unknown_client_is_refused_with_the_choices(gateway: GatewayProcess) -> None:
@@ -139,6 +162,9 @@ def _bridge(gateway: GatewayProcess, key: str, url: str) -> subprocess.Completed
         ("nothing listening", "cannot reach the gateway at"),
         ("not a URL", "--url 'http://[bad/mcp' is not a URL"),
         ("not http", "--url 'ftp://127.0.0.1/mcp': expected an http:// or https:// URL"),
+        ("port not a number", "--url 'http://127.0.0.1:abc/mcp' is not a URL (Port could not be cast"),
+        ("port out of range", "--url 'http://127.0.0.1:99999/mcp' is not a URL (Port out of range"),
+        ("control character", "is not a URL (Invalid non-printable ASCII character in URL"),
     ],
 )
 def test_the_bridge_says_what_is_wrong_in_one_line_and_stops(
@@ -159,6 +185,12 @@ def test_the_bridge_says_what_is_wrong_in_one_line_and_stops(
         url = "http://[bad/mcp"
     elif case == "not http":
         url = "ftp://127.0.0.1/mcp"
+    elif case == "port not a number":
+        url = "http://127.0.0.1:abc/mcp"
+    elif case == "port out of range":
+        url = "http://127.0.0.1:99999/mcp"
+    elif case == "control character":
+        url = gateway.url + "/m\x01cp"
     else:
         url = f"http://127.0.0.1:{_closed_port()}/mcp"
     done = _bridge(gateway, key, url)
