@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -314,6 +315,18 @@ class MCPEndpoint:
             raw_headers = [(k, v.strip(b" \t")) for k, v in raw_headers]
             scope["headers"] = raw_headers
         headers = dict(raw_headers)
+        # Every answer names its request (the client's X-Request-Id, else a new one), as the
+        # gateway's other routes do: the id an operator finds in the audit table and the log.
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        named = (b"x-request-id", rid.encode("latin-1"))
+        plain_send = send
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), named]
+            await plain_send(message)
+
+        send = send_named
         if not self._host_ok(headers):
             await _reply(
                 send,
@@ -340,7 +353,7 @@ class MCPEndpoint:
             return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
+            await self._too_large(send)
             return
         client = scope.get("client")
         client_host = client[0] if client else None
@@ -371,7 +384,6 @@ class MCPEndpoint:
                 send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
             )
             return
-        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or None
         version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
         modern = version in MODERN_PROTOCOL_VERSIONS
         call = CallContext(
@@ -387,7 +399,7 @@ class MCPEndpoint:
             return
         body = await self._read_body(receive)
         if body is None:
-            await _reply(send, 413, _rpc_error(None, -32600, f"request body over {self.max_body} bytes"))
+            await self._too_large(send)
             return
         try:
             message = orjson.loads(body)
@@ -454,6 +466,12 @@ class MCPEndpoint:
         if len(self._envelopes) < 256:
             self._envelopes[key] = problem
         return problem
+
+    async def _too_large(self, send: Send) -> None:
+        # The rest of the body is not read: the connection closes, or the client could go
+        # on pushing it for as long as it liked.
+        body = _rpc_error(None, -32600, f"request body over {self.max_body} bytes; send at most that much")
+        await _reply(send, 413, body, [*_JSON, (b"connection", b"close")])
 
     async def _authenticate(
         self, headers: Mapping[bytes, bytes], client_host: str | None, runtime: ViewRuntime

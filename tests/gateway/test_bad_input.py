@@ -3,6 +3,7 @@ and the gateway keeps serving."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -431,3 +432,40 @@ def test_a_2026_request_without_its_version_header_is_told_to_send_it(gateway: G
     assert response.status_code == 400, response.text
     error = _result(response)["error"]
     assert error["code"] == -32600 and "MCP-Protocol-Version: 2026-07-28" in error["message"], error
+
+
+def test_every_mcp_answer_names_its_request_and_the_audit_event_the_same(gateway: GatewayProcess) -> None:
+    answered = _post(gateway, json.dumps(_call({"text": "named"})).encode())  # the fast path
+    rid = answered.headers["x-request-id"]
+    assert len(rid) == 32 and [row[:3] for row in _audit_rows(gateway, rid)] == [("echo", "allow", "ok")]
+    kept = _post(gateway, json.dumps(_call({"text": "mine"})).encode(), **{"x-request-id": "client-chosen-1"})
+    assert kept.headers["x-request-id"] == "client-chosen-1"
+    body = _call({"text": "streamed"})
+    body["params"]["_meta"] = {**ENVELOPE, "progressToken": 1}  # the SDK path
+    assert len(_post(gateway, json.dumps(body).encode()).headers["x-request-id"]) == 32
+    refused = httpx.post(gateway.url + "/mcp", headers=HEADERS, content=json.dumps(_call({})), timeout=30)
+    assert refused.status_code == 401 and refused.headers["x-request-id"]
+
+
+def test_an_oversized_body_ends_the_connection_instead_of_being_read(gateway: GatewayProcess) -> None:
+    """After the 413 nothing more of the body is taken, with or without a key."""
+    url = httpx.URL(gateway.url)
+    for auth in ("", f"Authorization: Bearer {gateway.key('admin')}\r\n"):
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n{auth}"
+            "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            "Content-Length: 10000000000\r\n\r\n"
+        )
+        with socket.create_connection((url.host, url.port), timeout=10) as sock:
+            sock.sendall(head.encode() + b"{" * 1024)
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+            pushed = 0
+            with pytest.raises(OSError):  # the gateway closed the connection: the client cannot go on
+                while pushed < 200 * 1024 * 1024:  # a client that keeps pushing its body
+                    sock.sendall(b" " * 65536)
+                    pushed += 65536
+                    sock.settimeout(0.01)
+                    with contextlib.suppress(TimeoutError):
+                        if not sock.recv(65536):
+                            raise ConnectionResetError("closed")
