@@ -41,6 +41,7 @@ from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundModernRoute,
     classify_inbound_request,
+    find_duplicated_routing_header,
 )
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
@@ -54,7 +55,7 @@ from mcp_types import (
     Implementation,
     LoggingLevel,
 )
-from mcp_types.jsonrpc import UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.jsonrpc import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from prometheus_client import Gauge
 from pydantic import TypeAdapter
@@ -136,6 +137,18 @@ def _plain_client(body: bytes) -> bool:
         return False
     capabilities = (message.get("params") or {}).get("capabilities") if isinstance(message, dict) else None
     return isinstance(capabilities, dict) and not {"sampling", "elicitation", "roots"} & set(capabilities)
+
+
+def _json_media(content_type: bytes) -> bool:
+    """Whether a Content-Type names JSON (`application/json`, parameters allowed)."""
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+def _repeated_routing_header(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
+    named = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
+    if sum(1 for k, _ in named if k.lower() == "mcp-session-id") > 1:
+        return "mcp-session-id"
+    return find_duplicated_routing_header(named)
 
 
 def _jsonrpc_problem(message: Any, *, version: str, session: bool) -> str | None:
@@ -286,7 +299,7 @@ class MCPEndpoint:
         The SDK answers other requests 400 (`Content-Type`) or 406 (`Accept`), so the fast
         path leaves them to it. Accept values repeat from call to call: verdicts are cached.
         """
-        if not headers.get(b"content-type", b"").lower().startswith(b"application/json"):
+        if not _json_media(headers.get(b"content-type", b"")):
             return False
         accept = headers.get(b"accept", b"")
         known = self._accepts.get(accept)
@@ -397,6 +410,11 @@ class MCPEndpoint:
         if scope["method"] != "POST":
             await self._to_sdk(runtime, scope, receive, send, None)
             return
+        if not _json_media(headers.get(b"content-type", b"")):
+            got = headers.get(b"content-type", b"").decode("latin-1")[:60] or "none"
+            problem = f"Content-Type must be application/json (got {got}): send the JSON-RPC message as JSON"
+            await _reply(send, 415, _rpc_error(None, -32600, problem), [*_JSON, (b"connection", b"close")])
+            return
         body = await self._read_body(receive)
         if body is None:
             await self._too_large(send)
@@ -417,9 +435,19 @@ class MCPEndpoint:
                 rid = rid if type(rid) in (str, int) else None
                 await _reply(send, 400, _rpc_error(rid, INVALID_REQUEST, problem))
                 return
-        # A header sent twice is folded to one value here; the SDK sees every copy and
-        # refuses duplicated routing headers, so such a request is the SDK's to answer.
+        # A header sent twice is folded to one value here, the last copy winning, while
+        # the SDK routes on the first: a routing header or session id sent twice is refused
+        # for both eras. Other repeated headers go to the SDK, which sees every copy.
         folded = len(headers) != len(raw_headers)
+        if folded:
+            twice = _repeated_routing_header(raw_headers)
+            if twice is not None:
+                rid = message.get("id") if isinstance(message, dict) else None
+                problem = f"{twice} header appears more than once; send it once"
+                await _reply(
+                    send, 400, _rpc_error(rid if type(rid) in (str, int) else None, HEADER_MISMATCH, problem)
+                )
+                return
         if isinstance(message, dict):
             if (
                 version

@@ -106,6 +106,24 @@ def test_a_routing_header_sent_twice_is_refused(gateway: GatewayProcess) -> None
     assert response.status_code == 400
     error = _result(response)["error"]
     assert "mcp-name" in error["message"].lower() and "more than once" in error["message"]
+    assert error["code"] == -32020 and _result(response)["id"] == 1
+    # On a session too: the last copy of the version would pick the 2026-07-28 view for a
+    # call the SDK (reading the first) serves on the handshake session.
+    session = Session(gateway)
+    try:
+        for twice in (("mcp-protocol-version", MODERN), ("mcp-session-id", "another")):
+            lines = [*session.headers.items(), twice]
+            body = {
+                "jsonrpc": "2.0",
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "counter_echo", "arguments": {"text": "x"}},
+            }
+            refused = session.http.post("/mcp", headers=lines, content=json.dumps(body))
+            assert refused.status_code == 400, (twice, refused.text)
+            assert f"{twice[0]} header appears more than once" in _result(refused)["error"]["message"]
+    finally:
+        session.close()
     assert gateway.counted() == before
     _still_serving(gateway)
 
@@ -113,7 +131,9 @@ def test_a_routing_header_sent_twice_is_refused(gateway: GatewayProcess) -> None
 @pytest.mark.parametrize(
     ("header", "value", "status"),
     [
-        ("content-type", "text/plain", 400),  # the body must be declared JSON
+        ("content-type", "text/plain", 415),  # the body must be declared JSON
+        ("content-type", "application/jsonfoo", 415),  # ... exactly, not by prefix
+        ("content-type", "", 415),
         ("accept", "application/json", 406),  # answers may come as SSE: the client must take both
         ("accept", "text/event-stream", 406),
     ],
@@ -124,6 +144,8 @@ def test_requests_the_transport_refuses_are_refused_on_every_path(
     before = gateway.counted()
     response = _post(gateway, json.dumps(_call({"text": "x"})).encode(), **{header: value})
     assert response.status_code == status, response.text
+    if status == 415:  # said in JSON-RPC, with what to send
+        assert "Content-Type must be application/json" in _result(response)["error"]["message"]
     assert gateway.counted() == before
     _still_serving(gateway)
 
