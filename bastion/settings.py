@@ -13,6 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -64,7 +65,7 @@ SLOW_CALL_MS = 50
 class CallLimitConfig(BaseModel):
     """How many calls the gateway sends one server at once, and for how long (docs/configuration.md)."""
 
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "allow_inf_nan": False}
 
     max_concurrency: int | None = Field(
         default=None,
@@ -151,6 +152,7 @@ class Settings(BaseSettings):
         extra="forbid",
         populate_by_name=True,
         validate_default=True,
+        allow_inf_nan=False,  # an infinite rate or timeout passes `ge=0` and fails at start
     )
 
     home: Path = Field(default_factory=default_home, description="instance data folder")
@@ -224,7 +226,9 @@ class Settings(BaseSettings):
     policy_cache_ttl: float = Field(
         default=5.0, ge=0, le=3600, description="seconds a decision is cached; 0 is off"
     )
-    policy_cache_size: int = Field(default=10_000, ge=0)
+    policy_cache_size: int = Field(
+        default=10_000, ge=0, le=10_000_000, description="most cached decisions; 0 is off"
+    )
     opa_decision_path: str = Field(
         default="bastion/authz/decision", description="OPA data path of the decision"
     )
@@ -247,6 +251,28 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("opa_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            port = parts.port  # raises for a port that is not a number in 0-65535
+        except ValueError:
+            parts, port = None, None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or port == 0
+            or any(char.isspace() for char in value)
+        ):
+            raise ValueError(
+                "expected an http:// or https:// URL with a host and a valid port, such as http://127.0.0.1:8181"
+            )
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -262,6 +288,8 @@ class Settings(BaseSettings):
         for key in ("database_url", "redis_url"):
             if data.get(key):
                 data[key] = redact_url(getattr(self, key).get_secret_value())
+        if self.opa_url:
+            data["opa_url"] = redact_url(self.opa_url)
         if data.get("metrics_token"):
             data["metrics_token"] = "***"  # noqa: S105 - the redaction marker
         return data
@@ -279,13 +307,15 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """Keep scheme, host and database; hide the password."""
-    if "@" not in url or "://" not in url:
+    """Keep scheme, user, host and path; hide the password (also in a URL without a scheme)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    netloc, slash, path = rest.partition("/")
+    creds, at, host = netloc.rpartition("@")
+    if not at or ":" not in creds:
         return url
-    scheme, rest = url.split("://", 1)
-    creds, tail = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{tail}" if ":" in creds else f"{scheme}://{user}@{tail}"
+    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}{slash}{path}"
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -333,15 +363,16 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
 
 def _describe_error(error: Any) -> str:
     loc = [str(part) for part in error["loc"]]
-    field = loc[0] if loc else "?"
+    # An aliased field is located by the alias that matched (`OPA_URL`): name the field.
+    field = loc[0].lower().removeprefix(ENV_PREFIX.lower()) if loc else "?"
     # A nested setting (`upstreams.crm.url`) has no environment variable: name its TOML key.
     key = ".".join(loc) if len(loc) > 1 else ENV_PREFIX + field.upper()
     if field in {"database_url", "redis_url", "opa_url"}:
         key = f"{field.upper()} (or {ENV_PREFIX}{field.upper()})"
     value = error.get("input")
-    if field in {"database_url", "redis_url"} and isinstance(value, str):
+    if field in {"database_url", "redis_url", "opa_url"} and isinstance(value, str):
         value = redact_url(value)
-    allowed = str(error["msg"]).rstrip(".")
+    allowed = str(error["msg"]).removeprefix("Value error, ").rstrip(".")
     ctx = error.get("ctx") or {}
     if "expected" in ctx:
         allowed = f"expected {ctx['expected']}"

@@ -8,9 +8,10 @@ tenant and subject: every key of one subject shares its buckets.
 
 Buckets live in this process by default (a dict, a few microseconds per check), or
 in the shared store when one is given (Redis: limits then hold across gateway
-replicas, at one round trip per bucket). If the store fails, the check falls back to
-the local buckets and logs it: limits keep holding per replica instead of either
-refusing every call or admitting every call.
+replicas, at one round trip per bucket). If the store fails or stalls, checks use the
+local buckets for `STORE_COOLDOWN` seconds without asking the store, and that is logged
+once: limits keep holding per replica instead of either refusing every call or
+admitting every call, and an outage costs one `STORE_TIMEOUT` per cooldown, not per call.
 
 A refused call gets HTTP 429 with `Retry-After` (`too_many_requests_response`) or, inside
 a stream or batch, the JSON-RPC error `RATE_LIMITED_CODE` (`rate_limit_error`).
@@ -60,14 +61,17 @@ RATE_LIMITED = Counter(
 )
 RATE_LIMIT_STORE_ERRORS = Counter(
     "bastion_rate_limit_store_errors",
-    "Rate-limit checks that fell back to local buckets because the shared store failed",
+    "Bucket checks decided by local buckets because the shared store failed (or is cooling down)",
     registry=REGISTRY,
 )
 
 Scope = Literal["principal", "tool", "policy"]
-_MAX_KEY_CHARS = 512
+# Longer keys are hashed; the store refuses keys over 1024 bytes (UTF-8), prefix not counted.
+_MAX_KEY_BYTES = 512
 # Seconds a shared store may take to answer before this process's own buckets decide.
 STORE_TIMEOUT = 0.5
+# Seconds after a store failure during which checks do not ask the store at all.
+STORE_COOLDOWN = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +172,9 @@ def _key(kind: str, principal: Principal, tool: str | None) -> str:
     key = f"rl:{kind}:{len(principal.tenant)}:{principal.tenant}{len(principal.subject)}:{principal.subject}"
     if tool is not None:
         key += f":{tool}"
-    if len(key) > _MAX_KEY_CHARS:
-        key = f"rl:{kind}:h:" + hashlib.sha256(key.encode()).hexdigest()
+    encoded = key.encode()
+    if len(encoded) > _MAX_KEY_BYTES:
+        key = f"rl:{kind}:h:" + hashlib.sha256(encoded).hexdigest()
     return key
 
 
@@ -179,7 +184,8 @@ class RateLimiter:
     `per_principal` and `per_tool` are the defaults (None switches that bucket off);
     `tools` sets limits for named tools; a policy `rate` obligation overrides the tool
     limit for the call it comes with. `store` shares the buckets (pass the Redis store
-    when there is one); without it they live in this process.
+    when there is one); without it they live in this process. After a store failure the
+    local buckets decide for `store_cooldown` seconds.
     """
 
     def __init__(
@@ -190,12 +196,15 @@ class RateLimiter:
         tools: Mapping[str, RateLimit] | None = None,
         store: Store | None = None,
         max_local_buckets: int = 100_000,
+        store_cooldown: float = STORE_COOLDOWN,
     ) -> None:
         self.per_principal = per_principal
         self.per_tool = per_tool
         self.tools: dict[str, RateLimit] = dict(tools or {})
         self.store = store
         self.local = _LocalBuckets(max_local_buckets)
+        self.store_cooldown = store_cooldown
+        self._store_down_until: float | None = None  # monotonic; None: the store answered last
 
     async def check(
         self, principal: Principal, tool: str | None, *, rate: RateObligation | None = None
@@ -223,15 +232,30 @@ class RateLimiter:
     async def _take(self, key: str, rate: float, capacity: float) -> float:
         if self.store is None:
             return self.local.take(key, rate, capacity)
+        down_until = self._store_down_until
+        if down_until is not None and time.monotonic() < down_until:
+            RATE_LIMIT_STORE_ERRORS.inc()
+            return self.local.take(key, rate, capacity)
         try:
             # A stalled store (a half-open connection, a failover) must not hold every call.
             async with asyncio.timeout(STORE_TIMEOUT):
                 result = await self.store.take(key, rate=rate, capacity=capacity)
         except (StoreError, TimeoutError) as exc:
             RATE_LIMIT_STORE_ERRORS.inc()
-            reason = str(exc) or f"no answer within {STORE_TIMEOUT} s"
-            logger.warning("rate-limit store failed (%s); using this process's buckets", reason)
+            now = time.monotonic()
+            # Calls in flight together all fail: the first to land logs.
+            if self._store_down_until is None or now >= self._store_down_until:
+                reason = str(exc) or f"no answer within {STORE_TIMEOUT} s"
+                logger.warning(
+                    "rate-limit store failed (%s); using this process's buckets for %g s",
+                    reason,
+                    self.store_cooldown,
+                )
+            self._store_down_until = now + self.store_cooldown
             return self.local.take(key, rate, capacity)
+        if self._store_down_until is not None:
+            self._store_down_until = None
+            logger.info("rate-limit store answers again; buckets are shared again")
         # A refusal always carries a positive wait, even if rounding made it 0.
         return 0.0 if result.allowed else max(result.retry_after, 1e-3)
 

@@ -17,24 +17,32 @@ import typer
 
 from bastion.errors import ConfigError
 from bastion.logs import configure_logging
-from bastion.settings import load_settings
+from bastion.settings import Settings, load_settings
 
 __all__ = ["policy_app"]
 
 policy_app = typer.Typer(help="Policy: test and try the Rego policy.", no_args_is_help=True)
 
 
-def _folder(path: Path | None) -> Path:
+def _settings() -> Settings:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, component="policy")
-    if path is not None:
-        return path
-    configured: Path | None = getattr(settings, "policy_dir", None)
-    if configured is not None:
-        return configured
-    from gateway.policy.bundle import default_policy_dir
+    return settings
 
-    return default_policy_dir()
+
+def _folder(settings: Settings, path: Path | None, given_as: str) -> Path:
+    """The policy folder: `path` (named in errors as `given_as`), else the one in use."""
+    if path is None:
+        if settings.policy_dir is None:
+            from gateway.policy.bundle import default_policy_dir
+
+            return default_policy_dir()
+        path, given_as = settings.policy_dir, "BASTION_POLICY_DIR"
+    if not path.exists():
+        raise ConfigError(f"{given_as} {path}: no such folder. Give a folder of .rego files.")
+    if not path.is_dir():
+        raise ConfigError(f"{given_as} {path}: a file, not a folder. Give the folder that holds it.")
+    return path
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -59,7 +67,7 @@ def test(
     from gateway.policy.embedded import EmbeddedRegoEngine
     from gateway.policy.testing import discover_tests, run_tests
 
-    folder = _folder(path)
+    folder = _folder(_settings(), path, "PATH")
     engine = EmbeddedRegoEngine(folder, reload_interval=None, include_tests=True, strict=True)
     cases = discover_tests(folder)
     if not cases:
@@ -90,12 +98,16 @@ def evaluate(
         str | None, typer.Option("--query", "-q", help="data path to print instead of the decision")
     ] = None,
 ) -> None:
-    """Print the decision policy makes for the input in FILE (or any data path with --query)."""
+    """Print the decision policy makes for the input in FILE (or any data path with --query).
+
+    An undefined --query document prints nothing, says so on stderr and exits 3.
+    """
     from gateway.policy.embedded import EmbeddedRegoEngine
-    from gateway.policy.engine import DECISION_PATH, UNDEFINED
+    from gateway.policy.engine import UNDEFINED
     from gateway.policy.result import decision_from_result
 
-    folder = _folder(path)
+    settings = _settings()
+    folder = _folder(settings, path, "--policy")
     document = _read_json(input_file, "input")
     if not isinstance(document, dict):
         raise ConfigError(
@@ -105,9 +117,18 @@ def evaluate(
     if extra is not None and not isinstance(extra, dict):
         raise ConfigError(f"data {data_file}: must be a JSON object.")
     engine = EmbeddedRegoEngine(folder, reload_interval=None, extra_data=extra, strict=True)
-    value = anyio.run(engine.query, query or DECISION_PATH, document)
-    if query is None:
-        result: Any = decision_from_result(value).to_dict()
-    else:
-        result = None if value is UNDEFINED else value
+    # Without --query, the document the gateway decides with.
+    target = query or settings.opa_decision_path
+    name = "data." + target.strip("/").replace("/", ".")
+    value = anyio.run(engine.query, target, document)
+    if value is UNDEFINED and query is None:
+        raise ConfigError(
+            f"{name} is undefined for this input in {folder}, so the gateway would deny it. "
+            "Check that opa_decision_path names the policy's decision rule."
+        )
+    if value is UNDEFINED:
+        # `null` would read as a value: print nothing and exit 3, as `bastion status` does.
+        typer.echo(f"bastion: {name} is undefined for this input", err=True)
+        raise typer.Exit(3)
+    result: Any = value if query is not None else decision_from_result(value, name).to_dict()
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")

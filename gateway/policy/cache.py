@@ -30,7 +30,7 @@ def cache_key(input: PolicyInput) -> bytes:
 
 
 class CachedPolicyEngine(PolicyEngine):
-    """Wraps an engine; `ttl=0` keeps the wrapper (and its metrics) without caching."""
+    """Wraps an engine; `ttl=0` or `max_entries=0` keeps the wrapper (and its metrics) without caching."""
 
     def __init__(
         self,
@@ -40,8 +40,8 @@ class CachedPolicyEngine(PolicyEngine):
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl < 0 or max_entries < 1:
-            raise ValueError("ttl must be >= 0 and max_entries >= 1")
+        if not ttl >= 0 or max_entries < 0:
+            raise ValueError(f"ttl must be >= 0 and max_entries >= 0, got {ttl!r} and {max_entries!r}")
         self.inner = inner
         self.name = inner.name
         self.ttl = ttl
@@ -75,7 +75,8 @@ class CachedPolicyEngine(PolicyEngine):
 
     def _store(self, key: bytes | None, decision: Decision, now: float, revision: int) -> None:
         # Never keep a failure, nor a decision made while the policy changed under it.
-        if key is None or self.ttl <= 0 or decision.is_error or revision != self.inner.revision:
+        off = not self.ttl or not self.max_entries
+        if off or key is None or decision.is_error or revision != self.inner.revision:
             return
         entries = self._entries
         if key not in entries and len(entries) >= self.max_entries:

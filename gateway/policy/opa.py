@@ -1,9 +1,10 @@
 """A client for a real OPA server over its REST data API.
 
 `POST {url}/v1/data/<decision_path>` with `{"input": ...}` answers `{"result": <decision>}`,
-or `{}` when the document is undefined. Every failure (connection refused, a slow answer
-past the deadline, an HTTP error, a body that is not a decision) denies the request with a
-reason naming OPA and what went wrong.
+or `{}` when the document is undefined. Every failure (connection refused, a bad URL, a slow
+answer past the deadline, an HTTP error, a body that is not a decision) denies the request
+with a reason naming OPA and what went wrong. Clients read that reason, so it never holds
+the URL; the log and `status()` add the URL (without user or password) and the cause.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ class OpaRestEngine(PolicyEngine):
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"OPA_URL={url!r}: expected http:// or https:// followed by host and port")
         self.url = url.rstrip("/")
+        self.public_url = _public_url(self.url)
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"OPA_URL={self.public_url!r}: expected http:// or https:// followed by host and port"
+            )
         self.decision_path = decision_path.strip("/")
         self.timeout = timeout
         self._client = httpx.AsyncClient(
@@ -64,26 +68,31 @@ class OpaRestEngine(PolicyEngine):
     def _data_url(self, path: str) -> str:
         return f"{self.url}/v1/data/{path.strip('/').replace('.', '/')}"
 
+    def _failure(self, what: str, cause: str = "") -> _OpaError:
+        detail = f" ({cause})" if cause else ""
+        return _OpaError(f"OPA at {self.public_url} {what}{detail}", f"OPA {what}")
+
     async def _post(self, path: str, body: bytes) -> Any:
         try:
             with anyio.fail_after(self.timeout):
                 response = await self._client.post(self._data_url(path), content=body, headers=_JSON)
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise PolicyEvaluationError(f"OPA at {self.url} did not answer within {self.timeout:g}s") from exc
-        except httpx.HTTPError as exc:
-            raise PolicyEvaluationError(
-                f"cannot reach OPA at {self.url} ({exc or type(exc).__name__})"
-            ) from exc
+            raise self._failure(f"did not answer within {self.timeout:g}s") from exc
+        except Exception as exc:  # not only httpx.HTTPError: InvalidURL, OverflowError for port 99999
+            raise self._failure("is unreachable", _cause(exc)) from exc
         if response.status_code != 200:
-            raise PolicyEvaluationError(
-                f"OPA at {self.url} answered HTTP {response.status_code} for {path}: {_message(response)}"
-            )
+            message = _message(response)
+            what = f"answered HTTP {response.status_code} for {path}"
+            # OPA's own error message is policy-level; any other body (a proxy's page) stays in the log.
+            if message is not None:
+                raise self._failure(f"{what}: {message}")
+            raise self._failure(what, response.text[:200] or "empty body")
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise PolicyEvaluationError(f"OPA at {self.url} answered with a body that is not JSON") from exc
+            raise self._failure("answered with a body that is not JSON") from exc
         if not isinstance(answer, dict):
-            raise PolicyEvaluationError(f"OPA at {self.url} answered with JSON that is not an object")
+            raise self._failure("answered with JSON that is not an object")
         return answer.get("result", UNDEFINED)
 
     def _record(self, error: str | None) -> None:
@@ -91,7 +100,7 @@ class OpaRestEngine(PolicyEngine):
             if error:
                 logger.warning("policy decisions from OPA failing: %s", error)
             else:
-                logger.info("OPA at %s answers again", self.url)
+                logger.info("OPA at %s answers again", self.public_url)
         self._error = error
         self._checked_at = datetime.now(UTC)
         metrics.POLICY_OK.set(0 if error else 1)
@@ -102,14 +111,16 @@ class OpaRestEngine(PolicyEngine):
             body = b'{"input":' + input.to_json() + b"}"
             value = await self._post(self.decision_path, body)
             if value is UNDEFINED:
-                raise PolicyEvaluationError(
-                    f"OPA at {self.url} has no document at {self.decision_path}: "
-                    "load Bastion's policies/ folder into OPA"
+                raise self._failure(
+                    f"has no document at {self.decision_path}: load Bastion's policies/ folder into OPA"
                 )
-            decision = decision_from_result(value, f"OPA at {self.url} ({self.decision_path})")
+            decision = decision_from_result(value, f"OPA ({self.decision_path})")
             self._record(None)
-        except PolicyError as exc:
+        except _OpaError as exc:
             self._record(exc.message)
+            decision = Decision.error(exc.public)
+        except PolicyError as exc:  # an answer that is not a decision
+            self._record(f"{exc.message} (OPA at {self.public_url})")
             decision = Decision.error(exc.message)
         except (TypeError, ValueError) as exc:  # orjson: the input is not JSON
             decision = Decision.error(f"the request cannot be given to policy ({exc})")
@@ -133,11 +144,15 @@ class OpaRestEngine(PolicyEngine):
         try:
             with anyio.fail_after(self.timeout):
                 response = await self._client.get(f"{self.url}/health")
+        except (TimeoutError, httpx.TimeoutException):
+            self._record(self._failure(f"did not answer /health within {self.timeout:g}s").message)
+        except Exception as exc:  # as in _post: a bad URL must deny, never crash the gateway's start
+            self._record(self._failure("is unreachable", _cause(exc)).message)
+        else:
+            status = response.status_code
             self._record(
-                None if response.status_code == 200 else f"OPA /health answered HTTP {response.status_code}"
+                None if status == 200 else self._failure(f"answered HTTP {status} on /health").message
             )
-        except (TimeoutError, httpx.HTTPError) as exc:
-            self._record(f"cannot reach OPA at {self.url} ({exc or type(exc).__name__})")
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -148,15 +163,39 @@ class OpaRestEngine(PolicyEngine):
             engine=self.name,
             error=self._error,
             loaded_at=self._checked_at,
-            sources=(f"{self.url}/v1/data/{self.decision_path}",),
+            sources=(f"{self.public_url}/v1/data/{self.decision_path}",),
         )
 
 
-def _message(response: httpx.Response) -> str:
+class _OpaError(PolicyEvaluationError):
+    """`message` (URL without credentials, cause) is for operators; `public` for clients."""
+
+    def __init__(self, message: str, public: str) -> None:
+        super().__init__(message)
+        self.public = public
+
+
+def _public_url(url: str) -> str:
+    """`url` without user and password; never raises, whatever `url` holds."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        head, rest = "", url
+    netloc, slash, path = rest.partition("/")
+    return f"{head}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
+
+
+def _cause(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc).strip() or type(exc).__name__
+
+
+def _message(response: httpx.Response) -> str | None:
+    """OPA's `message` from an error body, if it is OPA's."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        return response.text[:200] or "(empty body)"
+        return None
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
-    return response.text[:200]
+    return None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from bastion.errors import ConfigError
-from bastion.settings import load_settings
+from bastion.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +96,43 @@ def test_an_upstream_concurrency_limit_below_zero_is_refused_by_name(tmp_path: P
         '[upstreams.crm]\ntransport = "http"\nurl = "http://127.0.0.1:9/mcp"\nmax_concurrency = 4\n'
     )
     assert load_settings().upstreams["crm"].max_concurrency == 4
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["opa.local:8181", "http://127.0.0.1:abc", "http://127.0.0.1:99999", "ftp://opa:21", "http://:8181"],
+)
+def test_an_opa_url_the_gateway_cannot_use_is_refused_by_name_at_load(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("OPA_URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert f"OPA_URL (or BASTION_OPA_URL)={url!r}: expected an http:// or https:// URL" in str(caught.value)
+
+
+def test_the_opa_password_is_hidden_from_config_show_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPA_URL", "http://opa:s3cret@opa.internal:8181")
+    assert load_settings().redacted()["opa_url"] == "http://opa:***@opa.internal:8181"
+    monkeypatch.setenv("OPA_URL", "opa:s3cret@opa.internal:8181")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "'opa:***@opa.internal:8181'" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+FLOAT_FIELDS = [
+    name
+    for name, field in Settings.model_fields.items()
+    if float in (field.annotation, *get_args(field.annotation))
+]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+def test_no_float_setting_accepts_infinity_or_nan(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    key = f"BASTION_{field.upper()}"
+    monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match=f"{key}='{value}'"):
+        load_settings()

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from bastion.stores import RedisStore
+from bastion.errors import StoreError
+from bastion.metrics import REGISTRY
+from bastion.stores import MemoryStore, RedisStore
+from bastion.stores.base import BucketResult
 from gateway.auth import Principal
 from gateway.ratelimit import (
     RATE_LIMITED_CODE,
+    STORE_COOLDOWN,
     STORE_TIMEOUT,
     RateLimit,
     RateLimiter,
@@ -200,3 +206,86 @@ async def test_a_policy_obligation_has_a_bucket_of_its_own() -> None:
     assert await admitted(limiter, ALICE, "sql_query", 3, rate=obligation) == 2
     assert await admitted(limiter, ALICE, "sql_query", 5) == 5  # the tool's own limit
     assert await admitted(limiter, ALICE, "sql_query", 1, rate=obligation) == 0
+
+
+async def test_a_long_non_ascii_tool_name_gets_its_own_bucket_in_the_store() -> None:
+    """The store caps keys in bytes: 400 CJK characters are 1,200 bytes, so the key is hashed."""
+    store = MemoryStore()
+    limiter = RateLimiter(per_principal=None, per_tool=RateLimit(SLOW, 2), store=store)
+    report, other = "files/file:///文档/" + "报告" * 200, "files/file:///文档/" + "报告" * 199 + "文档"
+    assert await admitted(limiter, ALICE, report, 3) == 2
+    assert await admitted(limiter, ALICE, other, 3) == 2
+    assert len(limiter.local) == 0  # decided by the store, not by a fallback
+    await store.close()
+
+
+class FlakyStore(MemoryStore):
+    """A store that fails its bucket calls while `down`; counts every call that reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.takes = 0
+
+    async def _take(self, key: str, rate: float, capacity: float, cost: float) -> BucketResult:
+        self.takes += 1
+        if self.down:
+            raise StoreError("Redis at redis://cache:6379/0 is unreachable")
+        return await super()._take(key, rate, capacity, cost)
+
+
+def _store_errors() -> float:
+    return REGISTRY.get_sample_value("bastion_rate_limit_store_errors_total") or 0.0
+
+
+async def test_after_a_store_failure_local_buckets_decide_for_the_cooldown_without_asking_the_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 3), per_tool=RateLimit(SLOW, 2), store=store)
+    before = _store_errors()
+    with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+        assert await admitted(limiter, ALICE, "echo", 5) == 2  # the local tool bucket holds
+    assert store.takes == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "rate-limit store failed (Redis at redis://cache:6379/0 is unreachable); "
+        f"using this process's buckets for {STORE_COOLDOWN:g} s"
+    ]
+    assert _store_errors() - before == 7  # every bucket check decided locally: 5 tool, 2 principal
+    await store.close()
+
+
+async def test_once_the_cooldown_ends_the_store_is_asked_again(caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyStore()
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 5), per_tool=None, store=store, store_cooldown=0)
+    caplog.set_level(logging.INFO, logger="gateway.ratelimit")
+    assert await admitted(limiter, ALICE, None, 2) == 2
+    assert store.takes == 2 and len(caplog.records) == 2  # no cooldown: each failure is news
+    store.down = False
+    assert await admitted(limiter, ALICE, None, 2) == 2
+    assert store.takes == 4
+    assert caplog.records[-1].getMessage() == "rate-limit store answers again; buckets are shared again"
+    await store.close()
+
+
+@pytest.fixture
+def stalled_redis_url() -> Iterator[str]:
+    """A socket that accepts connections (in the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+
+
+async def test_a_stalled_store_costs_one_timeout_and_one_warning_per_cooldown(
+    stalled_redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(stalled_redis_url)
+    limiter = RateLimiter(per_principal=RateLimit(SLOW, 3), per_tool=RateLimit(SLOW, 10), store=store)
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+            assert await admitted(limiter, ALICE, "echo", 5) == 3
+    finally:
+        await store.close()
+    assert len(caplog.records) == 1
+    assert f"no answer within {STORE_TIMEOUT} s" in caplog.records[0].getMessage()

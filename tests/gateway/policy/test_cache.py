@@ -134,3 +134,12 @@ async def test_a_zero_ttl_caches_nothing() -> None:
     await cache.decide(call("admin", "system", "version"))
     await cache.decide(call("admin", "system", "version"))
     assert inner.calls == 2
+
+
+async def test_a_zero_size_caches_nothing() -> None:
+    """`policy_cache_size = 0` switches caching off, as 0 does for the other settings."""
+    inner = CountingEngine()
+    cache = CachedPolicyEngine(inner, ttl=5, max_entries=0)
+    await cache.decide(call("admin", "system", "version"))
+    await cache.decide_many([call("admin", "system", "version")])
+    assert inner.calls == 2 and len(cache) == 0

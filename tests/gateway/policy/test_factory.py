@@ -49,3 +49,14 @@ def test_config_reads_the_settings_it_finds(tmp_path: Path) -> None:
     assert config.policy_dir == tmp_path
     assert config.policy_cache_ttl == 1.5
     assert config.policy_cache_size == 10_000
+
+
+async def test_a_cache_size_of_zero_starts_an_engine_without_a_cache(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=None, redis_url=None, opa_url=None, policy_cache_size=0)
+    engine = await create_policy_engine(settings)
+    try:
+        assert (await engine.decide(call("admin", "system", "version"))).allow
+        assert (await engine.decide(call("admin", "system", "version"))).allow
+        assert isinstance(engine, CachedPolicyEngine) and len(engine) == 0
+    finally:
+        await engine.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import pytest
 
 from gateway.policy import EmbeddedRegoEngine, OpaRestEngine
@@ -41,21 +42,66 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-async def test_opa_down_denies_and_reports_it() -> None:
+async def test_opa_down_denies_and_tells_the_operator_where_and_why() -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     async with OpaRestEngine(url) as opa:
         assert not opa.status().ok
         decision = await opa.decide(REQUESTS[3])
+        error = opa.status().error
     assert decision.is_error
-    assert decision.reason.startswith(f"policy engine error: cannot reach OPA at {url}")
+    assert decision.reason == "policy engine error: OPA is unreachable"
+    assert error is not None and error.startswith(f"OPA at {url} is unreachable (")
 
 
 async def test_a_slow_opa_denies_at_the_deadline(opa_server: OpaTestServer) -> None:
     opa_server.mode = "hang"
     async with OpaRestEngine(opa_server.url, timeout=0.2) as opa:
         decision = await opa.decide(REQUESTS[3])
-        assert decision.reason == f"policy engine error: OPA at {opa_server.url} did not answer within 0.2s"
+        assert decision.reason == "policy engine error: OPA did not answer within 0.2s"
+        assert opa.status().error == f"OPA at {opa_server.url} did not answer within 0.2s"
+
+
+@pytest.mark.parametrize("mode", ["normal", "hang", "garbage", "error", "nonsense", "down", "undefined"])
+async def test_credentials_in_the_opa_url_reach_no_reason_status_or_log(
+    opa_server: OpaTestServer, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients read denial reasons: they get no URL at all; operators get it without credentials."""
+    host = opa_server.url.removeprefix("http://")
+    if mode == "down":
+        host = f"127.0.0.1:{_closed_port()}"
+    elif mode != "undefined":
+        opa_server.mode = mode  # type: ignore[assignment]
+    path = "bastion/nowhere/decision" if mode == "undefined" else "bastion/authz/decision"
+    caplog.set_level("INFO", logger="gateway.policy.opa")
+    async with OpaRestEngine(f"http://opa-user:s3cret@{host}", decision_path=path, timeout=0.2) as opa:
+        decision = await opa.decide(REQUESTS[3])
+        status = opa.status()
+    assert status.sources == (f"http://{host}/v1/data/{path}",)
+    shown = " ".join([*decision.reasons, str(status.error), caplog.text])
+    assert "s3cret" not in shown and "opa-user" not in shown
+    assert host not in " ".join(decision.reasons)
+    if mode != "normal":
+        assert decision.is_error and status.error is not None and f"OPA at http://{host}" in status.error
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc", "http://127.0.0.1:99999", "http://[::1", "http://"])
+async def test_a_bad_url_denies_at_start_and_on_every_decision_without_raising(url: str) -> None:
+    async with OpaRestEngine(url) as opa:
         assert not opa.status().ok
+        decision = await opa.decide(REQUESTS[3])
+    assert decision.reason == "policy engine error: OPA is unreachable"
+
+
+async def test_a_proxy_error_page_stays_in_the_log_and_out_of_the_denial() -> None:
+    page = "<html>502: opa.internal.corp:8181 refused</html>"
+    transport = httpx.MockTransport(lambda request: httpx.Response(502, text=page))
+    async with OpaRestEngine("http://opa.internal.corp:8181", transport=transport) as opa:
+        decision = await opa.decide(REQUESTS[3])
+        error = opa.status().error
+    assert decision.reason == "policy engine error: OPA answered HTTP 502 for bastion/authz/decision"
+    assert (
+        error == f"OPA at http://opa.internal.corp:8181 answered HTTP 502 for bastion/authz/decision ({page})"
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,6 +137,7 @@ async def test_the_client_recovers_when_opa_answers_again(opa_server: OpaTestSer
         assert opa.status().ok
 
 
-def test_a_url_without_a_scheme_is_refused() -> None:
-    with pytest.raises(ValueError, match="expected http:// or https://"):
-        OpaRestEngine("127.0.0.1:8181")
+def test_a_url_without_a_scheme_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(ValueError, match="expected http:// or https://") as caught:
+        OpaRestEngine("opa-user:s3cret@127.0.0.1:8181")
+    assert "s3cret" not in str(caught.value)
