@@ -51,6 +51,7 @@ from mcp_types import (
     INVALID_REQUEST,
     LOG_LEVEL_META_KEY,
     PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
     ClientCapabilities,
     Implementation,
     LoggingLevel,
@@ -237,6 +238,8 @@ class MCPEndpoint:
     ) -> None:
         self.gateway = gateway
         self.views = views
+        # What the SDK stamps on every 2026-07-28 result it answers: the fast path does too.
+        self._server_info = views[""].server.server.server_info_stamp if "" in views else None
         self.authenticator = authenticator
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
@@ -684,8 +687,8 @@ class MCPEndpoint:
                 meta if isinstance(meta, dict) else None,
                 rounds=rounds,
             )
-            if modern and "resultType" not in result:  # an upstream's `input_required` passes through
-                result = {**result, "resultType": "complete"}
+            if modern:
+                result = self._stamped(result)
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
         except CallError as exc:
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
@@ -724,6 +727,16 @@ class MCPEndpoint:
                 self._inflight.pop(key, None)
         await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
         return True
+
+    def _stamped(self, result: dict[str, Any]) -> dict[str, Any]:
+        """A 2026-07-28 result as the SDK would send it: `resultType` (an upstream's
+        `input_required` passes through) and the gateway's `serverInfo` in `_meta`."""
+        stamped = {**result, "resultType": result.get("resultType", "complete")}
+        meta = result.get("_meta")
+        unstamped = meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None)
+        if self._server_info is not None and unstamped:
+            stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self._server_info}
+        return stamped
 
     def _cancel_fast_call(
         self, principal: Principal, headers: Mapping[bytes, bytes], message: dict[str, Any]

@@ -628,3 +628,21 @@ async def test_open_handshake_sessions_are_counted(gateway: GatewayProcess) -> N
         bogus = _handshake_post(gateway, {"jsonrpc": "2.0", "id": n, "method": "tools/list"}, f"made-up-{n}")
         assert bogus.status_code == 404, bogus.text
     assert sessions() == after
+
+
+def test_a_2026_result_looks_the_same_on_both_of_the_gateways_paths(gateway: GatewayProcess) -> None:
+    """The SDK stamps its serverInfo on every 2026-07-28 result; the fast path does the same."""
+    stamps = []
+    for meta in ({}, {"progressToken": 1}):  # the fast path, then the SDK's
+        response = _modern(
+            gateway.url + "/mcp",
+            "tools/call",
+            {"name": "counter_echo", "arguments": {"text": "same"}},
+            gateway.key("admin"),
+            "counter_echo",
+            meta=meta,
+        )
+        result = _result(response)["result"]
+        assert result["resultType"] == "complete" and result["content"][0]["text"] == "same"
+        stamps.append(result["_meta"]["io.modelcontextprotocol/serverInfo"])
+    assert stamps[0] == stamps[1] and stamps[0]["name"]
