@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from mcp.shared.exceptions import MCPError
@@ -351,8 +351,10 @@ class Gateway:
         """Forward `method` decided as `action` on `resource` (completion, subscribe), audited."""
         assert resource.upstream is not None
         target = resource.uri or resource.prompt or resource.tool or method
+        # A templated URI is one metric series per template, however many URIs a client tries.
+        label = ctx.view.resource_label(resource.uri) if resource.uri else None
         return await self._forward(
-            ctx, action, method, resource.upstream, target, resource, params, None, None
+            ctx, action, method, resource.upstream, target, resource, params, None, None, label=label
         )
 
     def prompt_resource(self, entry: Entry) -> Resource:
@@ -621,7 +623,7 @@ class Gateway:
         latency = (time.perf_counter() - started) * 1000 if started else 0.0
         await self.audit.write(
             AuditEvent(
-                time=datetime.now(UTC),
+                time=datetime.now(UTC) - timedelta(milliseconds=latency),  # when the call arrived
                 principal=ctx.principal,
                 action=action,
                 upstream=upstream,

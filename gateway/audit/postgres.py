@@ -18,13 +18,17 @@ Durability (`durability`):
   `wal_writer_delay`, 600 ms by default).
 
 If a batch fails, every waiter of that batch gets an `AuditWriteError` (the gateway
-fails those calls closed) and the next batch tries again on a fresh connection.
+fails those calls closed) and the next batch tries again on a fresh connection. A
+batch that the server has not committed within `WRITE_TIMEOUT` fails the same way (the
+server aborts it, so it never commits later). Field contents never fail a batch: a NUL
+is stored as U+2400 and a lone surrogate as U+FFFD.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any, Literal
 
@@ -70,6 +74,13 @@ _COLUMNS = (
 _FIELDS = 16
 # Max parameters per statement is 65535; 16 per row.
 MAX_BATCH_LIMIT = 4000
+# Seconds a batch may take (the INSERT and its commit) before it fails closed. The server
+# enforces it (`statement_timeout`), so a batch that failed never commits later; the
+# gateway waits a little longer for a server that does not answer at all.
+WRITE_TIMEOUT = 10.0
+_UNANSWERED_GRACE = 2.0
+NUL_SYMBOL = "\u2400"  # how a NUL in an audited field is stored
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 # Every column's type, so that the text parameters need no inference (multi-row VALUES).
@@ -88,15 +99,34 @@ def _row(index: int) -> str:
 _Pending = tuple[AuditEvent, "asyncio.Future[None]"]
 
 
+def _storable(value: str) -> str:
+    """`value` as PostgreSQL can store it: a NUL (which libpq would end a text parameter at,
+    and jsonb refuses) becomes U+2400 SYMBOL FOR NULL, and a lone surrogate (not UTF-8)
+    U+FFFD. A client chooses names and reasons quote its arguments: none of that may keep
+    its own event, or the others committed with it, out of the table."""
+    return _SURROGATE.sub("\ufffd", value.replace("\x00", NUL_SYMBOL))
+
+
 def _text(value: str | None) -> bytes | None:
     if value is None:
         return None
-    # libpq ends a text parameter at NUL: refuse rather than cut it short. (Checked on the
-    # str: `bytes in bytes` first tries the operand as an int and raises and clears a
-    # TypeError inside CPython 3.11, which cost 2.7% of the gateway's instructions per call.)
-    if "\x00" in value:
-        raise ValueError(f"an audit field contains a NUL character: {value!r}")
-    return value.encode()
+    # (`in` on the str: `bytes in bytes` first tries the operand as an int and raises and
+    # clears a TypeError inside CPython 3.11, which cost 2.7% of the gateway's instructions.)
+    try:
+        if "\x00" not in value:
+            return value.encode()
+    except UnicodeEncodeError:
+        pass
+    return _storable(value).encode()
+
+
+def _reasons(reasons: tuple[str, ...]) -> bytes:
+    try:
+        if not any("\x00" in reason for reason in reasons):
+            return orjson.dumps(reasons)
+    except orjson.JSONEncodeError:  # a lone surrogate
+        pass
+    return orjson.dumps([_storable(reason) for reason in reasons])
 
 
 def _array(items: tuple[str, ...]) -> bytes:
@@ -120,7 +150,7 @@ def _params(event: AuditEvent) -> tuple[bytes | None, ...]:
         _text(event.tool),
         _text(event.argument_digest),
         _text(event.decision),
-        orjson.dumps(event.reasons),
+        _reasons(event.reasons),
         repr(float(event.latency_ms)).encode(),
         _text(event.outcome),
         _text(event.request_id),
@@ -185,21 +215,35 @@ class PostgresAuditWriter(AuditWriter):
     async def _writer_channel(self) -> PqChannel:
         if self._conn is None or self._conn.closed or self._channel is None or self._channel.broken:
             await self._release()
-            conn = await self.pool.getconn()
-            try:
-                if not conn.autocommit:
-                    await conn.set_autocommit(True)  # each batch is one atomic statement
-                # Events go out as UTF-8 text parameters, whatever the connection's encoding was.
-                await conn.execute(
-                    "SELECT set_config('synchronous_commit', %s, false), "
-                    "set_config('client_encoding', 'UTF8', false)",
-                    (self._sync,),
-                )
-            except BaseException:
-                await self.pool.putconn(conn)
-                raise
-            self._conn = conn
-            self._channel = PqChannel(conn)
+            # After a database restart the pool's idle connections are dead, and only using
+            # one tells: nothing is written yet, so the pool checks the others and the batch
+            # takes a fresh one.
+            for attempt in range(2):
+                conn = await self.pool.getconn()
+                try:
+                    if not conn.autocommit:
+                        await conn.set_autocommit(True)  # each batch is one atomic statement
+                    # Events go out as UTF-8 text parameters, whatever the connection's encoding was.
+                    await conn.execute(
+                        "SELECT set_config('synchronous_commit', %s, false), "
+                        "set_config('client_encoding', 'UTF8', false), "
+                        "set_config('statement_timeout', %s, false)",
+                        (self._sync, f"{round(WRITE_TIMEOUT * 1000)}ms"),
+                    )
+                except psycopg.OperationalError:
+                    await conn.close()  # the pool discards a closed connection
+                    await self.pool.putconn(conn)
+                    if attempt:
+                        raise
+                    await self.pool.check()
+                    continue
+                except BaseException:
+                    await self.pool.putconn(conn)
+                    raise
+                self._conn = conn
+                self._channel = PqChannel(conn)
+                break
+        assert self._channel is not None
         return self._channel
 
     async def _release(self) -> None:
@@ -212,7 +256,10 @@ class PostgresAuditWriter(AuditWriter):
             try:
                 if channel is not None and channel.broken:
                     raise psycopg.OperationalError("the audit connection broke")
-                await conn.execute("SET synchronous_commit TO DEFAULT; SET client_encoding TO DEFAULT")
+                await conn.execute(
+                    "SET synchronous_commit TO DEFAULT; SET client_encoding TO DEFAULT; "
+                    "SET statement_timeout TO DEFAULT"
+                )
             except Exception:
                 await conn.close()  # the pool discards a closed connection
         await self.pool.putconn(conn)
@@ -243,8 +290,11 @@ class PostgresAuditWriter(AuditWriter):
         AUDIT_BATCH_SIZE.observe(len(batch))
         try:
             params = [value for event, _ in batch for value in _params(event)]
-            channel = await self._writer_channel()
-            await channel.execute(self._statement(len(batch)), params)  # autocommit: one atomic statement
+            # A stalled database (a lock, a lost network, a synchronous standby down) fails
+            # the batch closed after WRITE_TIMEOUT rather than holding every call forever.
+            async with asyncio.timeout(WRITE_TIMEOUT + _UNANSWERED_GRACE):
+                channel = await self._writer_channel()
+                await channel.execute(self._statement(len(batch)), params)  # autocommit: atomic
         except BaseException as exc:
             logger.error("audit batch of %d event(s) failed: %s", len(batch), exc)
             if isinstance(exc, Exception):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -491,3 +492,21 @@ def test_an_oversized_body_ends_the_connection_instead_of_being_read(gateway: Ga
                     with contextlib.suppress(TimeoutError):
                         if not sock.recv(65536):
                             raise ConnectionResetError("closed")
+
+
+def test_an_audit_event_is_timed_when_its_call_arrived(gateway: GatewayProcess) -> None:
+    """A call that takes a second is recorded at its arrival, not at its answer."""
+    gateway.key("admin")  # made beforehand: creating it takes a moment of its own
+    sent = datetime.now(UTC)
+    body = _call({"seconds": 1.0})
+    body["params"]["name"] = "counter_hold"
+    answered = _post(
+        gateway, json.dumps(body).encode(), **{"mcp-name": "counter_hold", "x-request-id": "timed-1"}
+    )
+    assert _result(answered)["result"]["content"][0]["text"] == "held"
+    with psycopg.connect(EmbeddedPostgres(Home(gateway.home)).dsn()) as conn:
+        [(when, latency)] = conn.execute(
+            "SELECT time, latency_ms FROM gateway.audit_events WHERE request_id = 'timed-1'"
+        ).fetchall()
+    assert latency >= 1000
+    assert abs((when - sent).total_seconds()) < 0.5, (when, sent)

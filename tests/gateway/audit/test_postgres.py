@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from anyio import fail_after as anyio_fail_after
 from psycopg_pool import AsyncConnectionPool
 
 from bastion.db.database import Database
@@ -247,14 +248,64 @@ async def test_text_fields_keep_every_character_and_an_odd_time_zone(
     assert row[15] == when
 
 
-async def test_a_nul_character_fails_its_batch_clearly_and_the_writer_goes_on(
+async def test_characters_postgresql_cannot_store_are_stored_marked_and_spoil_no_batch(
     writer: PostgresAuditWriter, gateway_db: Database, run_id: str
 ) -> None:
-    # libpq would end a text parameter at the NUL: the event is refused, never cut short.
-    with pytest.raises(AuditWriteError, match="NUL character"):
-        await writer.write(event(run_id + "nul", tool="resource\x00uri"))
-    await writer.write(event(run_id + "after"))
-    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "after"]
+    """A client chooses tool names and URIs, and reasons quote its arguments: a NUL (libpq
+    would cut the value at it, jsonb refuses it) or a lone surrogate (not UTF-8) must
+    keep neither its own event nor the others committed with it out of the table."""
+    await asyncio.gather(
+        writer.write(event(run_id + "1", tool="resource\x00uri")),
+        writer.write(event(run_id + "2", reasons=("argument 'x': 'a\x00b' is not a number",))),
+        writer.write(event(run_id + "3", tool="half \ud800 pair", reasons=("lone \udfff",))),
+        writer.write(event(run_id + "4")),
+    )
+    stored = {row[0]: (row[8], row[11]) for row in await rows(gateway_db, run_id)}
+    assert stored[run_id + "1"][0] == "resource\u2400uri"
+    assert stored[run_id + "2"][1] == ["argument 'x': 'a\u2400b' is not a number"]
+    assert stored[run_id + "3"] == ("half \ufffd pair", ["lone \ufffd"])
+    assert stored[run_id + "4"][0] == "analytics_query"
+
+
+async def test_a_stalled_database_fails_the_batch_closed_instead_of_holding_it(
+    gateway_db: Database, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.audit.postgres.WRITE_TIMEOUT", 0.5)
+    audit = PostgresAuditWriter(gateway_db.pool)
+    try:
+        await audit.write(event(run_id + "before"))
+        async with await gateway_db.connect() as locker:
+            await locker.execute("BEGIN")
+            await locker.execute("LOCK TABLE gateway.audit_events IN ACCESS EXCLUSIVE MODE")
+            with anyio_fail_after(10), pytest.raises(AuditWriteError):
+                await audit.write(event(run_id + "stalled"))
+            await locker.execute("ROLLBACK")
+        await audit.write(event(run_id + "after"))
+    finally:
+        await audit.close()
+    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "before", run_id + "after"]
+
+
+async def test_after_a_database_restart_the_first_batch_is_written(gateway_db: Database, run_id: str) -> None:
+    """A restart leaves every idle pooled connection dead: the batch must not fail on them."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        gateway_db.dsn, min_size=4, max_size=4, kwargs={"application_name": "audit-restart-test"}, open=False
+    )
+    await pool.open(wait=True)
+    audit = PostgresAuditWriter(pool)
+    try:
+        await audit.write(event(run_id + "before"))
+        async with await gateway_db.connect() as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'audit-restart-test'"
+            )
+        await asyncio.sleep(0.2)
+        await audit.write(event(run_id + "after"))
+    finally:
+        await audit.close()
+        await pool.close()
+    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "before", run_id + "after"]
 
 
 async def test_a_batch_larger_than_the_socket_buffer_is_sent_whole(gateway_db: Database, run_id: str) -> None:

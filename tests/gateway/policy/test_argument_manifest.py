@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+
+import pytest
 
 from gateway.argument_manifest import ArgumentManifest
 from gateway.audit import MemoryAuditWriter
 from gateway.auth.principal import Principal
-from gateway.calls import CallContext, Gateway
-from gateway.catalog import Entry, View, ViewConfig
+from gateway.calls import CALLS, CallContext, CallError, Gateway
+from gateway.catalog import Entry, View, ViewConfig, build_view
 from gateway.policy import CachedPolicyEngine, EmbeddedRegoEngine
+from gateway.policy.model import Resource
 from gateway.ratelimit import RateLimiter
+from gateway.upstreams.connection import Catalog
 from gateway.upstreams.manager import UpstreamManager
 
 QUERY = Entry("analytics_query", "analytics", "query", {"name": "analytics_query", "inputSchema": {}})
@@ -84,3 +89,25 @@ def test_without_policy_data_in_this_process_policy_sees_every_argument() -> Non
     assert ArgumentManifest.from_data(None).reduce("analytics", "query", everything) == everything
     undeclared = ArgumentManifest.from_data({"bastion": {"tools": {}}})
     assert undeclared.reduce("analytics", "query", everything) == everything
+
+
+async def test_a_templated_resource_is_one_metric_series_whatever_uri_a_client_tries(tmp_path: Path) -> None:
+    """Subscriptions and completions name a resource by URI: metrics label it by template."""
+    (tmp_path / "p.rego").write_text(
+        "package bastion.authz\n\n"
+        'decision := {"allow": false, "reasons": ["deny: nothing here"], "obligations": {}}\n'
+    )
+    gateway = _gateway(EmbeddedRegoEngine(tmp_path, reload_interval=None, strict=True))
+    docs = Catalog()
+    docs.templates = [{"uriTemplate": "docs://pages/{page}", "name": "page"}]
+    ctx = dataclasses.replace(_alice(), view=build_view(ViewConfig(name=""), {"docs": docs}))
+    for page in ("a", "b", "c"):
+        uri = f"docs://pages/{page}"
+        with pytest.raises(CallError):
+            await gateway.forward_raw(
+                ctx, "resources/subscribe", "resources/read", Resource(upstream="docs", uri=uri), {"uri": uri}
+            )
+    labels = {
+        s.labels["tool"] for m in CALLS.collect() for s in m.samples if s.labels.get("upstream") == "docs"
+    }
+    assert labels == {"docs://pages/{page}"}
