@@ -604,6 +604,8 @@ class MCPEndpoint:
         self._sessions.pop(sid, None)
         self._open_sessions.pop(sid, None)
         self._owners.pop(sid, None)
+        for runtime in self.views.values():
+            runtime.server.forget(sid)  # nothing more is sent to it
 
     def _count_sessions(self) -> None:
         """Drop sessions idle past the SDK's own timeout, then publish the count."""
@@ -614,7 +616,7 @@ class MCPEndpoint:
                 for sid in [s for s, seen in table.items() if now - seen > self.session_idle]:
                     del table[sid]
             for sid in [s for s in self._owners if s not in self._open_sessions]:
-                del self._owners[sid]
+                self._forget(sid)
         SESSIONS_OPEN.set(len(self._open_sessions))
 
     # -- the fast path ----------------------------------------------------------

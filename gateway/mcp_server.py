@@ -15,12 +15,12 @@ import dataclasses
 import logging
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 from mcp import types
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
@@ -84,6 +84,33 @@ def _raise(exc: CallError | BastionError) -> None:
     raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
 
 
+def _session_id(ctx: Any) -> str | None:
+    """The handshake-era session a request came on (None for 2026-07-28 requests)."""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    sid = headers.get("mcp-session-id") if headers is not None else None
+    return sid if isinstance(sid, str) and sid else None
+
+
+# Handshake-era clients are told when a list changes: the capability says so.
+_LIST_CHANGES = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+
+
+class _NotifyingServer(Server[Any]):  # pyright: ignore[reportDeprecated]
+    """The SDK's server, announcing `listChanged` to 2025-11-25 clients (the session manager
+    builds the `initialize` answer without notification options)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or _LIST_CHANGES, experimental_capabilities, extensions
+        )
+
+
 class GatewayMCPServer:
     """Builds the SDK server for one view and notifies its clients of catalog changes."""
 
@@ -91,15 +118,19 @@ class GatewayMCPServer:
         self.gateway = gateway
         self.view_name = view_name
         self.bus = InMemorySubscriptionBus()
-        self._sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
-        # Resource subscriptions of handshake-era sessions, by URI.
-        self._subscribers: dict[str, weakref.WeakSet[ServerSession]] = {}
+        # Handshake-era sessions by Mcp-Session-Id, each with the session object of its latest
+        # request. The SDK makes one per request (a proxy of the session's connection), so
+        # a weak reference would be gone by the time a notification is due; the endpoint
+        # calls `forget` when a session ends.
+        self._sessions: dict[str, ServerSession] = {}
+        # Resource subscriptions of handshake-era sessions: URI -> session ids.
+        self._subscribers: dict[str, set[str]] = {}
         self.view: View | None = None  # set by the runtime on every rebuild
         self.modern_view: View | None = None
         with warnings.catch_warnings():
             # logging/setLevel is deprecated from 2026-07-28 but clients of 2025-11-25 still send it.
             warnings.simplefilter("ignore", MCPDeprecationWarning)
-            self.server: Server[Any] = Server(  # pyright: ignore[reportDeprecated]
+            self.server: Server[Any] = _NotifyingServer(  # pyright: ignore[reportDeprecated]
                 "bastion-gateway" + (f"-{view_name}" if view_name else ""),
                 version=__version__,
                 instructions=instructions(),
@@ -127,9 +158,18 @@ class GatewayMCPServer:
 
     def _track(self, ctx: Any) -> CallContext:
         session = getattr(ctx, "session", None)
-        if isinstance(session, ServerSession):
-            self._sessions.add(session)
+        sid = _session_id(ctx)
+        if sid is not None and isinstance(session, ServerSession):
+            self._sessions[sid] = session
         return _context(ctx)
+
+    def forget(self, session_id: str) -> None:
+        """Session `session_id` ended: nothing more is sent to it."""
+        self._sessions.pop(session_id, None)
+        for uri in [u for u, ids in self._subscribers.items() if session_id in ids]:
+            self._subscribers[uri].discard(session_id)
+            if not self._subscribers[uri]:
+                del self._subscribers[uri]
 
     async def notify_changed(self, what: str) -> None:
         """Tell connected clients that a list changed (both eras)."""
@@ -141,7 +181,7 @@ class GatewayMCPServer:
         kinds = list(events) if what == "catalog" else [k for k in events if k in what]
         for kind in kinds:
             await self.bus.publish(events[kind])
-            for session in list(self._sessions):
+            for sid, session in list(self._sessions.items()):
                 try:
                     if kind == "tools":
                         await session.send_tool_list_changed()
@@ -151,7 +191,7 @@ class GatewayMCPServer:
                         await session.send_resource_list_changed()
                 except Exception as exc:  # a gone session is simply dropped
                     logger.debug("could not notify a session: %s", exc)
-                    self._sessions.discard(session)
+                    self.forget(sid)
 
     async def _list_tools(
         self, ctx: Any, params: types.PaginatedRequestParams | None
@@ -199,11 +239,15 @@ class GatewayMCPServer:
 
     async def notify_resource_updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
-        for session in list(self._subscribers.get(uri, ())):
+        for sid in list(self._subscribers.get(uri, ())):
+            session = self._sessions.get(sid)
+            if session is None:
+                continue
             try:
                 await session.send_resource_updated(uri)
             except Exception as exc:
                 logger.debug("could not notify a subscriber: %s", exc)
+                self.forget(sid)
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         call = self._track(ctx)
@@ -226,16 +270,18 @@ class GatewayMCPServer:
             )
         except (CallError, BastionError) as exc:
             _raise(exc)
-        if isinstance(ctx.session, ServerSession):
-            self._subscribers.setdefault(uri, weakref.WeakSet()).add(ctx.session)
+        sid = _session_id(ctx)
+        if sid is not None:
+            self._subscribers.setdefault(uri, set()).add(sid)
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         self._track(ctx)
         uri = str(params.uri)
         subscribers = self._subscribers.get(uri)
-        if subscribers is not None and isinstance(ctx.session, ServerSession):
-            subscribers.discard(ctx.session)
+        sid = _session_id(ctx)
+        if subscribers is not None and sid is not None:
+            subscribers.discard(sid)
         return types.EmptyResult()
 
     async def _set_level(self, ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:

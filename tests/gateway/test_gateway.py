@@ -646,3 +646,30 @@ def test_a_2026_result_looks_the_same_on_both_of_the_gateways_paths(gateway: Gat
         assert result["resultType"] == "complete" and result["content"][0]["text"] == "same"
         stamps.append(result["_meta"]["io.modelcontextprotocol/serverInfo"])
     assert stamps[0] == stamps[1] and stamps[0]["name"]
+
+
+async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
+    gateway: GatewayProcess,
+) -> None:
+    """Its session hears `notifications/tools/list_changed` on its stream, and `initialize`
+    said it would."""
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        heard.append(repr(message))
+
+    async with _client(
+        gateway.url + "/mcp", gateway.key("admin"), "legacy", message_handler=on_message
+    ) as client:
+        tools = client.server_capabilities.tools
+        assert tools is not None and tools.list_changed
+        before = {t.name for t in (await client.list_tools()).tools}
+        for round_ in (1, 2):  # the second toggle puts the tool set back as it was
+            await client.call_tool("counter_toggle_extra", {})
+            with anyio.fail_after(20):
+                while sum("tools/list_changed" in m for m in heard) < round_:
+                    await anyio.sleep(0.05)
+            after = {t.name for t in (await client.list_tools()).tools}
+            assert (
+                ("counter_extra" in after) != ("counter_extra" in before) if round_ == 1 else after == before
+            )
