@@ -57,6 +57,7 @@ from mcp_types import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_REQUEST,
+    METHOD_NOT_FOUND,
     PROTOCOL_VERSION_META_KEY,
 )
 
@@ -67,6 +68,8 @@ from gateway.upstreams.http_transport import streamable_http_client
 __all__ = ["Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
 
 logger = logging.getLogger(__name__)
+
+MAX_LIST_PAGES = 1000  # pages of one list an upstream may send before the rest is ignored
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 CloseStreamFn = Callable[[], Awaitable[None]]
@@ -374,13 +377,21 @@ class UpstreamConnection:
     async def refresh(self) -> None:
         """Re-list tools, resources, templates and prompts (each only if offered)."""
         caps = self.catalog.capabilities
-        self.catalog.tools = await self._list_all("tools/list", "tools") if "tools" in caps else []
+        # Listed whole before any of it is used: a refresh that fails keeps the old catalog.
+        tools = await self._list_all("tools/list", "tools") if "tools" in caps else []
+        resources: list[dict[str, Any]] = []
+        templates: list[dict[str, Any]] = []
         if "resources" in caps:
-            self.catalog.resources = await self._list_all("resources/list", "resources")
-            self.catalog.templates = await self._list_all("resources/templates/list", "resourceTemplates")
-        else:
-            self.catalog.resources, self.catalog.templates = [], []
-        self.catalog.prompts = await self._list_all("prompts/list", "prompts") if "prompts" in caps else []
+            resources = await self._list_all("resources/list", "resources")
+            try:
+                templates = await self._list_all("resources/templates/list", "resourceTemplates")
+            except MCPError as exc:
+                if exc.error.code != METHOD_NOT_FOUND:
+                    raise
+                # Templates are optional: a server with plain resources only need not list them.
+        prompts = await self._list_all("prompts/list", "prompts") if "prompts" in caps else []
+        self.catalog.tools, self.catalog.resources = tools, resources
+        self.catalog.templates, self.catalog.prompts = templates, prompts
         self._index_direct_tools()
         if self.modern and self.spec.transport == "http":
             self._param_headers = {
@@ -392,7 +403,8 @@ class UpstreamConnection:
     async def _list_all(self, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
-        for _ in range(1000):  # bounded: a server that pages forever is cut off
+        seen: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):  # bounded: a server that pages forever is cut off
             params: dict[str, Any] = {"cursor": cursor} if cursor else {}
             if self.spec.list_meta is not None:
                 params["_meta"] = dict(self.spec.list_meta())
@@ -400,7 +412,16 @@ class UpstreamConnection:
             items.extend(result.get(key) or [])
             cursor = result.get("nextCursor")
             if not cursor:
-                break
+                return items
+            if cursor in seen:
+                logger.warning(
+                    "upstream %s repeated a %s cursor; keeping the pages so far", self.spec.name, method
+                )
+                return items
+            seen.add(str(cursor))
+        logger.warning(
+            "upstream %s: %s went past %d pages; keeping those", self.spec.name, method, MAX_LIST_PAGES
+        )
         return items
 
     async def request(

@@ -214,3 +214,15 @@ async def test_a_call_past_the_upstreams_timeout_fails_and_is_cancelled_there(
         with anyio.fail_after(10):
             while "slow-cancelled" not in log.read_text():
                 await anyio.sleep(0.05)
+
+
+async def test_an_upstream_without_resource_templates_lists_every_page_of_its_resources(
+    tmp_path: Path,
+) -> None:
+    """`resources/templates/list` is optional: a server that refuses it is ready all the same."""
+    async with _running(_spec("old", "handshake_only_server.py", tmp_path)) as manager:
+        described = manager.describe()["old"]
+        assert described["state"] == "ready", described
+        catalog = manager.catalogs()["old"]
+        assert [r["uri"] for r in catalog.resources] == ["old://notes/1", "old://notes/2"]
+        assert catalog.templates == []
