@@ -125,6 +125,7 @@ class GatewayMCPServer:
         self._sessions: dict[str, ServerSession] = {}
         # Resource subscriptions of handshake-era sessions: URI -> session ids.
         self._subscribers: dict[str, set[str]] = {}
+        self._listen_handler = ListenHandler(self.bus)
         self.view: View | None = None  # set by the runtime on every rebuild
         self.modern_view: View | None = None
         with warnings.catch_warnings():
@@ -145,9 +146,34 @@ class GatewayMCPServer:
                 on_get_prompt=self._get_prompt,
                 on_completion=self._complete,
                 on_set_logging_level=self._set_level,
-                on_subscriptions_listen=ListenHandler(self.bus),
+                on_subscriptions_listen=self._listen,
                 get_tool_input_schema=self._input_schema,
             )
+
+    async def _listen(
+        self, ctx: Any, params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """A 2026-07-28 listen stream. Its resource subscriptions are honored only for
+        resources of this endpoint's view the caller may read, decided as `resources/read`
+        (the acknowledgement names the honored ones): updates say what changed, and when."""
+        call = _context(ctx)
+        wanted = params.notifications.resource_subscriptions
+        if wanted:
+            allowed: list[str] = []
+            for uri in wanted:
+                upstream = call.view.resource_upstream(uri)
+                if upstream is None:
+                    continue
+                decision = await self.gateway.decide(
+                    call, "resources/read", Resource(upstream=upstream, uri=uri)
+                )
+                if decision.allow:
+                    allowed.append(uri)
+            notifications = params.notifications.model_copy(
+                update={"resource_subscriptions": allowed or None}
+            )
+            params = params.model_copy(update={"notifications": notifications})
+        return await self._listen_handler(ctx, params)
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """Lets the SDK check `Mcp-Param-*` headers against the tool's schema (2026-07-28)."""

@@ -673,3 +673,34 @@ async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
             assert (
                 ("counter_extra" in after) != ("counter_extra" in before) if round_ == 1 else after == before
             )
+
+
+def _listen_ack(gateway: GatewayProcess, key: str, uris: list[str]) -> dict[str, Any]:
+    """The acknowledgement a 2026-07-28 listen stream opens with (the stream is then left)."""
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "subscriptions/listen",
+        "authorization": f"Bearer {key}",
+    }
+    params = {"notifications": {"resourceSubscriptions": uris}, "_meta": ENVELOPE}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}
+    with httpx.stream(
+        "POST", gateway.url + "/mcp", headers=headers, content=json.dumps(body), timeout=httpx.Timeout(10.0)
+    ) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data:") and "acknowledged" in line:
+                return json.loads(line[5:])["params"]["notifications"]
+    raise AssertionError("no acknowledgement")
+
+
+def test_a_listen_stream_honors_only_resources_the_caller_may_read(gateway: GatewayProcess) -> None:
+    """Updates say what changed and when: a 2026-07-28 listener gets them only for resources
+    of its endpoint that policy lets it read, as a 2025-11-25 subscriber does."""
+    wanted = ["counter://status", "file:///etc/passwd"]
+    assert _listen_ack(gateway, gateway.key("admin"), wanted).get("resourceSubscriptions") == [
+        "counter://status"
+    ]
+    assert not _listen_ack(gateway, gateway.key("service"), wanted).get("resourceSubscriptions")
