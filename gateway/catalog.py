@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.shared.inbound import X_MCP_HEADER_KEY
+from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
 from gateway.naming import NameTable
 from gateway.upstreams.connection import Catalog
@@ -61,8 +62,8 @@ class View:
     prompts: dict[str, Entry] = field(default_factory=dict[str, Entry])
     resources: dict[str, str] = field(default_factory=dict[str, str])  # uri -> upstream
     resource_list: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    templates: list[tuple[re.Pattern[str], str, dict[str, Any]]] = field(
-        default_factory=list[tuple[re.Pattern[str], str, dict[str, Any]]]
+    templates: list[tuple[TemplateMatcher, str, dict[str, Any]]] = field(
+        default_factory=list[tuple["TemplateMatcher", str, dict[str, Any]]]
     )
     upstream_names: tuple[str, ...] = ()
     instructions: str | None = None
@@ -76,24 +77,33 @@ class View:
     def template_definitions(self) -> list[dict[str, Any]]:
         return [definition for _, _, definition in self.templates]
 
+    def _template_for(self, uri: str) -> tuple[str, dict[str, Any]] | None:
+        """The upstream and definition of the template `uri` matches: of several, the most
+        specific (the most literal characters), so that `db://{schema}/{table}` takes
+        `db://s/t` whoever else offers `db://{table}`. A completion names the template
+        itself, which is found as written first."""
+        best: tuple[int, str, dict[str, Any]] | None = None
+        for matcher, upstream, definition in self.templates:
+            if definition.get("uriTemplate") == uri:
+                return upstream, definition
+            if matcher.matches(uri) and (best is None or matcher.literal > best[0]):
+                best = (matcher.literal, upstream, definition)
+        return (best[1], best[2]) if best is not None else None
+
     def resource_upstream(self, uri: str) -> str | None:
         exact = self.resources.get(uri)
         if exact is not None:
             return exact
-        for pattern, upstream, _ in self.templates:
-            if pattern.fullmatch(uri):
-                return upstream
-        return None
+        found = self._template_for(uri)
+        return found[0] if found is not None else None
 
     def resource_label(self, uri: str) -> str:
         """What metrics call a read of `uri`: the URI of a listed resource, else the URI
         template it matched, so that reads of templated URIs do not add a series each."""
         if uri in self.resources:
             return uri
-        for pattern, _, template in self.templates:
-            if pattern.fullmatch(uri):
-                return str(template.get("uriTemplate", uri))
-        return uri
+        found = self._template_for(uri)
+        return str(found[1].get("uriTemplate", uri)) if found is not None else uri
 
 
 def _labelled(definition: dict[str, Any], upstream: str, prefixed: bool) -> dict[str, Any]:
@@ -104,11 +114,28 @@ def _labelled(definition: dict[str, Any], upstream: str, prefixed: bool) -> dict
     return {**definition, "name": f"{upstream}_{name}"}
 
 
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """A regex for an RFC 6570 URI template (each expression matches one or more characters)."""
-    parts = re.split(r"(\{[^}]*\})", template)
-    regex = "".join(".+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
-    return re.compile(regex)
+class TemplateMatcher:
+    """Which URIs an RFC 6570 URI template covers, as the SDK's own matcher reads it: `{var}`
+    stops at `/`, `?` and `#`, `{+var}` does not, `{?q}` may be absent. A template the
+    SDK cannot parse is matched loosely (each expression one or more characters), so an
+    upstream's odd template still routes."""
+
+    def __init__(self, template: str) -> None:
+        parts = re.split(r"(\{[^}]*\})", template)
+        self.literal = sum(len(p) for p in parts if not (p.startswith("{") and p.endswith("}")))
+        try:
+            self._template: UriTemplate | None = UriTemplate.parse(template)
+            self._loose = None
+        except InvalidUriTemplate:
+            self._template = None
+            regex = "".join(".+?" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
+            self._loose = re.compile(regex)
+
+    def matches(self, uri: str) -> bool:
+        if self._template is not None:
+            return self._template.match(uri) is not None
+        assert self._loose is not None
+        return self._loose.fullmatch(uri) is not None
 
 
 def _included(config: ViewConfig, upstream: str, exposed: str, original: str) -> bool:
@@ -169,7 +196,7 @@ def build_view(config: ViewConfig, catalogs: Mapping[str, Catalog], names: NameT
         for template in catalog.templates:
             uri_template = str(template.get("uriTemplate", ""))
             view.templates.append(
-                (_template_pattern(uri_template), upstream, _labelled(template, upstream, config.prefixed))
+                (TemplateMatcher(uri_template), upstream, _labelled(template, upstream, config.prefixed))
             )
         used.append(upstream)
     view.upstream_names = tuple(used)

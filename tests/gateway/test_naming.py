@@ -105,3 +105,29 @@ def test_resource_names_say_whose_they_are_and_uris_stay_as_written() -> None:
         assert view.resource_label("docs://guide") == "docs://guide"
         assert view.resource_label("docs://pages/intro") == "docs://pages/{page}"
     assert catalog.resources[0]["name"] == "guide"  # the upstream's own catalog is untouched
+
+
+def test_a_uri_goes_to_the_template_that_covers_it_most_specifically() -> None:
+    """RFC 6570: `{table}` stops at `/`, `{?q}` may be absent; of two matches the more
+    specific wins, and a completion's template reference finds its own upstream."""
+    alpha, beta = Catalog(), Catalog()
+    alpha.templates = [{"uriTemplate": "db://{table}", "name": "table"}]
+    beta.templates = [
+        {"uriTemplate": "db://{schema}/{table}", "name": "schema_table"},
+        {"uriTemplate": "search://items{?q}", "name": "search"},
+        {"uriTemplate": "files://{+path}", "name": "file"},
+        {"uriTemplate": "odd://{not a variable!}", "name": "odd"},  # unparsable: matched loosely
+    ]
+    view = build_view(ViewConfig(name=""), {"alpha": alpha, "beta": beta})
+    routes = {
+        "db://orders": "alpha",
+        "db://sales/orders": "beta",
+        "search://items": "beta",
+        "search://items?q=x": "beta",
+        "files://a/b/c.txt": "beta",
+        "odd://thing": "beta",
+        "db://{schema}/{table}": "beta",  # a completion names the template itself
+    }
+    assert {uri: view.resource_upstream(uri) for uri in routes} == routes
+    assert view.resource_upstream("nowhere://x") is None
+    assert view.resource_label("db://sales/orders") == "db://{schema}/{table}"
