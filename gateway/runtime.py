@@ -25,7 +25,7 @@ from bastion.stores import Store, open_store
 from gateway.audit import AuditWriter, PostgresAuditWriter
 from gateway.auth import ApiKeyAuthenticator, ApiKeyStore
 from gateway.calls import Gateway
-from gateway.catalog import ViewConfig, build_view
+from gateway.catalog import View, ViewConfig, build_view
 from gateway.endpoint import MCPEndpoint, ViewRuntime
 from gateway.event_store import MemoryEventStore, SessionManager
 from gateway.mcp_server import GatewayMCPServer
@@ -74,6 +74,15 @@ def view_configs(settings: Settings, upstream_names: set[str]) -> dict[str, View
             allow_loopback_test_principal=virtual.allow_loopback_test_principal,
         )
     return configs
+
+
+def _listed(view: View, kind: str) -> object:
+    """What a client listing `kind` on `view` is shown (before policy filters it)."""
+    if kind == "tools":
+        return {name: entry.definition for name, entry in view.tools.items()}
+    if kind == "prompts":
+        return {name: entry.definition for name, entry in view.prompts.items()}
+    return (view.resource_list, view.template_definitions())
 
 
 @asynccontextmanager
@@ -139,14 +148,24 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             catalogs = upstreams.catalogs()
             modern_catalogs = upstreams.catalogs(modern=True)
             for name, runtime in views.items():
+                before = (runtime.view, runtime.modern_view)
                 runtime.view = build_view(runtime.view.config, catalogs, tables[name])
                 runtime.modern_view = build_view(runtime.view.config, modern_catalogs, tables[name])
                 runtime.server.view = runtime.view
                 runtime.server.modern_view = runtime.modern_view
                 runtime.server.server.instructions = runtime.view.instructions
-                used = runtime.view.upstream_names + runtime.modern_view.upstream_names
-                if upstream in used or what == "catalog":
-                    await runtime.server.notify_changed(what)
+                # Clients hear of a list only when what this endpoint lists changed: not of
+                # another endpoint's upstream, nor of a restart that brought the same catalog.
+                changed = [
+                    kind
+                    for kind in ("tools", "prompts", "resources")
+                    if any(
+                        _listed(old, kind) != _listed(new, kind)
+                        for old, new in zip(before, (runtime.view, runtime.modern_view), strict=True)
+                    )
+                ]
+                if changed:
+                    await runtime.server.notify_changed(",".join(changed))
 
         upstreams.add_listener(rebuild)
         endpoint = MCPEndpoint(
