@@ -84,6 +84,16 @@ def _raise(exc: CallError | BastionError) -> None:
     raise MCPError(code=exc.code, message=exc.message, data=exc.to_error().get("data"))
 
 
+def _no_cursor(params: types.PaginatedRequestParams | None) -> None:
+    """The gateway answers every list whole (no `nextCursor`): a cursor is none of its own."""
+    if params is not None and params.cursor is not None:
+        raise MCPError(
+            code=-32602,
+            message=f"invalid cursor {params.cursor[:40]!r}: this server lists everything in one "
+            "answer and never gives a cursor; list again without one",
+        )
+
+
 def _session_id(ctx: Any) -> str | None:
     """The handshake-era session a request came on (None for 2026-07-28 requests)."""
     request = getattr(ctx, "request", None)
@@ -223,6 +233,7 @@ class GatewayMCPServer:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         call = self._track(ctx)
+        _no_cursor(params)
         tools = await self.gateway.visible_tools(call)
         return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
 
@@ -319,6 +330,7 @@ class GatewayMCPServer:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         call = self._track(ctx)
+        _no_cursor(params)
         return types.ListResourcesResult(
             resources=[types.Resource.model_validate(r) for r in call.view.resource_list]
         )
@@ -327,6 +339,7 @@ class GatewayMCPServer:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         call = self._track(ctx)
+        _no_cursor(params)
         templates = [types.ResourceTemplate.model_validate(t) for t in call.view.template_definitions()]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
@@ -346,6 +359,7 @@ class GatewayMCPServer:
         self, ctx: Any, params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
         call = self._track(ctx)
+        _no_cursor(params)
         prompts = await self.gateway.visible_prompts(call)
         return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
 

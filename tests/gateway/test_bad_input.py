@@ -510,3 +510,18 @@ def test_an_audit_event_is_timed_when_its_call_arrived(gateway: GatewayProcess) 
         ).fetchall()
     assert latency >= 1000
     assert abs((when - sent).total_seconds()) < 0.5, (when, sent)
+
+
+@pytest.mark.parametrize(
+    "method", ["tools/list", "prompts/list", "resources/list", "resources/templates/list"]
+)
+def test_a_list_cursor_the_gateway_never_gave_is_refused(gateway: GatewayProcess, method: str) -> None:
+    session = Session(gateway)
+    try:
+        response = session.post(method, {"cursor": "bogus"})
+        whole = session.post(method, {})
+    finally:
+        session.close()
+    error = _result(response)["error"]
+    assert error["code"] == -32602 and "'bogus'" in error["message"] and "without one" in error["message"]
+    assert "nextCursor" not in _result(whole)["result"]
