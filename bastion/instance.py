@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
@@ -18,9 +19,20 @@ from bastion.supervisor import read_state
 __all__ = ["instance_status", "render_status", "stop_instance"]
 
 
+def reachable(url: str) -> str:
+    """`url` with a wildcard listen address (0.0.0.0, ::) replaced by loopback: the gateway
+    answers its full `/readyz` only to a loopback client naming this machine in Host."""
+    parts = urlsplit(url)
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(parts.hostname or "")  # noqa: S104 - mapping
+    if loopback is None:
+        return url
+    netloc = f"{loopback}:{parts.port}" if parts.port else loopback
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _probe(url: str) -> dict[str, Any]:
     try:
-        response = httpx.get(url, timeout=2.0)
+        response = httpx.get(reachable(url), timeout=2.0)
     except httpx.HTTPError as exc:
         return {"ok": False, "error": str(exc) or type(exc).__name__}
     return {"ok": response.status_code == 200, "status_code": response.status_code}
@@ -47,9 +59,11 @@ def instance_status(settings: Settings) -> dict[str, Any]:
         children[name] = {**child, "alive": alive, "health": health}
     report["children"] = children
     try:
-        ready = httpx.get(state["gateway_url"] + "/readyz", timeout=3.0).json()
+        ready = httpx.get(reachable(state["gateway_url"]) + "/readyz", timeout=3.0).json()
     except (httpx.HTTPError, ValueError):
         ready = {}
+    report["ready"] = ready.get("ready")
+    report["checks"] = ready.get("checks", {})
     report["upstreams"] = ready.get("upstreams", {})
     report["policy"] = ready.get("policy")
     return report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.instance import render_status
+from bastion.instance import reachable, render_status
 
 
 def test_status_text_shows_each_upstreams_connections() -> None:
@@ -33,3 +33,11 @@ def test_status_text_shows_each_upstreams_connections() -> None:
     assert lines[system].endswith("restarts 0  calls 8/8 (3 waiting)")
     remote = next(line for line in lines if "upstream  remote" in line)
     assert remote.endswith("restarts 0"), "an upstream without a call limit shows none"
+
+
+def test_a_gateway_listening_on_every_address_is_asked_through_loopback() -> None:
+    """Its full `/readyz` (upstreams, policy) answers a loopback client naming this machine."""
+    assert reachable("http://0.0.0.0:8765") == "http://127.0.0.1:8765"
+    assert reachable("http://[::]:8765/readyz") == "http://[::1]:8765/readyz"
+    assert reachable("http://127.0.0.1:8765") == "http://127.0.0.1:8765"
+    assert reachable("http://gateway.internal:8765") == "http://gateway.internal:8765"
