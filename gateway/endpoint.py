@@ -31,8 +31,6 @@ from urllib.parse import urlsplit
 
 import anyio
 import orjson
-import pydantic
-import pydantic_core
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http import check_accept_headers
@@ -41,25 +39,16 @@ from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundModernRoute,
     classify_inbound_request,
-    find_duplicated_routing_header,
 )
 from mcp_types import (
-    CLIENT_CAPABILITIES_META_KEY,
-    CLIENT_INFO_META_KEY,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    LOG_LEVEL_META_KEY,
-    PROTOCOL_VERSION_META_KEY,
     SERVER_INFO_META_KEY,
-    ClientCapabilities,
-    Implementation,
-    LoggingLevel,
 )
 from mcp_types.jsonrpc import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from prometheus_client import Gauge
-from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
@@ -71,6 +60,16 @@ from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Princ
 from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
 from gateway.catalog import View
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
+from gateway.request_checks import (
+    ENVELOPE_VALUES,
+    envelope_problem,
+    json_media,
+    jsonrpc_problem,
+    not_json,
+    padded,
+    plain_client,
+    repeated_routing_header,
+)
 
 __all__ = ["MCPEndpoint", "ViewRuntime"]
 
@@ -90,7 +89,6 @@ TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
 _JSON = [(b"content-type", b"application/json")]
-_OWS = (32, 9)  # SP and HTAB, as the byte values indexing a `bytes` gives
 
 
 @dataclass
@@ -109,109 +107,6 @@ async def _reply(
     head = [*(headers or _JSON), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
-
-
-def _padded(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether a header value starts or ends with whitespace."""
-    for _, value in headers:  # noqa: SIM110 (a generator in `any` costs twice as much here)
-        if value and (value[0] in _OWS or value[-1] in _OWS):
-            return True
-    return False
-
-
-def _not_json(body: bytes) -> str | None:
-    """Why `body` is not JSON to the SDK's own parser (orjson refuses a few things it takes)."""
-    try:
-        pydantic_core.from_json(body)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def _plain_client(body: bytes) -> bool:
-    """An `initialize` from a client that declared nothing an upstream could ask of it."""
-    if b'"initialize"' not in body:
-        return False
-    try:
-        message = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    capabilities = (message.get("params") or {}).get("capabilities") if isinstance(message, dict) else None
-    return isinstance(capabilities, dict) and not {"sampling", "elicitation", "roots"} & set(capabilities)
-
-
-def _json_media(content_type: bytes) -> bool:
-    """Whether a Content-Type names JSON (`application/json`, parameters allowed)."""
-    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
-
-
-def _repeated_routing_header(raw_headers: list[tuple[bytes, bytes]]) -> str | None:
-    named = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
-    if sum(1 for k, _ in named if k.lower() == "mcp-session-id") > 1:
-        return "mcp-session-id"
-    return find_duplicated_routing_header(named)
-
-
-def _jsonrpc_problem(message: Any, *, version: str, session: bool) -> str | None:
-    """What makes a parsed body no JSON-RPC request the gateway can take, if anything.
-
-    Said here for both eras: the SDK's handshake transport would take a request with an
-    invalid id for a notification (202, no answer ever) and explain other defects with a
-    validation dump. A body without `method` is a client's answer to a server request:
-    the SDK's to judge.
-    """
-    if isinstance(message, list):
-        return "batches are not supported: send one JSON-RPC message per POST"
-    if not isinstance(message, dict):
-        return "the body must be one JSON-RPC message object"
-    if "method" not in message:
-        return None
-    if message.get("jsonrpc") != "2.0":
-        return f'"jsonrpc" must be "2.0", got {orjson.dumps(message.get("jsonrpc")).decode()}'
-    if not isinstance(message["method"], str):
-        return '"method" must be a string'
-    if "id" in message and (type(message["id"]) not in (str, int)):
-        got = orjson.dumps(message["id"]).decode()[:40]
-        return f'"id" must be a string or an integer, got {got} (leave it out for a notification)'
-    params = message.get("params")
-    if "params" in message and not isinstance(params, dict):
-        return '"params" must be an object'
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    if (
-        not version
-        and not session
-        and isinstance(meta, dict)
-        and meta.get(PROTOCOL_VERSION_META_KEY) in MODERN_PROTOCOL_VERSIONS
-    ):
-        return (
-            f"a {meta[PROTOCOL_VERSION_META_KEY]} request needs the header "
-            f"MCP-Protocol-Version: {meta[PROTOCOL_VERSION_META_KEY]} (and Mcp-Method, Mcp-Name)"
-        )
-    return None
-
-
-_ENVELOPE_VALUES: tuple[tuple[str, TypeAdapter[Any], str], ...] = (
-    (CLIENT_CAPABILITIES_META_KEY, TypeAdapter(ClientCapabilities), "the client's capabilities object"),
-    (CLIENT_INFO_META_KEY, TypeAdapter(Implementation), 'an object with "name" and "version"'),
-    (LOG_LEVEL_META_KEY, TypeAdapter(LoggingLevel), 'a log level such as "info"'),
-)
-
-
-def _envelope_problem(meta: Mapping[str, Any]) -> str | None:
-    """What is wrong with a 2026-07-28 request's envelope values, if anything.
-
-    The SDK would refuse them with a bare "Invalid request parameters", or the upstream
-    would; the gateway names the key instead, on every path.
-    """
-    for key, adapter, expected in _ENVELOPE_VALUES:
-        if key in meta:
-            try:
-                adapter.validate_python(meta[key])
-            except pydantic.ValidationError as exc:
-                first = exc.errors()[0]
-                where = "".join(f"[{part!r}]" for part in first["loc"])
-                return f"params._meta[{key!r}]{where} is not valid ({first['msg']}); send {expected}"
-    return None
 
 
 def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
@@ -302,7 +197,7 @@ class MCPEndpoint:
         The SDK answers other requests 400 (`Content-Type`) or 406 (`Accept`), so the fast
         path leaves them to it. Accept values repeat from call to call: verdicts are cached.
         """
-        if not _json_media(headers.get(b"content-type", b"")):
+        if not json_media(headers.get(b"content-type", b"")):
             return False
         accept = headers.get(b"accept", b"")
         known = self._accepts.get(accept)
@@ -327,7 +222,7 @@ class MCPEndpoint:
         # Optional whitespace around a field value is not part of it (RFC 9110 5.5);
         # httptools keeps it, so it is dropped here for every layer after this one.
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        if _padded(raw_headers):
+        if padded(raw_headers):
             raw_headers = [(k, v.strip(b" \t")) for k, v in raw_headers]
             scope["headers"] = raw_headers
         headers = dict(raw_headers)
@@ -413,7 +308,7 @@ class MCPEndpoint:
         if scope["method"] != "POST":
             await self._to_sdk(runtime, scope, receive, send, None)
             return
-        if not _json_media(headers.get(b"content-type", b"")):
+        if not json_media(headers.get(b"content-type", b"")):
             got = headers.get(b"content-type", b"").decode("latin-1")[:60] or "none"
             problem = f"Content-Type must be application/json (got {got}): send the JSON-RPC message as JSON"
             await _reply(send, 415, _rpc_error(None, -32600, problem), [*_JSON, (b"connection", b"close")])
@@ -426,13 +321,13 @@ class MCPEndpoint:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
             message = None
-            problem = _not_json(body)
+            problem = not_json(body)
             if problem is not None and self._media_ok(headers):  # else the SDK's 400 or 406 comes first
                 detail = f"Parse error: the request body is not JSON ({problem}); send one JSON-RPC message"
                 await _reply(send, 400, _rpc_error(None, PARSE_ERROR, detail))
                 return
         if message is not None and self._media_ok(headers):
-            problem = _jsonrpc_problem(message, version=version, session=b"mcp-session-id" in headers)
+            problem = jsonrpc_problem(message, version=version, session=b"mcp-session-id" in headers)
             if problem is not None:
                 rid = message.get("id") if isinstance(message, dict) else None
                 rid = rid if type(rid) in (str, int) else None
@@ -443,7 +338,7 @@ class MCPEndpoint:
         # for both eras. Other repeated headers go to the SDK, which sees every copy.
         folded = len(headers) != len(raw_headers)
         if folded:
-            twice = _repeated_routing_header(raw_headers)
+            twice = repeated_routing_header(raw_headers)
             if twice is not None:
                 rid = message.get("id") if isinstance(message, dict) else None
                 problem = f"{twice} header appears more than once; send it once"
@@ -486,14 +381,14 @@ class MCPEndpoint:
         meta = params.get("_meta") if isinstance(params, dict) else None
         if not isinstance(meta, dict):
             return None  # the SDK names a missing envelope
-        values = [meta.get(key) for key, _, _ in _ENVELOPE_VALUES]
+        values = [meta.get(key) for key, _, _ in ENVELOPE_VALUES]
         try:
             key = orjson.dumps(values)
         except orjson.JSONEncodeError:
-            return _envelope_problem(meta)
+            return envelope_problem(meta)
         if key in self._envelopes:  # envelopes repeat from call to call: verdicts are cached
             return self._envelopes[key]
-        problem = _envelope_problem(meta)
+        problem = envelope_problem(meta)
         if len(self._envelopes) < 256:
             self._envelopes[key] = problem
         return problem
@@ -558,7 +453,7 @@ class MCPEndpoint:
         scope["user"] = self._sdk_user(owner)  # the SDK binds each session to its opener
 
         is_initialize = body is not None and b'"initialize"' in body
-        fast_ok = body is not None and _plain_client(body)
+        fast_ok = body is not None and plain_client(body)
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and method == "POST" and is_initialize:
