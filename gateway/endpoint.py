@@ -134,7 +134,10 @@ class MCPEndpoint:
         self.gateway = gateway
         self.views = views
         # What the SDK stamps on every 2026-07-28 result it answers: the fast path does too.
-        self._server_info = views[""].server.server.server_info_stamp if "" in views else None
+        # Each endpoint's own (a virtual server's SDK server has a name of its own).
+        self._server_infos = {
+            name: runtime.server.server.server_info_stamp for name, runtime in views.items()
+        }
         self.authenticator = authenticator
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
@@ -585,7 +588,7 @@ class MCPEndpoint:
                 rounds=rounds,
             )
             if modern:
-                result = self._stamped(result)
+                result = self._stamped(result, call.view.config.name)
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
         except CallError as exc:
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
@@ -625,14 +628,15 @@ class MCPEndpoint:
         await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
         return True
 
-    def _stamped(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _stamped(self, result: dict[str, Any], view: str) -> dict[str, Any]:
         """A 2026-07-28 result as the SDK would send it: `resultType` (an upstream's
         `input_required` passes through) and the gateway's `serverInfo` in `_meta`."""
         stamped = {**result, "resultType": result.get("resultType", "complete")}
         meta = result.get("_meta")
         unstamped = meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None)
-        if self._server_info is not None and unstamped:
-            stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: self._server_info}
+        info = self._server_infos.get(view)
+        if info is not None and unstamped:
+            stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: info}
         return stamped
 
     def _cancel_fast_call(

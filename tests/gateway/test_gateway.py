@@ -632,20 +632,21 @@ async def test_open_handshake_sessions_are_counted(gateway: GatewayProcess) -> N
 
 def test_a_2026_result_looks_the_same_on_both_of_the_gateways_paths(gateway: GatewayProcess) -> None:
     """The SDK stamps its serverInfo on every 2026-07-28 result; the fast path does the same."""
-    stamps = []
-    for meta in ({}, {"progressToken": 1}):  # the fast path, then the SDK's
-        response = _modern(
-            gateway.url + "/mcp",
-            "tools/call",
-            {"name": "counter_echo", "arguments": {"text": "same"}},
-            gateway.key("admin"),
-            "counter_echo",
-            meta=meta,
-        )
-        result = _result(response)["result"]
-        assert result["resultType"] == "complete" and result["content"][0]["text"] == "same"
-        stamps.append(result["_meta"]["io.modelcontextprotocol/serverInfo"])
-    assert stamps[0] == stamps[1] and stamps[0]["name"]
+    for path, tool in (("/mcp", "counter_echo"), ("/mcp/solo", "echo")):  # a virtual server has its own
+        stamps = []
+        for meta in ({}, {"progressToken": 1}):  # the fast path, then the SDK's
+            response = _modern(
+                gateway.url + path,
+                "tools/call",
+                {"name": tool, "arguments": {"text": "same"}},
+                gateway.key("admin"),
+                tool,
+                meta=meta,
+            )
+            result = _result(response)["result"]
+            assert result["resultType"] == "complete" and result["content"][0]["text"] == "same"
+            stamps.append(result["_meta"]["io.modelcontextprotocol/serverInfo"])
+        assert stamps[0] == stamps[1] and stamps[0]["name"].startswith("bastion-gateway"), (path, stamps)
 
 
 async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
