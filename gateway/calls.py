@@ -346,15 +346,23 @@ class Gateway:
         )
 
     async def forward_raw(
-        self, ctx: CallContext, method: str, action: str, resource: Resource, params: dict[str, Any]
+        self,
+        ctx: CallContext,
+        method: str,
+        action: str,
+        resource: Resource,
+        params: dict[str, Any],
+        meta: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Forward `method` decided as `action` on `resource` (completion, subscribe), audited."""
+        """Forward `method` decided as `action` on `resource` (completion, subscribe), audited.
+
+        `meta`: the client's `_meta` (a 2026-07-28 client's envelope travels with it)."""
         assert resource.upstream is not None
         target = resource.uri or resource.prompt or resource.tool or method
         # A templated URI is one metric series per template, however many URIs a client tries.
         label = ctx.view.resource_label(resource.uri) if resource.uri else None
         return await self._forward(
-            ctx, action, method, resource.upstream, target, resource, params, None, None, label=label
+            ctx, action, method, resource.upstream, target, resource, params, meta, None, label=label
         )
 
     def prompt_resource(self, entry: Entry) -> Resource:

@@ -168,22 +168,28 @@ class GatewayMCPServer:
         (the acknowledgement names the honored ones): updates say what changed, and when."""
         call = _context(ctx)
         wanted = params.notifications.resource_subscriptions
-        if wanted:
-            allowed: list[str] = []
-            for uri in wanted:
-                upstream = call.view.resource_upstream(uri)
-                if upstream is None:
-                    continue
-                decision = await self.gateway.decide(
-                    call, "resources/read", Resource(upstream=upstream, uri=uri)
+        watch = self.gateway.upstreams.watch
+        holder = ("listen", self.view_name, object())  # this stream, for as long as it lasts
+        try:
+            if wanted:
+                allowed: list[str] = []
+                for uri in wanted:
+                    upstream = call.view.resource_upstream(uri)
+                    if upstream is None:
+                        continue
+                    decision = await self.gateway.decide(
+                        call, "resources/read", Resource(upstream=upstream, uri=uri)
+                    )
+                    # Honored only when the upstream will send its updates.
+                    if decision.allow and await watch.hold(upstream, uri, holder) is None:
+                        allowed.append(uri)
+                notifications = params.notifications.model_copy(
+                    update={"resource_subscriptions": allowed or None}
                 )
-                if decision.allow:
-                    allowed.append(uri)
-            notifications = params.notifications.model_copy(
-                update={"resource_subscriptions": allowed or None}
-            )
-            params = params.model_copy(update={"notifications": notifications})
-        return await self._listen_handler(ctx, params)
+                params = params.model_copy(update={"notifications": notifications})
+            return await self._listen_handler(ctx, params)
+        finally:
+            watch.release(holder)
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """Lets the SDK check `Mcp-Param-*` headers against the tool's schema (2026-07-28)."""
@@ -206,6 +212,11 @@ class GatewayMCPServer:
             self._subscribers[uri].discard(session_id)
             if not self._subscribers[uri]:
                 del self._subscribers[uri]
+        self.gateway.upstreams.watch.release(self._holder(session_id))
+
+    def _holder(self, session_id: str) -> tuple[str, str, str]:
+        """What holds a handshake-era session's resource subscriptions upstream."""
+        return ("session", self.view_name, session_id)
 
     async def notify_changed(self, what: str) -> None:
         """Tell connected clients that a list changed (both eras)."""
@@ -302,23 +313,32 @@ class GatewayMCPServer:
                     data={"uri": uri},
                 )
             resource = Resource(upstream=upstream, uri=uri)
+            # Decided, audited and sent upstream on the handshake-era connection, where the
+            # updates arrive; the watch then keeps the upstream subscribed while any session
+            # (of any endpoint) or listen stream wants it, across upstream restarts.
             await self.gateway.forward_raw(
                 call, "resources/subscribe", "resources/read", resource, {"uri": uri}
             )
         except (CallError, BastionError) as exc:
             _raise(exc)
         sid = _session_id(ctx)
-        if sid is not None:
+        if sid is not None and upstream is not None:
             self._subscribers.setdefault(uri, set()).add(sid)
+            upstreams = self.gateway.upstreams
+            await upstreams.watch.hold(upstream, uri, self._holder(sid), told=upstreams.connection(upstream))
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
-        self._track(ctx)
+        call = self._track(ctx)
         uri = str(params.uri)
         subscribers = self._subscribers.get(uri)
         sid = _session_id(ctx)
         if subscribers is not None and sid is not None:
             subscribers.discard(sid)
+        upstream = call.view.resource_upstream(uri)
+        if sid is not None and upstream is not None:
+            # The upstream hears it once no other session or listen stream watches the resource.
+            await self.gateway.upstreams.watch.unhold(self._holder(sid), upstream, uri)
         return types.EmptyResult()
 
     async def _set_level(self, ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
@@ -396,7 +416,9 @@ class GatewayMCPServer:
         if resource is None:
             return types.CompleteResult(completion=types.Completion(values=[]))
         try:
-            raw = await self.gateway.forward_raw(call, "completion/complete", action, resource, body)
+            raw = await self.gateway.forward_raw(
+                call, "completion/complete", action, resource, body, _wire_meta(ctx)
+            )
         except (CallError, BastionError) as exc:
             _raise(exc)
             raise

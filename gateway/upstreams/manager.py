@@ -29,6 +29,7 @@ from bastion.metrics import REGISTRY
 from gateway.back_channel import BackChannels
 from gateway.upstreams.call_slots import CallSlots
 from gateway.upstreams.connection import Catalog, ModernUnsupportedError, UpstreamConnection, UpstreamSpec
+from gateway.upstreams.resource_watch import ResourceWatch
 
 __all__ = ["RESOURCE_UPDATED", "UpstreamManager", "UpstreamState"]
 
@@ -93,6 +94,8 @@ class UpstreamManager:
             for name, spec in specs.items()
         }
         self.back = BackChannels()
+        # Resource subscriptions go over the handshake-era connection, where updates arrive.
+        self.watch = ResourceWatch(lambda name: self.connection(name))
         self.backoff_max = backoff_max
         self.generation = 0
         self._listeners: list[Listener] = []
@@ -165,6 +168,7 @@ class UpstreamManager:
 
     async def start(self, tg: TaskGroup, *, wait: float = CONNECT_TIMEOUT) -> None:
         """Start every upstream; return once each has connected or failed once, or after `wait` s."""
+        self.watch.start(tg)
         for name, state in self.states.items():
             tg.start_soon(self._supervise, name, state, False)
             if state.modern is not None:
@@ -216,6 +220,8 @@ class UpstreamManager:
                         UPSTREAM_UP.labels(name).set(1)
                     logger.info("upstream %s%s ready (%d tools)", name, era, len(connection.catalog.tools))
                     self._first_round[name, modern].set()
+                    if not modern:
+                        self.watch.connected(name)
                     await self._changed(name, "catalog")
                     await connection.closed.wait()
             except Exception as exc:

@@ -75,6 +75,24 @@ class GatewayProcess:
         return str(json.loads(done.stdout)["key"])
 
 
+def listen_request(key: str, uris: list[str]) -> tuple[dict[str, str], str]:
+    """Headers and body of a 2026-07-28 `subscriptions/listen` for resource updates of `uris`."""
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28",
+        "mcp-method": "subscriptions/listen",
+        "authorization": f"Bearer {key}",
+    }
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    params = {"notifications": {"resourceSubscriptions": uris}, "_meta": envelope}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}
+    return headers, json.dumps(body)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
-from tests.gateway.conftest import GatewayProcess
+from tests.gateway.conftest import GatewayProcess, listen_request
 
 MODERN = "2026-07-28"
 HANDSHAKE = "2025-11-25"
@@ -362,7 +362,18 @@ def test_every_call_is_audited_before_the_answer(gateway: GatewayProcess) -> Non
 async def test_a_virtual_server_exposes_its_upstream_under_original_names(gateway: GatewayProcess) -> None:
     async with _client(gateway.url + "/mcp/solo", gateway.key("admin"), MODERN) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"echo", "calls", "slow", "hold", "crash", "pid", "confirm", "ask", "toggle_extra"}
+        assert names == {
+            "echo",
+            "calls",
+            "slow",
+            "hold",
+            "crash",
+            "pid",
+            "confirm",
+            "ask",
+            "toggle_extra",
+            "touch",
+        }
         result = await client.call_tool("echo", {"text": "solo"})
     assert result.content[0].text == "solo"  # type: ignore[union-attr]
 
@@ -649,6 +660,26 @@ def test_a_2026_result_looks_the_same_on_both_of_the_gateways_paths(gateway: Gat
         assert stamps[0] == stamps[1] and stamps[0]["name"].startswith("bastion-gateway"), (path, stamps)
 
 
+def test_a_2026_completion_reaches_the_upstream_with_the_clients_envelope(gateway: GatewayProcess) -> None:
+    """The upstream asks a 2026-07-28 client only for what its envelope declares, so the
+    envelope travels with every request, completions included (the counting upstream
+    offers the client name it received)."""
+    info = {"name": "completing-client", "version": "1"}
+    params = {
+        "ref": {"type": "ref/prompt", "name": "counter_greet"},
+        "argument": {"name": "name", "value": "A"},
+    }
+    response = _modern(
+        gateway.url + "/mcp",
+        "completion/complete",
+        params,
+        gateway.key("admin"),
+        meta={"io.modelcontextprotocol/clientInfo": info},
+    )
+    assert response.status_code == 200, response.text
+    assert _result(response)["result"]["completion"]["values"] == ["completing-client"]
+
+
 async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
     gateway: GatewayProcess,
 ) -> None:
@@ -678,17 +709,9 @@ async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
 
 def _listen_ack(gateway: GatewayProcess, key: str, uris: list[str]) -> dict[str, Any]:
     """The acknowledgement a 2026-07-28 listen stream opens with (the stream is then left)."""
-    headers = {
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-        "mcp-protocol-version": MODERN,
-        "mcp-method": "subscriptions/listen",
-        "authorization": f"Bearer {key}",
-    }
-    params = {"notifications": {"resourceSubscriptions": uris}, "_meta": ENVELOPE}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}
+    headers, body = listen_request(key, uris)
     with httpx.stream(
-        "POST", gateway.url + "/mcp", headers=headers, content=json.dumps(body), timeout=httpx.Timeout(10.0)
+        "POST", gateway.url + "/mcp", headers=headers, content=body, timeout=httpx.Timeout(10.0)
     ) as response:
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
