@@ -388,6 +388,10 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,6 +424,8 @@ def main() -> None:
     if args.baseline is not None and not (args.baseline / "bastion" / "cli").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository (no bastion/cli)")
     baseline = args.baseline.resolve() if args.baseline else None
+    # Stopped by a signal, it still stops every process it started (the `finally` blocks run).
+    signal.signal(signal.SIGTERM, _interrupted)
     results = measure(
         args.duration,
         args.rounds,
