@@ -4,14 +4,14 @@ For every request, in order: the `Origin` is checked (DNS-rebinding protection),
 body size is capped, the caller is authenticated (401 with `WWW-Authenticate`
 otherwise), and the principal and view are attached to the ASGI scope. Then:
 
-- a `tools/call` that needs nothing but a reply takes the fast path: parsed with
-  orjson, decided, forwarded and answered here, without the SDK's server machinery
-  (whose per-message cost is larger than the gateway's whole budget);
+- a `tools/call` that needs nothing but a reply takes the fast path
+  (`gateway/fast_path.py`): decided, forwarded and answered by the gateway, without the
+  SDK's server machinery;
 - everything else (the handshake, lists, resources, prompts, progress-reporting
   calls, GET streams, DELETE) goes to the SDK's session manager for that view.
 
-Handshake-era session ids are learned from the SDK's `initialize` answers, so the fast
-path only serves sessions the SDK created. A session belongs to the credential that
+Handshake-era session ids are learned from the SDK's `initialize` answers
+(`gateway/sessions.py`), so the fast path only serves sessions the SDK created. A session belongs to the credential that
 opened it: the SDK is told who the caller is (`scope["user"]`) and refuses anyone else's
 requests for it as if it did not exist (404); the fast path and fast-path cancellation do
 the same.
@@ -19,47 +19,33 @@ the same.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
 import orjson
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 from mcp.server.streamable_http import check_accept_headers
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.inbound import (
-    ERROR_CODE_HTTP_STATUS,
-    InboundModernRoute,
-    classify_inbound_request,
-)
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
-    SERVER_INFO_META_KEY,
 )
 from mcp_types.jsonrpc import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from prometheus_client import Gauge
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from bastion.errors import BastionError
-from bastion.logs import request_id
-from bastion.metrics import REGISTRY
 from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
-from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
+from gateway.calls import CallContext, Gateway
 from gateway.catalog import View
+from gateway.fast_path import FastPath
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
+from gateway.replies import JSON, reply, rpc_error
 from gateway.request_checks import (
     ENVELOPE_VALUES,
     envelope_problem,
@@ -70,25 +56,17 @@ from gateway.request_checks import (
     plain_client,
     repeated_routing_header,
 )
+from gateway.sessions import SESSION_IDLE, HandshakeSessions, owner_of
 
 __all__ = ["MCPEndpoint", "ViewRuntime"]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
-SESSIONS_OPEN = Gauge(
-    "bastion_gateway_sessions_open",
-    "Handshake-era MCP sessions seen within the idle timeout",
-    registry=REGISTRY,
-)
-SESSION_IDLE = 1800.0
 PARSE_ERROR = -32700
-REQUEST_CANCELLED = -32800  # JSON-RPC's reserved range; the code LSP uses for the same
-DISCONNECT_WATCH_AFTER = 0.02  # seconds a 2026-07-28 call runs before its client's connection is watched
 TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
-_JSON = [(b"content-type", b"application/json")]
 
 
 @dataclass
@@ -99,21 +77,6 @@ class ViewRuntime:
     server: GatewayMCPServer
     manager: StreamableHTTPSessionManager
     modern_view: View  # what 2026-07-28 clients see (dual-era upstreams list their own catalog)
-
-
-async def _reply(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    head = [*(headers or _JSON), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _rpc_error(rid: Any, code: int, message: str, data: Any = None) -> bytes:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": error})
 
 
 class MCPEndpoint:
@@ -133,30 +96,17 @@ class MCPEndpoint:
     ) -> None:
         self.gateway = gateway
         self.views = views
-        # What the SDK stamps on every 2026-07-28 result it answers: the fast path does too.
-        # Each endpoint's own (a virtual server's SDK server has a name of its own).
-        self._server_infos = {
-            name: runtime.server.server.server_info_stamp for name, runtime in views.items()
-        }
         self.authenticator = authenticator
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.listen_loopback = is_loopback(listen_host)
         self.max_body = max_body
-        self.session_idle = session_idle
-        # Handshake sessions the fast path may serve: id -> last seen. A client that declared
-        # sampling, elicitation or roots (or asked for log lines) stays on the SDK path, where
-        # the gateway can relay an upstream's requests back to it.
-        self._sessions: dict[str, float] = {}
-        self._open_sessions: dict[str, float] = {}  # every handshake session: id -> last seen
-        self._owners: dict[str, Owner] = {}  # every handshake session: id -> who opened it
-        self._users: dict[Owner, AuthenticatedUser] = {}  # the SDK's view of each caller
-        self._last_prune = time.monotonic()
-        # Fast-path calls of handshake sessions: (session id, request id as JSON) -> the
-        # request's task, so the session's `notifications/cancelled` can reach them.
-        self._inflight: dict[tuple[bytes, bytes], asyncio.Task[Any]] = {}
-        # Request tasks cancelled for their client (not by the gateway stopping).
-        self._client_cancelled: set[asyncio.Task[Any]] = set()
+        self.sessions = HandshakeSessions(session_idle, self._forget)
+        self.fast_path = FastPath(
+            gateway,
+            self.sessions,
+            {name: runtime.server.server.server_info_stamp for name, runtime in views.items()},
+        )
         self._hosts: dict[bytes, bool] = {}  # Host header -> allowed, decided once
         self._accepts: dict[bytes, bool] = {}  # Accept header -> JSON and SSE both accepted
         self._envelopes: dict[bytes, str | None] = {}  # 2026-07-28 envelope values -> problem
@@ -242,10 +192,10 @@ class MCPEndpoint:
 
         send = send_named
         if not self._host_ok(headers):
-            await _reply(
+            await reply(
                 send,
                 421,
-                _rpc_error(
+                rpc_error(
                     None,
                     -32600,
                     "Host not allowed: this gateway answers to its "
@@ -254,10 +204,10 @@ class MCPEndpoint:
             )
             return
         if not self._origin_ok(headers):
-            await _reply(
+            await reply(
                 send,
                 403,
-                _rpc_error(
+                rpc_error(
                     None,
                     -32600,
                     "Origin not allowed: requests from web pages must come "
@@ -276,16 +226,16 @@ class MCPEndpoint:
         except AuthUnavailableError as exc:
             # The caller is not yet known: the database's own words (hosts, paths) go to the log.
             logger.error("authentication is unavailable: %s", exc.message)
-            await _reply(
+            await reply(
                 send,
                 503,
-                _rpc_error(
+                rpc_error(
                     None,
                     INTERNAL_ERROR,
                     "authentication is unavailable: the gateway cannot read its API keys right now; "
                     "retry shortly (its operator finds the cause in the gateway's log and /readyz)",
                 ),
-                [*_JSON, (b"retry-after", b"5")],
+                [*JSON, (b"retry-after", b"5")],
             )
             return
         if not isinstance(verdict, Principal):
@@ -294,8 +244,8 @@ class MCPEndpoint:
         principal = verdict
         if unknown:
             known = ", ".join(f"/mcp/{v}" for v in self.views if v) or "none"
-            await _reply(
-                send, 404, _rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
+            await reply(
+                send, 404, rpc_error(None, -32601, f"no MCP endpoint at {path}; virtual servers: {known}")
             )
             return
         version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
@@ -314,7 +264,7 @@ class MCPEndpoint:
         if not json_media(headers.get(b"content-type", b"")):
             got = headers.get(b"content-type", b"").decode("latin-1")[:60] or "none"
             problem = f"Content-Type must be application/json (got {got}): send the JSON-RPC message as JSON"
-            await _reply(send, 415, _rpc_error(None, -32600, problem), [*_JSON, (b"connection", b"close")])
+            await reply(send, 415, rpc_error(None, -32600, problem), [*JSON, (b"connection", b"close")])
             return
         body = await self._read_body(receive)
         if body is None:
@@ -327,14 +277,15 @@ class MCPEndpoint:
             problem = not_json(body)
             if problem is not None and self._media_ok(headers):  # else the SDK's 400 or 406 comes first
                 detail = f"Parse error: the request body is not JSON ({problem}); send one JSON-RPC message"
-                await _reply(send, 400, _rpc_error(None, PARSE_ERROR, detail))
+                await reply(send, 400, rpc_error(None, PARSE_ERROR, detail))
                 return
-        if message is not None and self._media_ok(headers):
+        media_ok = self._media_ok(headers)
+        if message is not None and media_ok:
             problem = jsonrpc_problem(message, version=version, session=b"mcp-session-id" in headers)
             if problem is not None:
                 rid = message.get("id") if isinstance(message, dict) else None
                 rid = rid if type(rid) in (str, int) else None
-                await _reply(send, 400, _rpc_error(rid, INVALID_REQUEST, problem))
+                await reply(send, 400, rpc_error(rid, INVALID_REQUEST, problem))
                 return
         # A header sent twice is folded to one value here, the last copy winning, while
         # the SDK routes on the first: a routing header or session id sent twice is refused
@@ -345,8 +296,8 @@ class MCPEndpoint:
             if twice is not None:
                 rid = message.get("id") if isinstance(message, dict) else None
                 problem = f"{twice} header appears more than once; send it once"
-                await _reply(
-                    send, 400, _rpc_error(rid if type(rid) in (str, int) else None, HEADER_MISMATCH, problem)
+                await reply(
+                    send, 400, rpc_error(rid if type(rid) in (str, int) else None, HEADER_MISMATCH, problem)
                 )
                 return
         if isinstance(message, dict):
@@ -365,17 +316,21 @@ class MCPEndpoint:
                     "with sessions)"
                 )
                 data = {"supported": list(HANDSHAKE_PROTOCOL_VERSIONS), "requested": version}
-                await _reply(
-                    send, 400, _rpc_error(message.get("id"), UNSUPPORTED_PROTOCOL_VERSION, problem, data)
+                await reply(
+                    send, 400, rpc_error(message.get("id"), UNSUPPORTED_PROTOCOL_VERSION, problem, data)
                 )
                 return
             if modern and (problem := self._envelope_problem(message)) is not None:
-                await _reply(send, 400, _rpc_error(message.get("id"), INVALID_PARAMS, problem))
+                await reply(send, 400, rpc_error(message.get("id"), INVALID_PARAMS, problem))
                 return
-            if not folded and await self._fast_path(call, runtime.manager, headers, message, receive, send):
+            if (
+                not folded
+                and media_ok
+                and await self.fast_path.serve(call, runtime.manager, headers, message, receive, send)
+            ):
                 return
-            if self._cancel_fast_call(principal, headers, message):
-                await _reply(send, 202, b"", [])
+            if self.fast_path.cancel(principal, headers, message):
+                await reply(send, 202, b"", [])
                 return
         await self._to_sdk(runtime, scope, receive, send, body)
 
@@ -399,8 +354,8 @@ class MCPEndpoint:
     async def _too_large(self, send: Send) -> None:
         # The rest of the body is not read: the connection closes, or the client could go
         # on pushing it for as long as it liked.
-        body = _rpc_error(None, -32600, f"request body over {self.max_body} bytes; send at most that much")
-        await _reply(send, 413, body, [*_JSON, (b"connection", b"close")])
+        body = rpc_error(None, -32600, f"request body over {self.max_body} bytes; send at most that much")
+        await reply(send, 413, body, [*JSON, (b"connection", b"close")])
 
     async def _authenticate(
         self, headers: Mapping[bytes, bytes], client_host: str | None, runtime: ViewRuntime
@@ -452,8 +407,8 @@ class MCPEndpoint:
             receive = replay
         method = scope["method"]
         headers = dict(scope["headers"])
-        owner = _owner(scope[SCOPE_KEY].principal)
-        scope["user"] = self._sdk_user(owner)  # the SDK binds each session to its opener
+        owner = owner_of(scope[SCOPE_KEY].principal)
+        scope["user"] = self.sessions.sdk_user(owner)  # the SDK binds each session to its opener
 
         is_initialize = body is not None and b'"initialize"' in body
         fast_ok = body is not None and plain_client(body)
@@ -462,252 +417,22 @@ class MCPEndpoint:
             if message["type"] == "http.response.start" and method == "POST" and is_initialize:
                 for key, value in message.get("headers", []):
                     if key.lower() == b"mcp-session-id":
-                        self._open_sessions[value.decode("latin-1")] = time.monotonic()
-                        self._owners[value.decode("latin-1")] = owner
-                        if fast_ok:
-                            self._sessions[value.decode("latin-1")] = time.monotonic()
+                        self.sessions.opened(value.decode("latin-1"), owner, plain=fast_ok)
             await send(message)
 
-        sid = headers.get(b"mcp-session-id")
-        if sid and self._owners.get(sid.decode("latin-1")) != owner:
+        raw_sid = headers.get(b"mcp-session-id")
+        sid = raw_sid.decode("latin-1") if raw_sid else None
+        if sid is not None and not self.sessions.belongs(sid, owner):
             sid = None  # not the caller's session: the SDK answers 404, nothing here changes
-        if sid:
-            known = sid.decode("latin-1")
-            if known in self._open_sessions:  # only sessions the SDK created: a made-up id counts nothing
-                self._open_sessions[known] = time.monotonic()
+        if sid is not None:
+            self.sessions.seen(sid)  # only sessions the SDK created: a made-up id counts nothing
             if body is not None and b'"logging/setLevel"' in body:
-                self._sessions.pop(sid.decode("latin-1"), None)  # it wants log lines: SDK path
-        if method == "DELETE" and sid:
-            self._forget(sid.decode("latin-1"))
-        self._count_sessions()
+                self.sessions.to_sdk(sid)  # it wants log lines: SDK path
+        if method == "DELETE" and sid is not None:
+            self.sessions.forget(sid)
+        self.sessions.count()
         await runtime.manager.handle_request(scope, receive, watch)
 
-    def _sdk_user(self, owner: Owner) -> AuthenticatedUser:
-        user = self._users.get(owner)
-        if user is None:
-            method, tenant, subject, key_id = owner
-            token = AccessToken(
-                token="",  # the SDK compares identities, never the credential itself
-                client_id=key_id or subject,
-                scopes=[],
-                subject=f"{tenant}/{subject}",
-                claims={"iss": f"bastion:{method}"},
-            )
-            user = AuthenticatedUser(token)
-            if len(self._users) < 10_000:
-                self._users[owner] = user
-        return user
-
     def _forget(self, sid: str) -> None:
-        self._sessions.pop(sid, None)
-        self._open_sessions.pop(sid, None)
-        self._owners.pop(sid, None)
         for runtime in self.views.values():
             runtime.server.forget(sid)  # nothing more is sent to it
-
-    def _count_sessions(self) -> None:
-        """Drop sessions idle past the SDK's own timeout, then publish the count."""
-        now = time.monotonic()
-        if now - self._last_prune > 60:
-            self._last_prune = now
-            for table in (self._sessions, self._open_sessions):
-                for sid in [s for s, seen in table.items() if now - seen > self.session_idle]:
-                    del table[sid]
-            for sid in [s for s in self._owners if s not in self._open_sessions]:
-                self._forget(sid)
-        SESSIONS_OPEN.set(len(self._open_sessions))
-
-    # -- the fast path ----------------------------------------------------------
-
-    async def _fast_path(
-        self,
-        call: CallContext,
-        manager: StreamableHTTPSessionManager,
-        headers: Mapping[bytes, bytes],
-        message: dict[str, Any],
-        receive: Receive,
-        send: Send,
-    ) -> bool:
-        """Answer a plain `tools/call` here; False hands the request to the SDK."""
-        if message.get("method") != "tools/call":
-            return False
-        if message.get("jsonrpc") != "2.0" or type(message.get("id")) not in (str, int):
-            return False  # not a JSON-RPC 2.0 request (a bool or null id included): the SDK says why
-        params = message.get("params")
-        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-            return False
-        meta = params.get("_meta")
-        if isinstance(meta, dict) and "progressToken" in meta:
-            return False  # progress needs a stream: the SDK path relays it
-        entry = call.view.tools.get(params["name"])
-        if entry is not None and entry.param_headers:
-            return False  # the SDK validates the Mcp-Param-* headers such tools declare
-        modern = call.modern
-        sid = headers.get(b"mcp-session-id")
-        if modern:
-            text_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
-            if not isinstance(classify_inbound_request(message, headers=text_headers), InboundModernRoute):
-                return False  # the SDK answers envelope and header errors with the right codes
-        else:
-            seen = self._sessions.get(sid.decode("latin-1")) if sid else None
-            if seen is None or sid is None or time.monotonic() - seen > self.session_idle:
-                return False
-            if self._owners.get(sid.decode("latin-1")) != _owner(call.principal):
-                return False  # another caller's session: the SDK answers 404
-            if not _keep_sdk_session(manager, sid.decode("latin-1"), self.session_idle):
-                return False  # the SDK ended it (idle, or deleted): it answers as it does
-            now = time.monotonic()
-            self._sessions[sid.decode("latin-1")] = self._open_sessions[sid.decode("latin-1")] = now
-        if not self._media_ok(headers):
-            return False  # the SDK refuses it with its own status (400 or 406)
-        arguments = params.get("arguments")
-        if arguments is not None and not isinstance(arguments, dict):
-            return False  # not an object: the SDK answers -32602
-        rounds = {k: params[k] for k in ROUND_TRIP_FIELDS if k in params} if modern else None
-        # The call runs in this request's own task (a task per call cost a loop step); a
-        # client's cancellation cancels this task, marked so that it is told apart from
-        # the gateway stopping.
-        current = asyncio.current_task()
-        assert current is not None
-        key = None if modern or sid is None else (sid, orjson.dumps(message["id"]))
-        if key is not None:
-            self._inflight[key] = current
-        # 2026-07-28 has no session to carry `notifications/cancelled`: a client cancels by
-        # closing its request. Most calls end within milliseconds, so the watch on the
-        # connection starts only for a call still running after DISCONNECT_WATCH_AFTER.
-        watch = _DisconnectWatch(current, receive, self._client_cancelled) if modern else None
-        handle = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start) if watch else None
-        token = request_id.set(call.request_id)
-        status, extra = 200, []
-        try:
-            result = await self.gateway.call_tool(
-                call,
-                params["name"],
-                arguments,
-                meta if isinstance(meta, dict) else None,
-                rounds=rounds,
-            )
-            if modern:
-                result = self._stamped(result, call.view.config.name)
-            payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
-        except CallError as exc:
-            payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
-            # 2026-07-28 maps some error codes onto HTTP statuses; the handshake era answers 200.
-            status = ERROR_CODE_HTTP_STATUS.get(exc.code, 200) if modern else 200
-            if exc.code == RATE_LIMITED and exc.retry_after is not None:
-                status = 429
-                extra = [(b"retry-after", str(max(1, math.ceil(exc.retry_after))).encode())]
-        except BastionError as exc:
-            # Failed closed (the audit event could not be written, ...): the message says why.
-            logger.error("tools/call %s failed: %s", params["name"], exc.message)
-            payload = _rpc_error(message["id"], INTERNAL_ERROR, exc.message)
-        except Exception:
-            # A defect: the client still gets a JSON-RPC answer, the log gets the traceback.
-            logger.exception("tools/call %s failed in the gateway", params["name"])
-            rid = f" (request id {call.request_id})" if call.request_id else ""
-            payload = _rpc_error(
-                message["id"], INTERNAL_ERROR, f"internal error in the gateway{rid}; its log has the details"
-            )
-        except asyncio.CancelledError:
-            if current not in self._client_cancelled or current.cancelling() > 1:
-                raise  # the gateway itself is being stopped
-            current.uncancel()
-            if modern:
-                return True  # the client closed its request: nobody reads an answer
-            # The client cancelled the call: it reads no answer, the SDK's would be this.
-            payload = _rpc_error(message["id"], REQUEST_CANCELLED, "request cancelled by the client")
-        finally:
-            request_id.reset(token)
-            if handle is not None:
-                handle.cancel()
-            if watch is not None:
-                watch.stop()
-            self._client_cancelled.discard(current)
-            if key is not None:
-                self._inflight.pop(key, None)
-        await _reply(send, status, payload, [*_JSON, *extra])  # the client accepts JSON (`_media_ok`)
-        return True
-
-    def _stamped(self, result: dict[str, Any], view: str) -> dict[str, Any]:
-        """A 2026-07-28 result as the SDK would send it: `resultType` (an upstream's
-        `input_required` passes through) and the gateway's `serverInfo` in `_meta`."""
-        stamped = {**result, "resultType": result.get("resultType", "complete")}
-        meta = result.get("_meta")
-        unstamped = meta is None or (isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None)
-        info = self._server_infos.get(view)
-        if info is not None and unstamped:
-            stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: info}
-        return stamped
-
-    def _cancel_fast_call(
-        self, principal: Principal, headers: Mapping[bytes, bytes], message: dict[str, Any]
-    ) -> bool:
-        """Cancel the fast-path call a handshake session's `notifications/cancelled` names."""
-        if not self._inflight or message.get("method") != "notifications/cancelled":
-            return False
-        params = message.get("params")
-        if not isinstance(params, dict) or "requestId" not in params:
-            return False
-        sid = headers.get(b"mcp-session-id", b"")
-        if self._owners.get(sid.decode("latin-1")) != _owner(principal):
-            return False  # another caller's session: the SDK answers 404
-        task = self._inflight.get((sid, orjson.dumps(params["requestId"])))
-        if task is None:
-            return False
-        self._client_cancelled.add(task)
-        task.cancel()
-        return True
-
-
-Owner = tuple[str, str, str, str | None]  # auth method, tenant, subject, key id
-
-
-def _owner(principal: Principal) -> Owner:
-    """Who a session belongs to: the credential that opened it (an API key's id)."""
-    return (principal.auth_method, principal.tenant, principal.subject, principal.key_id)
-
-
-def _keep_sdk_session(manager: StreamableHTTPSessionManager, sid: str, idle: float) -> bool:
-    """Whether the SDK still holds session `sid`; if so, restart its idle countdown.
-
-    Fast-path calls never reach the SDK, whose session would otherwise end `idle` seconds
-    after its last SDK-path request while its client is still calling tools. The SDK keeps
-    its sessions in `_server_instances` and exposes each one's `idle_scope` for its host
-    to run the countdown; the gateway touches the countdown as a request would.
-    """
-    transport = manager._server_instances.get(sid)  # pyright: ignore[reportPrivateUsage]
-    if transport is None:
-        return False
-    scope = transport.idle_scope
-    if scope is not None:
-        if scope.cancel_called:
-            return False
-        # inf: an SDK request is in flight and holds the session. Pushed back only once
-        # half the countdown has run, so that a busy session does not re-arm a timer per call.
-        now = anyio.current_time()
-        if scope.deadline != math.inf and scope.deadline - now < idle / 2:
-            scope.deadline = now + idle
-    return True
-
-
-class _DisconnectWatch:
-    """Reads a 2026-07-28 request's connection; when the client goes, cancels its call."""
-
-    def __init__(self, task: asyncio.Task[Any], receive: Receive, cancelled: set[asyncio.Task[Any]]) -> None:
-        self.task = task
-        self.receive = receive
-        self.cancelled = cancelled
-        self.watcher: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.cancel()
-
-    async def _watch(self) -> None:
-        while (await self.receive())["type"] != "http.disconnect":
-            pass
-        self.cancelled.add(self.task)
-        self.task.cancel()
