@@ -210,6 +210,21 @@ class Gateway:
         await self._audit_listing(ctx, "prompts/list", len(allowed), len(entries), "prompts")
         return [entry.definition for entry in allowed]
 
+    async def record(
+        self,
+        ctx: CallContext,
+        action: str,
+        upstream: str | None,
+        target: str,
+        decision: AuditDecision,
+        reasons: tuple[str, ...],
+        started: float,
+        outcome: str,
+    ) -> None:
+        """Audit a decision that forwards no request of its own (a listen stream's wish to
+        hear of a resource's updates)."""
+        await self._audit(ctx, action, upstream, target, None, decision, reasons, started, outcome)
+
     async def _audit_listing(
         self, ctx: CallContext, action: str, shown: int, offered: int, what: str
     ) -> None:

@@ -11,10 +11,10 @@ otherwise), and the principal and view are attached to the ASGI scope. Then:
   calls, GET streams, DELETE) goes to the SDK's session manager for that view.
 
 Handshake-era session ids are learned from the SDK's `initialize` answers
-(`gateway/sessions.py`), so the fast path only serves sessions the SDK created. A session belongs to the credential that
-opened it: the SDK is told who the caller is (`scope["user"]`) and refuses anyone else's
-requests for it as if it did not exist (404); the fast path and fast-path cancellation do
-the same.
+(`gateway/sessions.py`), so the fast path only serves sessions the SDK created. A
+session belongs to the credential that opened it: the SDK is told who the caller is
+(`scope["user"]`) and refuses anyone else's requests for it as if it did not exist
+(404); the fast path and fast-path cancellation do the same.
 """
 
 from __future__ import annotations

@@ -172,17 +172,7 @@ class GatewayMCPServer:
         holder = ("listen", self.view_name, object())  # this stream, for as long as it lasts
         try:
             if wanted:
-                allowed: list[str] = []
-                for uri in wanted:
-                    upstream = call.view.resource_upstream(uri)
-                    if upstream is None:
-                        continue
-                    decision = await self.gateway.decide(
-                        call, "resources/read", Resource(upstream=upstream, uri=uri)
-                    )
-                    # Honored only when the upstream will send its updates.
-                    if decision.allow and await watch.hold(upstream, uri, holder) is None:
-                        allowed.append(uri)
+                allowed = [uri for uri in wanted if await self._watch(call, uri, holder)]
                 notifications = params.notifications.model_copy(
                     update={"resource_subscriptions": allowed or None}
                 )
@@ -190,6 +180,29 @@ class GatewayMCPServer:
             return await self._listen_handler(ctx, params)
         finally:
             watch.release(holder)
+
+    async def _watch(self, call: CallContext, uri: str, holder: object) -> bool:
+        """Whether a listen stream hears of `uri`'s updates: decided as `resources/read`,
+        honored only when the upstream will send them, audited either way."""
+        started = time.perf_counter()
+        upstream = call.view.resource_upstream(uri)
+        if upstream is None:
+            reasons = ("unknown resource",)
+            await self.gateway.record(
+                call, "resources/read", None, uri, "error", reasons, started, "invalid_request"
+            )
+            return False
+        decision = await self.gateway.decide(call, "resources/read", Resource(upstream=upstream, uri=uri))
+        if not decision.allow:
+            reasons = decision.reasons or ("no rule allows it",)
+            await self.gateway.record(
+                call, "resources/read", upstream, uri, "deny", reasons, started, "denied"
+            )
+            return False
+        problem = await self.gateway.upstreams.watch.hold(upstream, uri, holder)
+        reasons, outcome = ((problem,), "upstream_error") if problem else (decision.reasons, "ok")
+        await self.gateway.record(call, "resources/read", upstream, uri, "allow", reasons, started, outcome)
+        return problem is None
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """Lets the SDK check `Mcp-Param-*` headers against the tool's schema (2026-07-28)."""

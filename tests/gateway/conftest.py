@@ -75,7 +75,7 @@ class GatewayProcess:
         return str(json.loads(done.stdout)["key"])
 
 
-def listen_request(key: str, uris: list[str]) -> tuple[dict[str, str], str]:
+def listen_request(key: str, uris: list[str], request_id: str = "") -> tuple[dict[str, str], str]:
     """Headers and body of a 2026-07-28 `subscriptions/listen` for resource updates of `uris`."""
     headers = {
         "content-type": "application/json",
@@ -83,6 +83,7 @@ def listen_request(key: str, uris: list[str]) -> tuple[dict[str, str], str]:
         "mcp-protocol-version": "2026-07-28",
         "mcp-method": "subscriptions/listen",
         "authorization": f"Bearer {key}",
+        **({"x-request-id": request_id} if request_id else {}),
     }
     envelope = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",

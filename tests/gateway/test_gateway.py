@@ -707,9 +707,9 @@ async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
             )
 
 
-def _listen_ack(gateway: GatewayProcess, key: str, uris: list[str]) -> dict[str, Any]:
+def _listen_ack(gateway: GatewayProcess, key: str, uris: list[str], request_id: str = "") -> dict[str, Any]:
     """The acknowledgement a 2026-07-28 listen stream opens with (the stream is then left)."""
-    headers, body = listen_request(key, uris)
+    headers, body = listen_request(key, uris, request_id)
     with httpx.stream(
         "POST", gateway.url + "/mcp", headers=headers, content=body, timeout=httpx.Timeout(10.0)
     ) as response:
@@ -724,7 +724,22 @@ def test_a_listen_stream_honors_only_resources_the_caller_may_read(gateway: Gate
     """Updates say what changed and when: a 2026-07-28 listener gets them only for resources
     of its endpoint that policy lets it read, as a 2025-11-25 subscriber does."""
     wanted = ["counter://status", "file:///etc/passwd"]
-    assert _listen_ack(gateway, gateway.key("admin"), wanted).get("resourceSubscriptions") == [
-        "counter://status"
+    assert _listen_ack(gateway, gateway.key("admin"), wanted, "listen-admin").get(
+        "resourceSubscriptions"
+    ) == ["counter://status"]
+    assert not _listen_ack(gateway, gateway.key("service"), wanted, "listen-service").get(
+        "resourceSubscriptions"
+    )
+    # Each decision is audited, as a 2025-11-25 `resources/subscribe` is.
+    dsn = EmbeddedPostgres(Home(gateway.home)).dsn()
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT request_id, action, upstream, tool, decision, outcome FROM gateway.audit_events "
+            "WHERE request_id IN ('listen-admin', 'listen-service') ORDER BY request_id, tool"
+        ).fetchall()
+    assert rows == [
+        ("listen-admin", "resources/read", "counter", "counter://status", "allow", "ok"),
+        ("listen-admin", "resources/read", None, "file:///etc/passwd", "error", "invalid_request"),
+        ("listen-service", "resources/read", "counter", "counter://status", "deny", "denied"),
+        ("listen-service", "resources/read", None, "file:///etc/passwd", "error", "invalid_request"),
     ]
-    assert not _listen_ack(gateway, gateway.key("service"), wanted).get("resourceSubscriptions")
