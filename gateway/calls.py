@@ -184,30 +184,38 @@ class Gateway:
         return await self.policy.decide(policy_input)
 
     async def visible_tools(self, ctx: CallContext) -> list[dict[str, Any]]:
+        """The view's tools this principal may see, for its `tools/list` (audited)."""
+        allowed = await self.allowed_tools(ctx)
+        await self._audit_listing(ctx, "tools/list", len(allowed), len(ctx.view.tools), "tools")
+        return allowed
+
+    async def allowed_tools(self, ctx: CallContext) -> list[dict[str, Any]]:
         """The view's tools this principal may see: one `tools/list` decision per tool."""
-        entries = list(ctx.view.tools.values())
         allowed = await filter_tools(
             self.policy,
             self._principal(ctx.principal),
             self._context(ctx),
-            entries,
+            list(ctx.view.tools.values()),
             lambda e: self._tool_resource(e, None),
         )
-        await self._audit_listing(ctx, "tools/list", len(allowed), len(entries), "tools")
         return [entry.definition for entry in allowed]
 
     async def visible_prompts(self, ctx: CallContext) -> list[dict[str, Any]]:
+        """The view's prompts this principal may get, for its `prompts/list` (audited)."""
+        allowed = await self.allowed_prompts(ctx)
+        await self._audit_listing(ctx, "prompts/list", len(allowed), len(ctx.view.prompts), "prompts")
+        return allowed
+
+    async def allowed_prompts(self, ctx: CallContext) -> list[dict[str, Any]]:
         """The view's prompts this principal may get: one `prompts/get` decision per prompt."""
-        entries = list(ctx.view.prompts.values())
         allowed = await filter_allowed(
             self.policy,
             self._principal(ctx.principal),
             self._context(ctx),
             "prompts/get",
-            entries,
+            list(ctx.view.prompts.values()),
             self._prompt_resource,
         )
-        await self._audit_listing(ctx, "prompts/list", len(allowed), len(entries), "prompts")
         return [entry.definition for entry in allowed]
 
     async def record(

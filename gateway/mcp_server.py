@@ -12,6 +12,7 @@ server when it needs the SDK's machinery (a progress token, an SSE-only client).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 import warnings
@@ -22,7 +23,7 @@ from mcp import types
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import (
     PromptsListChanged,
@@ -36,6 +37,7 @@ from bastion import __version__
 from bastion.errors import BastionError
 from gateway.calls import ROUND_TRIP_FIELDS, CallContext, CallError, Gateway, ProgressFn
 from gateway.catalog import View
+from gateway.list_changes import KINDS, Kind, ListChanges, StreamBus, listing_of
 from gateway.policy import Resource
 
 __all__ = ["GatewayMCPServer"]
@@ -102,6 +104,13 @@ def _session_id(ctx: Any) -> str | None:
     return sid if isinstance(sid, str) and sid else None
 
 
+def _session_key(sid: str) -> tuple[str, str]:
+    """What a handshake-era session is known by among the watchers of list changes."""
+    return ("session", sid)
+
+
+_LIST_EVENTS = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}
+
 # Handshake-era clients are told when a list changes: the capability says so.
 _LIST_CHANGES = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
 
@@ -127,7 +136,8 @@ class GatewayMCPServer:
     def __init__(self, gateway: Gateway, view_name: str, instructions: Callable[[], str | None]) -> None:
         self.gateway = gateway
         self.view_name = view_name
-        self.bus = InMemorySubscriptionBus()
+        self.bus = StreamBus()
+        self.changes = ListChanges(gateway)
         # Handshake-era sessions by Mcp-Session-Id, each with the session object of its latest
         # request. The SDK makes one per request (a proxy of the session's connection), so
         # a weak reference would be gone by the time a notification is due; the endpoint
@@ -167,18 +177,35 @@ class GatewayMCPServer:
         resources of this endpoint's view the caller may read, decided as `resources/read`
         (the acknowledgement names the honored ones): updates say what changed, and when."""
         call = _context(ctx)
-        wanted = params.notifications.resource_subscriptions
+        asked = params.notifications
+        wanted = asked.resource_subscriptions
         watch = self.gateway.upstreams.watch
         holder = ("listen", self.view_name, object())  # this stream, for as long as it lasts
+
+        async def tell(kind: Kind) -> None:
+            await self.bus.publish_to((holder,), _LIST_EVENTS[kind]())
+
         try:
             if wanted:
                 allowed = [uri for uri in wanted if await self._watch(call, uri, holder)]
-                notifications = params.notifications.model_copy(
-                    update={"resource_subscriptions": allowed or None}
-                )
+                notifications = asked.model_copy(update={"resource_subscriptions": allowed or None})
                 params = params.model_copy(update={"notifications": notifications})
-            return await self._listen_handler(ctx, params)
+            # List changes: told when what this caller may see changed, from what it sees now.
+            kinds: list[Kind] = [
+                kind
+                for kind, wants in zip(
+                    KINDS,
+                    (asked.tools_list_changed, asked.prompts_list_changed, asked.resources_list_changed),
+                    strict=True,
+                )
+                if wants
+            ]
+            self.changes.watch(holder, call, tell)
+            await self.changes.take(holder, kinds)
+            with self.bus.streaming(holder):
+                return await self._listen_handler(ctx, params)
         finally:
+            self.changes.forget(holder)
             watch.release(holder)
 
     async def _watch(self, call: CallContext, uri: str, holder: object) -> bool:
@@ -214,13 +241,37 @@ class GatewayMCPServer:
     def _track(self, ctx: Any) -> CallContext:
         session = getattr(ctx, "session", None)
         sid = _session_id(ctx)
+        call = _context(ctx)
         if sid is not None and isinstance(session, ServerSession):
             self._sessions[sid] = session
-        return _context(ctx)
+            self.changes.watch(_session_key(sid), call, functools.partial(self._tell_session, sid))
+        return call
+
+    async def _tell_session(self, sid: str, kind: Kind) -> None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        try:
+            if kind == "tools":
+                await session.send_tool_list_changed()
+            elif kind == "prompts":
+                await session.send_prompt_list_changed()
+            else:
+                await session.send_resource_list_changed()
+        except Exception as exc:  # a gone session is simply dropped
+            logger.debug("could not notify a session: %s", exc)
+            self.forget(sid)
+
+    def _shown(self, ctx: Any, kind: Kind, listing: object) -> None:
+        """A handshake-era session was shown `listing`: it hears when that changes for it."""
+        sid = _session_id(ctx)
+        if sid is not None:
+            self.changes.shown(_session_key(sid), kind, listing)
 
     def forget(self, session_id: str) -> None:
         """Session `session_id` ended: nothing more is sent to it."""
         self._sessions.pop(session_id, None)
+        self.changes.forget(_session_key(session_id))
         for uri in [u for u, ids in self._subscribers.items() if session_id in ids]:
             self._subscribers[uri].discard(session_id)
             if not self._subscribers[uri]:
@@ -231,27 +282,10 @@ class GatewayMCPServer:
         """What holds a handshake-era session's resource subscriptions upstream."""
         return ("session", self.view_name, session_id)
 
-    async def notify_changed(self, what: str) -> None:
-        """Tell connected clients that a list changed (both eras)."""
-        events = {
-            "tools": ToolsListChanged(),
-            "prompts": PromptsListChanged(),
-            "resources": ResourcesListChanged(),
-        }
-        kinds = list(events) if what == "catalog" else [k for k in events if k in what]
-        for kind in kinds:
-            await self.bus.publish(events[kind])
-            for sid, session in list(self._sessions.items()):
-                try:
-                    if kind == "tools":
-                        await session.send_tool_list_changed()
-                    elif kind == "prompts":
-                        await session.send_prompt_list_changed()
-                    else:
-                        await session.send_resource_list_changed()
-                except Exception as exc:  # a gone session is simply dropped
-                    logger.debug("could not notify a session: %s", exc)
-                    self.forget(sid)
+    async def lists_changed(self) -> None:
+        """This endpoint's lists or the policy changed: tell each client what changed for it."""
+        if self.view is not None and self.modern_view is not None:
+            await self.changes.changed(self.view, self.modern_view)
 
     async def _list_tools(
         self, ctx: Any, params: types.PaginatedRequestParams | None
@@ -259,6 +293,7 @@ class GatewayMCPServer:
         call = self._track(ctx)
         _no_cursor(params)
         tools = await self.gateway.visible_tools(call)
+        self._shown(ctx, "tools", listing_of(tools))
         return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
 
     async def _call_tool(
@@ -364,6 +399,7 @@ class GatewayMCPServer:
     ) -> types.ListResourcesResult:
         call = self._track(ctx)
         _no_cursor(params)
+        self._shown(ctx, "resources", await self.changes.listing(call, "resources"))
         return types.ListResourcesResult(
             resources=[types.Resource.model_validate(r) for r in call.view.resource_list]
         )
@@ -373,6 +409,7 @@ class GatewayMCPServer:
     ) -> types.ListResourceTemplatesResult:
         call = self._track(ctx)
         _no_cursor(params)
+        self._shown(ctx, "resources", await self.changes.listing(call, "resources"))
         templates = [types.ResourceTemplate.model_validate(t) for t in call.view.template_definitions()]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
@@ -394,6 +431,7 @@ class GatewayMCPServer:
         call = self._track(ctx)
         _no_cursor(params)
         prompts = await self.gateway.visible_prompts(call)
+        self._shown(ctx, "prompts", listing_of(prompts))
         return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
 
     async def _get_prompt(

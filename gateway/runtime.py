@@ -9,7 +9,7 @@ upstream's catalog changes, and its connected clients are told.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,7 +165,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
                     )
                 ]
                 if changed:
-                    await runtime.server.notify_changed(",".join(changed))
+                    await runtime.server.lists_changed()
 
         upstreams.add_listener(rebuild)
         endpoint = MCPEndpoint(
@@ -183,6 +183,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         # each upstream's state, and clients hear `list_changed` as catalogs arrive.
         await upstreams.start(tg, wait=0)
         await rebuild("", "catalog")
+        tg.start_soon(_follow_policy, policy, views)
         yield GatewayRuntime(
             settings=settings,
             database=database,
@@ -194,6 +195,24 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             endpoint=endpoint,
             views=views,
         )
+
+
+POLICY_FOLLOW_INTERVAL = 0.5  # seconds between looks at the policy's revision
+
+
+async def _follow_policy(policy: PolicyEngine, views: Mapping[str, ViewRuntime]) -> None:
+    """A reloaded policy may show callers other tools and prompts: tell those it does."""
+    seen = policy.revision
+    while True:
+        await anyio.sleep(POLICY_FOLLOW_INTERVAL)
+        if policy.revision == seen:
+            continue
+        seen = policy.revision
+        for runtime in views.values():
+            try:
+                await runtime.server.lists_changed()
+            except Exception:
+                logger.exception("could not tell clients of the policy's new lists")
 
 
 def readiness(runtime: GatewayRuntime) -> dict[str, Any]:

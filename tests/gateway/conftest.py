@@ -75,8 +75,11 @@ class GatewayProcess:
         return str(json.loads(done.stdout)["key"])
 
 
-def listen_request(key: str, uris: list[str], request_id: str = "") -> tuple[dict[str, str], str]:
-    """Headers and body of a 2026-07-28 `subscriptions/listen` for resource updates of `uris`."""
+def listen_request(
+    key: str, uris: list[str], request_id: str = "", *, tools_changed: bool = False
+) -> tuple[dict[str, str], str]:
+    """Headers and body of a 2026-07-28 `subscriptions/listen` for resource updates of `uris`
+    (and, with `tools_changed`, tool list changes)."""
     headers = {
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
@@ -89,7 +92,10 @@ def listen_request(key: str, uris: list[str], request_id: str = "") -> tuple[dic
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
     }
-    params = {"notifications": {"resourceSubscriptions": uris}, "_meta": envelope}
+    wanted: dict[str, object] = {"resourceSubscriptions": uris}
+    if tools_changed:
+        wanted["toolsListChanged"] = True
+    params = {"notifications": wanted, "_meta": envelope}
     body = {"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": params}
     return headers, json.dumps(body)
 

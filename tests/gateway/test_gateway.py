@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -705,6 +705,59 @@ async def test_a_handshake_client_is_told_when_an_upstreams_tool_list_changes(
             assert (
                 ("counter_extra" in after) != ("counter_extra" in before) if round_ == 1 else after == before
             )
+
+
+async def test_only_callers_who_see_a_change_are_told_of_it(gateway: GatewayProcess) -> None:
+    """Viewers do not see the counter's tools: a counter tool coming and going is news to an
+    admin (a 2025-11-25 session, a 2026-07-28 listen stream), never to a viewer."""
+    heard: dict[str, list[str]] = {"admin": [], "viewer": []}
+
+    def recorder(role: str) -> Any:
+        async def on_message(message: Any) -> None:
+            heard[role].append(repr(message))
+
+        return on_message
+
+    def changes(role: str) -> int:
+        return sum("tools/list_changed" in m for m in heard[role])
+
+    async def next_event(lines: AsyncIterator[str], within: float) -> dict[str, Any] | None:
+        with anyio.move_on_after(within):
+            async for line in lines:
+                if line.startswith("data:"):
+                    return json.loads(line[5:])
+        return None
+
+    keys = {role: gateway.key(role) for role in ("admin", "viewer")}
+    async with (
+        _client(gateway.url + "/mcp", keys["admin"], "legacy", message_handler=recorder("admin")) as admin,
+        _client(gateway.url + "/mcp", keys["viewer"], "legacy", message_handler=recorder("viewer")) as viewer,
+        _client(gateway.url + "/mcp", keys["admin"], MODERN) as modern_admin,
+        httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as http,
+    ):
+        await admin.list_tools()  # what each session was shown: the starting point
+        assert "counter_echo" not in {t.name for t in (await viewer.list_tools()).tools}
+        streams: dict[str, AsyncIterator[str]] = {}
+        async with AsyncExitStack() as stack:
+            for role, key in keys.items():
+                headers, body = listen_request(key, [], tools_changed=True)
+                response = await stack.enter_async_context(
+                    http.stream("POST", gateway.url + "/mcp", headers=headers, content=body)
+                )
+                streams[role] = response.aiter_lines()
+                ack = await next_event(streams[role], 20)
+                assert ack is not None and ack["params"]["notifications"]["toolsListChanged"] is True
+            for round_ in (1, 2):  # the second toggle puts the tool set back as it was
+                # Each era's clients are served by the upstream's connection of that era.
+                await admin.call_tool("counter_toggle_extra", {})
+                await modern_admin.call_tool("counter_toggle_extra", {})
+                with anyio.fail_after(20):
+                    while changes("admin") < round_:
+                        await anyio.sleep(0.05)
+                event = await next_event(streams["admin"], 20)
+                assert event is not None and event["method"] == "notifications/tools/list_changed"
+            assert await next_event(streams["viewer"], 1.0) is None
+    assert changes("viewer") == 0
 
 
 def _listen_ack(gateway: GatewayProcess, key: str, uris: list[str], request_id: str = "") -> dict[str, Any]:

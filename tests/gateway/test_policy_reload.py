@@ -13,9 +13,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
+import httpx2
 import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
 from tests.gateway.test_gateway import _modern, _result
@@ -114,3 +119,33 @@ def test_policy_edits_take_effect_and_a_broken_one_is_reported_until_fixed(
     _eventually(lambda: _ready(gateway)["policy"] == {"ok": True, "error": None}, "the fix is picked up")
     assert _ready(gateway)["status"] == "ok"
     assert _policy_ok_metric(gateway) == "bastion_policy_ok 1.0"
+
+
+async def test_a_session_is_told_when_a_policy_edit_changes_what_it_may_see(
+    gateway: GatewayProcess, policies: Path
+) -> None:
+    """No catalog changed, yet the `service` role's tool list did: its session hears
+    `notifications/tools/list_changed`, and lists the granted tools."""
+    heard: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        heard.append(repr(message))
+
+    headers = {"Authorization": f"Bearer {gateway.key('service')}"}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=60.0)) as http,
+        Client(
+            streamable_http_client(gateway.url + "/mcp", http_client=http),
+            mode="legacy",
+            message_handler=on_message,
+        ) as client,
+    ):
+        assert not [t.name for t in (await client.list_tools()).tools if t.name.startswith("counter_")]
+        data_file = policies / "data.json"
+        data = json.loads(data_file.read_text())
+        data["bastion"]["grants"]["roles"]["service"]["tools"].append("counter/*")
+        data_file.write_text(json.dumps(data))
+        with anyio.fail_after(20):
+            while not any("tools/list_changed" in m for m in heard):
+                await anyio.sleep(0.05)
+        assert "counter_echo" in {t.name for t in (await client.list_tools()).tools}
