@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR
 from prometheus_client import Counter, Gauge, Histogram
 
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
@@ -43,7 +44,7 @@ from gateway.policy import (
 )
 from gateway.policy import Principal as PolicyPrincipal
 from gateway.ratelimit import RATE_LIMITED_CODE, RateLimiter, RateObligation, rate_limit_error
-from gateway.upstreams.connection import UpstreamConnection
+from gateway.upstreams.connection import NOT_CONNECTED, UpstreamConnection
 from gateway.upstreams.manager import UpstreamManager
 
 __all__ = ["ROUND_TRIP_FIELDS", "CallContext", "CallError", "Gateway"]
@@ -87,7 +88,7 @@ UPSTREAM_WAITING = Gauge(
 # JSON-RPC error codes the gateway answers with (implementation-defined band).
 DENIED = -32003
 RATE_LIMITED = RATE_LIMITED_CODE
-UPSTREAM_UNAVAILABLE = -32001
+UPSTREAM_UNAVAILABLE = NOT_CONNECTED
 INVALID_PARAMS = -32602
 RESOURCE_NOT_FOUND = INVALID_PARAMS  # SEP-2164: invalid params, with `data.uri`
 CALLER_TTL = 60.0
@@ -549,6 +550,16 @@ class Gateway:
             raise CallError(
                 exc.error.code, f"upstream {upstream!r}: {exc.error.message}", data=exc.error.data
             ) from None
+        except Exception as exc:
+            # The request could not be sent at all (a defect, or input no wire format takes):
+            # the call failed, and is audited so.
+            outcome = "upstream_error"
+            logger.exception("%s to upstream %s failed in the gateway", method, upstream)
+            raise CallError(
+                INTERNAL_ERROR,
+                f"the gateway could not send {method} to upstream {upstream!r} "
+                f"({type(exc).__name__}: {exc}); its log has the details",
+            ) from None
         finally:
             _child(CALLS, upstream, label, outcome).inc()
             _child(CALL_SECONDS, upstream, label).observe(time.perf_counter() - started)
@@ -582,6 +593,8 @@ class Gateway:
                     ticket = await slots.acquire()
                 finally:
                     waiting.dec()
+                # The upstream may have restarted while the call waited: its new connection.
+                connection = self.upstreams.connection(upstream, modern=connection.modern) or connection
         back.sending(upstream)
         try:
             return await connection.request(method, params, **options)

@@ -372,8 +372,7 @@ class GatewayMCPServer:
         sid = _session_id(ctx)
         if sid is not None and upstream is not None:
             self._subscribers.setdefault(uri, set()).add(sid)
-            upstreams = self.gateway.upstreams
-            await upstreams.watch.hold(upstream, uri, self._holder(sid), told=upstreams.connection(upstream))
+            await self.gateway.upstreams.watch.hold(upstream, uri, self._holder(sid))
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:

@@ -65,10 +65,11 @@ from gateway.back_channel import BackChannels
 from gateway.upstreams.direct import DirectHTTPClient, strip_upstream_envelope, supports_modern
 from gateway.upstreams.http_transport import streamable_http_client
 
-__all__ = ["Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
+__all__ = ["NOT_CONNECTED", "Catalog", "ModernUnsupportedError", "UpstreamConnection", "UpstreamSpec"]
 
 logger = logging.getLogger(__name__)
 
+NOT_CONNECTED = -32001  # the code of "upstream unavailable" answers: the caller may retry
 MAX_LIST_PAGES = 1000  # pages of one list an upstream may send before the rest is ignored
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -269,7 +270,10 @@ class UpstreamConnection:
         assert self.spec.url is not None
         client = DirectHTTPClient(self.spec.url, self.spec.headers, timeout=self.spec.timeout)
         stack.push_async_callback(client.close)
-        found = await client.discover()
+        found = None
+        # An upstream that never answers has no direct path; it must not hold up the start.
+        with anyio.move_on_after(DISCOVER_TIMEOUT):
+            found = await client.discover()
         if found is not None and supports_modern(found):
             self.direct = client
             self._index_direct_tools()
@@ -445,7 +449,7 @@ class UpstreamConnection:
         """
         dispatcher = self._dispatcher
         if dispatcher is None or self.closed.is_set():
-            raise MCPError(code=-32000, message=f"upstream {self.spec.name!r} is not connected")
+            raise MCPError(code=NOT_CONNECTED, message="not connected right now; retry shortly")
         direct = self.direct
         if (
             direct is not None

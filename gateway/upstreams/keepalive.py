@@ -13,7 +13,10 @@ one client and 64 µs at sixteen; this client takes 33 and 6. It does only this:
   usual 5 s server keep-alive, so a server's own idle close rarely races a request);
 - a request that fails, times out or is cancelled closes its connection (its answer
   could still arrive), and is never retried: a `tools/call` must not run twice;
-- one deadline per request (`read_timeout`) covers the wait for the whole answer.
+- one deadline per request (`read_timeout`) covers all of it: waiting for a free
+  connection, connecting, and the whole answer; a status line and headers over
+  `MAX_HEAD_BYTES` are refused;
+- `close` lets requests already sent finish (the upstream is running them).
 
 Errors are `UpstreamHTTPError`, with a message that says what happened on the wire.
 """
@@ -32,6 +35,14 @@ import httptools
 __all__ = ["HTTPAnswer", "KeepAliveClient", "UpstreamHTTPError"]
 
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+# Status line and headers: the parser joins a header's pieces as they arrive, which costs
+# time in the square of its size, so a head is cut off long before that matters.
+MAX_HEAD_BYTES = 64 * 1024
+_HEAD_TOO_LARGE = f"the upstream's answer has a status line and headers over {MAX_HEAD_BYTES} bytes"
+
+
+class _HeadTooLarge(Exception):
+    """Raised from the parser's header callback; the parser reports it as its own error."""
 
 
 class UpstreamHTTPError(Exception):
@@ -59,6 +70,8 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._body: list[bytes] = []
         self._size = 0
+        self._head_fed = 0  # bytes fed while the head was still incomplete
+        self._head_size = 0  # the headers' bytes so far
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -69,8 +82,15 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(f"the upstream sent a malformed HTTP answer ({exc})")
+            oversized = isinstance(exc.__context__, _HeadTooLarge)
+            self._fail(_HEAD_TOO_LARGE if oversized else f"the upstream sent a malformed HTTP answer ({exc})")
             self.close()
+            return
+        if not self._headers_done:
+            self._head_fed += len(data)
+            if self._head_fed > MAX_HEAD_BYTES:  # one header still arriving, piece by piece
+                self._fail(_HEAD_TOO_LARGE)
+                self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -85,6 +105,9 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
         lowered = name.lower()
         if lowered == b"content-type":
             self._content_type = value
@@ -144,6 +167,8 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._body = []
         self._size = 0
+        self._head_fed = 0
+        self._head_size = 0
 
 
 def _authority(parts: SplitResult) -> str:
@@ -183,18 +208,33 @@ class KeepAliveClient:
         self._connect_timeout = connect_timeout
         self._idle_expiry = idle_expiry
         self._idle: list[_Connection] = []
+        self._max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
-        self._busy: set[_Connection] = set()
+        self._closed = False
 
     async def post(self, body: bytes, headers: Mapping[str, str]) -> HTTPAnswer:
         extra = "".join(f"{_field(k)}: {_field(v)}\r\n" for k, v in headers.items())
         data = [self._head, f"{extra}content-length: {len(body)}\r\n\r\n".encode("latin-1"), body]
-        async with self._slots:
-            connection = await self._acquire()
-            loop = asyncio.get_running_loop()
+        if self._closed:
+            raise UpstreamHTTPError("the gateway closed this client (it is reconnecting); retry")
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole request: a free connection, connecting, and the answer.
+        expires = loop.time() + self._read_timeout
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout_at(expires):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise UpstreamHTTPError(
+                    f"no answer within {self._read_timeout:g} s: all {self._max_connections} "
+                    "connections to the upstream stayed busy"
+                ) from None
+        else:
+            await self._slots.acquire()
+        try:
+            connection = await self._acquire(expires)
             waiter: asyncio.Future[HTTPAnswer] = loop.create_future()
-            deadline = loop.call_later(self._read_timeout, _expire, waiter, self._read_timeout)
-            self._busy.add(connection)
+            deadline = loop.call_at(expires, _expire, waiter, self._read_timeout)
             try:
                 connection.send(data, waiter)
                 answer = await waiter
@@ -203,20 +243,25 @@ class KeepAliveClient:
                 raise
             finally:
                 deadline.cancel()
-                self._busy.discard(connection)
-            if connection.reusable and not connection.closed:
+            if connection.reusable and not connection.closed and not self._closed:
                 connection.idle_since = time.monotonic()
                 self._idle.append(connection)
             else:
                 connection.close()
             return answer
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
-        for connection in [*self._idle, *self._busy]:
+        """Close the idle connections now and each busy one once its answer is in: a request
+        already sent runs to its end (the upstream is running it; failing it here would
+        have its client retry, and the call run twice)."""
+        self._closed = True
+        for connection in self._idle:
             connection.close()
         self._idle.clear()
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, expires: float) -> _Connection:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
@@ -224,14 +269,15 @@ class KeepAliveClient:
                 return connection
             connection.close()
         loop = asyncio.get_running_loop()
+        limit = max(0.0, min(self._connect_timeout, expires - loop.time()))
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(limit):
                 _, connection = await loop.create_connection(
                     _Connection, self._host, self._port, ssl=self._ssl
                 )
         except TimeoutError:
             raise UpstreamHTTPError(
-                f"could not connect to {self._host}:{self._port} within {self._connect_timeout:g} s"
+                f"could not connect to {self._host}:{self._port} within {limit:g} s"
             ) from None
         except OSError as exc:
             raise UpstreamHTTPError(

@@ -280,5 +280,5 @@ def _describe(exc: BaseException) -> str:
         if inner:
             return _describe(inner[0])
     if isinstance(exc, TimeoutError):
-        return f"no answer to initialize within {CONNECT_TIMEOUT:.0f} s"
+        return f"not ready within {CONNECT_TIMEOUT:.0f} s (connecting, initialize and the first lists)"
     return str(exc) or type(exc).__name__

@@ -52,22 +52,15 @@ class ResourceWatch:
         """The URIs of `upstream` someone watches."""
         return {uri for (name, uri) in self._holders if name == upstream}
 
-    async def hold(
-        self, upstream: str, uri: str, holder: Hashable, *, told: UpstreamConnection | None = None
-    ) -> str | None:
+    async def hold(self, upstream: str, uri: str, holder: Hashable) -> str | None:
         """`holder` watches `uri` of `upstream`; returns why the upstream will not send its
         updates (the holder is then dropped), or None.
 
-        `told`: the connection that was just sent this subscription on the holder's behalf.
-        An upstream that is not connected right now is subscribed when it connects.
+        An upstream that is not connected right now is subscribed when it connects. A
+        subscription someone else just sent is sent again all the same: only what was sent
+        under this watch's lock is known to hold (an unsubscribe may have crossed it).
         """
         self._holders.setdefault((upstream, uri), set()).add(holder)
-        if told is not None:
-            known, subscribed = self._told.get(upstream, (None, set[str]()))
-            if known is not told:
-                subscribed = set()
-                self._told[upstream] = (told, subscribed)
-            subscribed.add(uri)
         problem = (await self.sync(upstream)).get(uri)
         if problem is not None:
             self._drop(holder, upstream, uri)

@@ -226,3 +226,23 @@ async def test_an_upstream_without_resource_templates_lists_every_page_of_its_re
         catalog = manager.catalogs()["old"]
         assert [r["uri"] for r in catalog.resources] == ["old://notes/1", "old://notes/2"]
         assert catalog.templates == []
+
+
+async def test_a_subscription_is_held_upstream_whatever_crossed_it(tmp_path: Path) -> None:
+    """A session's own `resources/subscribe` reaches the upstream outside the watch; the last
+    other watcher's unsubscribe may cross it. The watch subscribes again under its lock, so
+    the upstream is subscribed while anyone watches."""
+    uri = "counter://status"
+    async with _running(_spec("counter", "counting_server.py", tmp_path, dual_era=False)) as manager:
+        connection = manager.connection("counter")
+        assert connection is not None
+
+        async def touched() -> str:
+            return _text(await connection.request("tools/call", {"name": "touch", "arguments": {"uri": uri}}))
+
+        assert await manager.watch.hold("counter", uri, "other") is None
+        await connection.request("resources/subscribe", {"uri": uri})  # the session's own, sent first
+        await manager.watch.unhold("other", "counter", uri)  # crosses it: the upstream is unsubscribed
+        assert await touched() == "0"
+        assert await manager.watch.hold("counter", uri, "session") is None
+        assert await touched() == "1"

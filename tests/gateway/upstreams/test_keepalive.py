@@ -253,3 +253,66 @@ async def test_credentials_in_the_url_never_reach_the_host_header(serve: Serve) 
     await posted(f"http://user:secret@127.0.0.1:{server.port}/mcp", b"x")
     request = server.requests[0].decode()
     assert f"host: 127.0.0.1:{server.port}\r\n" in request and "secret" not in request
+
+
+async def test_one_deadline_covers_waiting_for_a_connection_connecting_and_the_answer(serve: Serve) -> None:
+    """`call_timeout` bounds the whole call: a request that waits for the one connection
+    (held by a call that never gets its answer) fails within its own deadline."""
+    server = await serve(lambda body: None)  # never answers
+    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=1.0, max_connections=1)
+    loop = asyncio.get_running_loop()
+
+    async def timed() -> float:
+        started = loop.time()
+        with pytest.raises(UpstreamHTTPError, match=r"within 1 s"):
+            await client.post(b"hang", {})
+        return loop.time() - started
+
+    try:
+        first = asyncio.ensure_future(timed())
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        second = await timed()  # waited about 0.9 s for the connection, then got its own
+        await first
+    finally:
+        await client.close()
+    assert second < 1.5  # with a deadline of its own after the wait, about 1.9 s
+
+
+async def test_an_answer_head_over_the_limit_is_refused(serve: Serve) -> None:
+    huge = b"x-padding: " + b"a" * (70 * 1024) + b"\r\n"
+    server = await serve(lambda body: answer(b"{}", extra=huge))
+    client = KeepAliveClient(f"http://127.0.0.1:{server.port}/", {}, read_timeout=5)
+    try:
+        with pytest.raises(UpstreamHTTPError, match=r"status line and headers over 65536 bytes"):
+            await client.post(b"x", {})
+    finally:
+        await client.close()
+
+
+async def test_closing_the_client_lets_a_request_already_sent_finish() -> None:
+    """The upstream is running it: failing it would have its client retry, and run it twice."""
+    release = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(4)
+        await release.wait()
+        writer.write(answer(b'"done"'))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = KeepAliveClient(f"http://127.0.0.1:{port}/", {}, read_timeout=10)
+    try:
+        pending = asyncio.ensure_future(client.post(b"work", {}))
+        await asyncio.sleep(0.2)
+        await client.close()
+        with pytest.raises(UpstreamHTTPError, match="closed this client"):
+            await client.post(b"more", {})  # nothing new starts on a closed client
+        release.set()
+        assert (await asyncio.wait_for(pending, 10)).body == b'"done"'
+    finally:
+        server.close()
