@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.gateway.interop.conftest import fixture_over_http
+
 HERE = Path(__file__).resolve().parent
 COUNTER = HERE / "fixtures" / "counting_server.py"
 START_TIMEOUT = 120.0
@@ -183,3 +185,10 @@ allow_loopback_test_principal = true
 """
     with running_gateway(shared_home, work, config, counter_log) as process:
         yield process
+
+
+@pytest.fixture
+def http_fixture_url() -> Iterator[str]:
+    """The conformance fixture over Streamable HTTP, as an HTTP upstream."""
+    with fixture_over_http() as url:
+        yield url

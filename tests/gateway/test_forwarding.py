@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from gateway.audit import MemoryAuditWriter
@@ -18,7 +15,7 @@ from gateway.policy import CachedPolicyEngine, EmbeddedRegoEngine
 from gateway.ratelimit import RateLimiter
 from gateway.upstreams.connection import Catalog, UpstreamConnection, UpstreamSpec
 from gateway.upstreams.manager import UpstreamManager
-from tests.gateway.interop.conftest import fixture_over_http
+from tests.gateway.test_upstreams import _running
 
 ALLOW_ALL = 'package bastion.authz\n\ndecision := {"allow": true, "reasons": [], "obligations": {}}\n'
 ALICE = Principal("alice", "acme", ("admin",), (), "api_key")
@@ -37,23 +34,6 @@ def _gateway(manager: UpstreamManager, policies: Path) -> tuple[Gateway, MemoryA
     return gateway, audit
 
 
-@pytest.fixture
-def http_fixture_url() -> Iterator[str]:
-    with fixture_over_http() as url:
-        yield url
-
-
-@asynccontextmanager
-async def _running(url: str) -> AsyncIterator[UpstreamManager]:
-    manager = UpstreamManager({"fixture": UpstreamSpec("fixture", "http", url=url, dual_era=True)})
-    async with anyio.create_task_group() as tg:
-        await manager.start(tg, wait=60)
-        try:
-            yield manager
-        finally:
-            tg.cancel_scope.cancel()
-
-
 def _deep(levels: int) -> dict[str, Any]:
     value: dict[str, Any] = {}
     for _ in range(levels):
@@ -66,7 +46,7 @@ async def test_a_request_that_cannot_be_sent_fails_named_and_is_audited_as_faile
 ) -> None:
     """A `_meta` nested deeper than the upstream request's JSON encoder takes (the direct
     path of a 2026-07-28 call): the client hears why, and the audit says the call failed."""
-    async with _running(http_fixture_url) as manager:
+    async with _running(UpstreamSpec("fixture", "http", url=http_fixture_url, dual_era=True)) as manager:
         gateway, audit = _gateway(manager, tmp_path)
         view = build_view(ViewConfig(name=""), manager.catalogs(modern=True))
         call = CallContext(ALICE, view, "127.0.0.1", modern=True)

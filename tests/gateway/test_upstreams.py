@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from mcp.shared.exceptions import MCPError
 
 from gateway.upstreams.connection import UpstreamSpec
 from gateway.upstreams.manager import UpstreamManager
-from tests.gateway.interop.conftest import fixture_over_http
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CLIENT = {
@@ -139,13 +138,6 @@ async def test_a_list_change_reaches_the_gateway_in_each_era(tmp_path: Path, mod
                 await anyio.sleep(0.02)
         names = {tool["name"] for tool in manager.catalogs(modern=modern)["counter"].tools}
         assert "extra" in names
-
-
-@pytest.fixture
-def http_fixture_url() -> Iterator[str]:
-    """The conformance fixture over Streamable HTTP, as an HTTP upstream."""
-    with fixture_over_http() as url:
-        yield url
 
 
 async def test_an_http_upstream_round_trips_over_its_2026_connection(http_fixture_url: str) -> None:
