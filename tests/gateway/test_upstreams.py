@@ -8,6 +8,8 @@ clients are served over its handshake-era connection.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
@@ -19,6 +21,7 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from gateway.upstreams import connection as connection_module
 from gateway.upstreams.connection import UpstreamSpec
 from gateway.upstreams.manager import UpstreamManager
 
@@ -238,3 +241,52 @@ async def test_a_subscription_is_held_upstream_whatever_crossed_it(tmp_path: Pat
         assert await touched() == "0"
         assert await manager.watch.hold("counter", uri, "session") is None
         assert await touched() == "1"
+
+
+@asynccontextmanager
+async def _discover_swallowed(port: int) -> AsyncGenerator[int]:
+    """A TCP proxy to 127.0.0.1:`port` that forwards everything but a request for
+    `server/discover`, which it holds unanswered; yields its own port."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, inspect: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if inspect and b'"server/discover"' in data:
+                    return  # never forwarded, never answered
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        held.append(client_writer)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        held.append(upstream_writer)
+        await asyncio.gather(
+            pipe(client_reader, upstream_writer, True), pipe(upstream_reader, client_writer, False)
+        )
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+
+
+async def test_an_upstream_that_never_answers_the_direct_paths_discover_still_becomes_ready(
+    http_fixture_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean 2026-07-28 client asks `server/discover` after `initialize`; no answer means
+    no direct path, within DISCOVER_TIMEOUT, not a start that never ends."""
+    monkeypatch.setattr(connection_module, "DISCOVER_TIMEOUT", 0.5)
+    fixture_port = int(http_fixture_url.rsplit(":", 1)[1].split("/", 1)[0])
+    async with _discover_swallowed(fixture_port) as port:
+        spec = UpstreamSpec("fixture", "http", url=f"http://127.0.0.1:{port}/mcp", dual_era=False)
+        async with _running(spec) as manager:
+            assert manager.describe()["fixture"]["state"] == "ready"
+            connection = manager.connection("fixture")
+            assert connection is not None and connection.direct is None
+            result = await connection.request("tools/call", {"name": "test_simple_text", "arguments": {}})
+            assert "content" in result
