@@ -11,10 +11,11 @@ handshake era, stays on the SDK connection.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from mcp.shared.exceptions import MCPError
@@ -104,7 +105,7 @@ class DirectHTTPClient:
         if key is not None and isinstance(params.get(key), str):
             headers["mcp-name"] = encode_header_value(params[key])
         try:
-            answer = await self._client().post(body, headers)
+            answer = await self._client().post(body, headers, functools.partial(_holds_answer, rid=rid))
         except UpstreamHTTPError as exc:
             raise MCPError(code=-32000, message=f"HTTP request failed: {exc}") from None
         message = self._message(answer.status, answer.content_type, answer.body, rid)
@@ -127,22 +128,11 @@ class DirectHTTPClient:
     @staticmethod
     def _message(status: int, content_type: str, content: bytes, rid: int) -> dict[str, Any]:
         if content_type.startswith("text/event-stream"):
-            # SSE lines may end in CRLF, LF or CR (sse-starlette, the SDK's, writes CRLF).
-            content = content.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            for block in content.split(b"\n\n"):
-                data = b"\n".join(
-                    line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
-                )
-                if data:
-                    try:
-                        message = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise MCPError(
-                            code=-32603, message=f"upstream sent an SSE event that is not JSON: {data!r:.200}"
-                        ) from None
-                    if isinstance(message, dict) and message.get("id") == rid:
-                        return message
-            raise MCPError(code=-32603, message=f"upstream stream ended without an answer (HTTP {status})")
+            message = _sse_answer(content, rid)
+            if message is None:
+                ended = f"upstream stream ended without an answer (HTTP {status})"
+                raise MCPError(code=-32603, message=ended)
+            return message
         try:
             message = orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -155,3 +145,34 @@ class DirectHTTPClient:
                 code=-32603, message=f"upstream answered request {message.get('id')!r:.40}, not {rid}"
             )
         return message
+
+
+def _sse_answer(content: bytes, rid: int, *, complete_only: bool = False) -> dict[str, Any] | None:
+    """The answer to request `rid` in an SSE body, or None. `complete_only`: the body is
+    still arriving, so its last event (not yet ended by a blank line) is not read."""
+    # SSE lines may end in CRLF, LF or CR (sse-starlette, the SDK's, writes CRLF).
+    content = content.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    blocks = content.split(b"\n\n")
+    if complete_only:
+        blocks.pop()
+    for block in blocks:
+        data = b"\n".join(line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:"))
+        if data:
+            try:
+                message = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise MCPError(
+                    code=-32603, message=f"upstream sent an SSE event that is not JSON: {data!r:.200}"
+                ) from None
+            if isinstance(message, dict) and message.get("id") == rid:
+                return cast(dict[str, Any], message)
+    return None
+
+
+def _holds_answer(body: bytes, *, rid: int) -> bool:
+    """Whether an SSE body still arriving already holds the answer to `rid` (a server may
+    keep the stream open after it)."""
+    try:
+        return _sse_answer(body, rid, complete_only=True) is not None
+    except MCPError:
+        return False  # the whole body, read when it ends, says what is wrong

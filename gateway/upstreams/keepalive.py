@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, cast
 from urllib.parse import SplitResult, urlsplit
 
@@ -72,6 +72,10 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._head_fed = 0  # bytes fed while the head was still incomplete
         self._head_size = 0  # the headers' bytes so far
+        # An event stream may hold the answer before it ends: `answered(body)` says so.
+        self.answered: Callable[[bytes], bool] | None = None
+        self.draining = False  # the answer was taken; the rest of its stream is still coming
+        self.on_drained: Callable[[], None] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -86,11 +90,24 @@ class _Connection(asyncio.Protocol):
             self._fail(_HEAD_TOO_LARGE if oversized else f"the upstream sent a malformed HTTP answer ({exc})")
             self.close()
             return
+        if self.draining:
+            return
         if not self._headers_done:
             self._head_fed += len(data)
             if self._head_fed > MAX_HEAD_BYTES:  # one header still arriving, piece by piece
                 self._fail(_HEAD_TOO_LARGE)
                 self.close()
+        elif (
+            self.answered is not None
+            and self.waiter is not None
+            and self._body
+            and self._content_type.startswith(b"text/event-stream")
+            and self.answered(b"".join(self._body))
+        ):
+            # The stream holds the answer but goes on (a server may keep it open): the
+            # caller gets the answer now, the connection reads the rest before reuse.
+            self._finish()
+            self.draining = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -131,13 +148,26 @@ class _Connection(asyncio.Protocol):
             self._reset()
             return
         self.reusable = self.parser.should_keep_alive()
+        if self.draining:
+            self.draining = False
+            self._reset()
+            drained, self.on_drained = self.on_drained, None
+            if drained is not None:
+                drained()
+            return
         self._finish()
 
     # -- own ----------------------------------------------------------------------
 
-    def send(self, data: list[bytes], waiter: asyncio.Future[HTTPAnswer]) -> None:
+    def send(
+        self,
+        data: list[bytes],
+        waiter: asyncio.Future[HTTPAnswer],
+        answered: Callable[[bytes], bool] | None = None,
+    ) -> None:
         assert self.transport is not None
         self.waiter = waiter
+        self.answered = answered
         self.reusable = False
         self.transport.writelines(data)
 
@@ -212,7 +242,11 @@ class KeepAliveClient:
         self._slots = asyncio.Semaphore(max_connections)
         self._closed = False
 
-    async def post(self, body: bytes, headers: Mapping[str, str]) -> HTTPAnswer:
+    async def post(
+        self, body: bytes, headers: Mapping[str, str], answered: Callable[[bytes], bool] | None = None
+    ) -> HTTPAnswer:
+        """POST `body`; the answer. `answered(body so far)`: whether an event-stream answer
+        already holds what the caller waits for, though the stream has not ended."""
         extra = "".join(f"{_field(k)}: {_field(v)}\r\n" for k, v in headers.items())
         data = [self._head, f"{extra}content-length: {len(body)}\r\n\r\n".encode("latin-1"), body]
         if self._closed:
@@ -236,21 +270,35 @@ class KeepAliveClient:
             waiter: asyncio.Future[HTTPAnswer] = loop.create_future()
             deadline = loop.call_at(expires, _expire, waiter, self._read_timeout)
             try:
-                connection.send(data, waiter)
+                connection.send(data, waiter, answered)
                 answer = await waiter
             except BaseException:
                 connection.close()  # an answer may still be on its way: never reuse
                 raise
             finally:
                 deadline.cancel()
-            if connection.reusable and not connection.closed and not self._closed:
-                connection.idle_since = time.monotonic()
-                self._idle.append(connection)
+            if connection.draining:
+                # Back in the pool once its stream ends; closed if that does not come soon.
+                give_up = loop.call_later(self._idle_expiry, connection.close)
+
+                def drained() -> None:
+                    give_up.cancel()
+                    self._park(connection)
+
+                connection.on_drained = drained
             else:
-                connection.close()
+                self._park(connection)
             return answer
         finally:
             self._slots.release()
+
+    def _park(self, connection: _Connection) -> None:
+        """An answered connection: kept for the next request if it can be, else closed."""
+        if connection.reusable and not connection.closed and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+        else:
+            connection.close()
 
     async def close(self) -> None:
         """Close the idle connections now and each busy one once its answer is in: a request
