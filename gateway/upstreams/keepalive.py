@@ -39,6 +39,10 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024
 # time in the square of its size, so a head is cut off long before that matters.
 MAX_HEAD_BYTES = 64 * 1024
 _HEAD_TOO_LARGE = f"the upstream's answer has a status line and headers over {MAX_HEAD_BYTES} bytes"
+# An event stream is searched for its answer before it ends only while it is this small,
+# and only after a read that ends an event: the search reads the whole body each time.
+EARLY_ANSWER_BYTES = 1024 * 1024
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")
 
 
 class _HeadTooLarge(Exception):
@@ -76,6 +80,7 @@ class _Connection(asyncio.Protocol):
         self.answered: Callable[[bytes], bool] | None = None
         self.draining = False  # the answer was taken; the rest of its stream is still coming
         self.on_drained: Callable[[], None] | None = None
+        self._tail = b""  # the last bytes of the previous read: an event's end may straddle two
 
     # -- asyncio.Protocol -------------------------------------------------------
 
@@ -83,6 +88,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        pieces = len(self._body)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -101,13 +107,16 @@ class _Connection(asyncio.Protocol):
             self.answered is not None
             and self.waiter is not None
             and self._body
+            and self._size <= EARLY_ANSWER_BYTES
             and self._content_type.startswith(b"text/event-stream")
-            and self.answered(b"".join(self._body))
         ):
-            # The stream holds the answer but goes on (a server may keep it open): the
-            # caller gets the answer now, the connection reads the rest before reuse.
-            self._finish()
-            self.draining = True
+            new = b"".join(self._body[pieces:])  # the body this read brought
+            window, self._tail = self._tail + new, (self._tail + new)[-3:]
+            if any(end in window for end in _EVENT_ENDS) and self.answered(b"".join(self._body)):
+                # The stream holds the answer but goes on (a server may keep it open): the
+                # caller gets the answer now, the connection reads the rest before reuse.
+                self._finish()
+                self.draining = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -199,6 +208,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._head_fed = 0
         self._head_size = 0
+        self._tail = b""
 
 
 def _authority(parts: SplitResult) -> str:

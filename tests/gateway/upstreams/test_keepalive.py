@@ -316,3 +316,40 @@ async def test_closing_the_client_lets_a_request_already_sent_finish() -> None:
         assert (await asyncio.wait_for(pending, 10)).body == b'"done"'
     finally:
         server.close()
+
+
+async def test_a_long_event_stream_is_not_searched_for_its_answer_read_after_read() -> None:
+    """Searching reads the whole body so far: it runs only after a read that ends an event,
+    and never on a body past EARLY_ANSWER_BYTES (a big answer arriving in many reads)."""
+    piece = b"x" * 32 * 1024
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+        writer.write(head + b"\r\n")
+        chunks = [b"data: " + piece, *([piece] * 63), b"\n\n"]
+        for chunk in chunks:
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            await asyncio.sleep(0.002)  # separate reads
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    searched: list[int] = []
+
+    def answered(body: bytes) -> bool:
+        searched.append(len(body))
+        return False
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = KeepAliveClient(f"http://127.0.0.1:{port}/", {}, read_timeout=30)
+    try:
+        answer = await client.post(b"{}", {}, answered)
+    finally:
+        await client.close()
+        server.close()
+    assert len(answer.body) == 64 * len(piece) + 8
+    assert searched == []  # its one event ends past the limit
