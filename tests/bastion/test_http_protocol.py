@@ -138,3 +138,40 @@ async def test_uvicorn_over_it_answers_keep_alive_requests_and_streams(server_ur
         streamed = await client.get("/stream")
         assert streamed.text == "one two three"
         assert streamed.headers["transfer-encoding"] == "chunked"
+
+
+async def test_a_finished_answer_leaves_before_the_rest_of_its_step() -> None:
+    """The last body write sends the answer at once; the app's own work after it does not
+    hold it back until the loop step ends."""
+    sent: list[bytes] = []
+    after_answer: list[int] = []
+    done = asyncio.Event()
+
+    async def slow_after_answer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        after_answer.append(len(sent))  # what had reached the socket when the app went on
+        done.set()
+
+    class Socket(RecordingTransport):
+        def writelines(self, lines: list[bytes]) -> None:
+            sent.extend(lines)
+
+        def pause_reading(self) -> None: ...
+
+        def resume_reading(self) -> None: ...
+
+    config = uvicorn.Config(
+        slow_after_answer, http=CoalescingHttpToolsProtocol, log_config=None, lifespan="off"
+    )
+    config.load()
+    protocol = CoalescingHttpToolsProtocol(config, uvicorn.server.ServerState(), {})
+    protocol.connection_made(cast(asyncio.Transport, Socket()))
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        await done.wait()
+    assert after_answer == [2] and sent[1] == b"ok" and sent[0].startswith(b"HTTP/1.1 200 OK")
+    protocol.connection_lost(None)
