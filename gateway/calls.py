@@ -561,8 +561,10 @@ class Gateway:
                 f"({type(exc).__name__}: {exc}); its log has the details",
             ) from None
         finally:
-            _child(CALLS, upstream, label, outcome).inc()
-            _child(CALL_SECONDS, upstream, label).observe(time.perf_counter() - started)
+            # Counted while the audit event commits: not on the answer's path.
+            asyncio.get_running_loop().call_soon(
+                _count_call, upstream, label, outcome, time.perf_counter() - started
+            )
             await self._audit(
                 ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )
@@ -685,6 +687,11 @@ class Gateway:
 
 _HOP_META = frozenset({META_KEY, "progressToken"})
 _ENVELOPE = "io.modelcontextprotocol/"
+
+
+def _count_call(upstream: str, label: str, outcome: str, seconds: float) -> None:
+    _child(CALLS, upstream, label, outcome).inc()
+    _child(CALL_SECONDS, upstream, label).observe(seconds)
 
 
 def _rate(rate: Any) -> RateObligation | None:

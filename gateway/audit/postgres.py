@@ -1,12 +1,15 @@
 """`PostgresAuditWriter`: audit events in `gateway.audit_events`, group-committed.
 
-Every commit waits for the WAL to reach disk (about 4 ms here), so one commit per
-event would cap the gateway near 250 calls a second. Instead, `write` queues its
-event and awaits a future; one background task takes everything queued (up to
-`max_batch` events) and inserts it with one multi-row INSERT in one transaction, then
-resolves every future of the batch. While a commit is in flight the next batch
-gathers, so batches grow with load and a lone caller pays one commit and no wait.
-`linger` optionally holds a batch open a little longer to gather more.
+Every commit waits for the WAL to reach disk, so one commit per event would cap the
+gateway at the disk's flush rate. Instead, `write` queues its event and awaits a
+future; everything queued (up to `max_batch` events) goes in one multi-row INSERT, one
+transaction, and every future of the batch is resolved when it commits. While a commit
+is in flight the next batch gathers, so batches grow with load and a lone caller pays
+one commit and no wait. When nothing is in flight, `write` sends its batch itself and
+the connection's reader resolves it (no task in between: each task hop was an
+event-loop step on the path of every call); connecting, preparing a new batch size,
+recovering from a failure and `linger` (which holds a batch open a little longer to
+gather more) are a background task's work.
 
 Durability (`durability`):
 
@@ -191,6 +194,9 @@ class PostgresAuditWriter(AuditWriter):
         # Batches go through libpq with text parameters (pq_channel.py): 65-75 µs of CPU per
         # round trip here, against 115-140 µs through psycopg's `execute`.
         self._channel: PqChannel | None = None
+        self._busy = False  # a batch is in flight (sent by `write` or by the task)
+        self._fresh_connection = False  # a batch failed: the next goes through the task, reconnected
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def write(self, event: AuditEvent) -> None:
         if self._closed:
@@ -198,22 +204,91 @@ class PostgresAuditWriter(AuditWriter):
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_forever(), name="audit-group-commit")
-        self._wakeup.set()
+        if not self._busy:
+            self._dispatch()
         await done
         AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
+
+    def _dispatch(self) -> None:
+        """Nothing in flight: send what is queued now, or leave it to the task."""
+        channel = self._channel
+        if (
+            not self._busy
+            and self._pending
+            and not self.linger
+            and not self._fresh_connection
+            and channel is not None
+        ):
+            batch = self._pending[: self.max_batch]
+            del self._pending[: len(batch)]
+            self._busy = True
+            try:
+                params = [value for event, _ in batch for value in _params(event)]
+            except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
+                self._busy = False
+                self._failed(batch, exc)
+                self._dispatch()
+                return
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_later(WRITE_TIMEOUT + _UNANSWERED_GRACE, self._expired, channel)
+            # (`_sent` may run before this returns, when the connection breaks on sending.)
+            if channel.send_prepared(
+                self._statement(len(batch)), params, lambda error: self._sent(batch, error)
+            ):
+                AUDIT_BATCH_SIZE.observe(len(batch))
+                return
+            # Not sent (a batch size not prepared yet, the channel gone): the task's work.
+            self._expiry.cancel()
+            self._expiry = None
+            self._busy = False
+            self._pending[0:0] = batch
+        if self._pending or self._closed:
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_forever(), name="audit-group-commit")
+            self._wakeup.set()
+
+    def _sent(self, batch: list[_Pending], error: BaseException | None) -> None:
+        """The answer to a batch `_dispatch` sent (called from the connection's reader)."""
+        self._busy = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if error is None:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        else:
+            self._fresh_connection = True
+            self._failed(batch, error)
+        self._dispatch()
+
+    @staticmethod
+    def _expired(channel: PqChannel) -> None:
+        # The server enforces WRITE_TIMEOUT itself; no answer even after the grace: it is gone.
+        channel.abandon(f"the database did not answer within {WRITE_TIMEOUT + _UNANSWERED_GRACE:g} s")
+
+    @staticmethod
+    def _failed(batch: list[_Pending], exc: BaseException) -> None:
+        logger.error("audit batch of %d event(s) failed: %s", len(batch), exc)
+        _fail(batch, exc)
 
     async def close(self) -> None:
         """Commit what is queued, then stop; later writes raise AuditWriteError."""
         self._closed = True
-        self._wakeup.set()
+        self._dispatch()  # the task sends what is queued and waits for a batch in flight
         if self._flusher is not None:
             await self._flusher
         await self._release()
 
     async def _writer_channel(self) -> PqChannel:
-        if self._conn is None or self._conn.closed or self._channel is None or self._channel.broken:
+        if (
+            self._fresh_connection
+            or self._conn is None
+            or self._conn.closed
+            or self._channel is None
+            or self._channel.broken
+        ):
+            self._fresh_connection = False
             await self._release()
             # After a database restart the pool's idle connections are dead, and only using
             # one tells: nothing is written yet, so the pool checks the others and the batch
@@ -267,8 +342,10 @@ class PostgresAuditWriter(AuditWriter):
     async def _flush_forever(self) -> None:
         try:
             while True:
-                if not self._pending:
-                    if self._closed:
+                if self._busy or not self._pending:
+                    # Nothing queued, or a batch `write` sent is out (its answer sends what
+                    # gathered meanwhile, or wakes this task).
+                    if self._closed and not self._busy and not self._pending:
                         return
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -277,9 +354,15 @@ class PostgresAuditWriter(AuditWriter):
                     await asyncio.sleep(self.linger)
                 elif len(self._pending) < self.max_batch:
                     await asyncio.sleep(0)  # answers that arrived in this loop step join the batch
+                if self._busy:
+                    continue  # `write` sent a batch meanwhile
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._commit(batch)
+                self._busy = True
+                try:
+                    await self._commit(batch)
+                finally:
+                    self._busy = False
         except BaseException as exc:
             # Cancelled or broken: nobody may wait forever on an event that will not be written.
             failed, self._pending = self._pending, []

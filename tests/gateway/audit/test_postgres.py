@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -416,3 +418,90 @@ async def test_events_are_stored_right_from_a_connection_with_another_encoding(
         await pool.close()
     [row] = await rows(gateway_db, run_id)
     assert row[1:4] == ("zoë", "ténant", ["rôle"])
+
+
+async def test_a_channel_sends_a_prepared_statement_and_tells_its_answer_from_the_reader(
+    gateway_db: Database,
+) -> None:
+    async with await gateway_db.connect() as conn:
+        channel = PqChannel(conn)
+        answers: asyncio.Queue[BaseException | None] = asyncio.Queue()
+        add = b"SELECT $1::int + 1"
+        assert not channel.send_prepared(add, [b"1"], answers.put_nowait)  # not prepared yet
+        await channel.execute(add, [b"1"])
+        assert channel.send_prepared(add, [b"2"], answers.put_nowait)
+        assert channel.busy and not channel.send_prepared(add, [b"3"], answers.put_nowait)
+        with pytest.raises(psycopg.InterfaceError, match="already running"):
+            await channel.execute(add, [b"3"])
+        assert await asyncio.wait_for(answers.get(), 10) is None and not channel.busy
+        assert channel.send_prepared(add, [b"not a number"], answers.put_nowait)
+        error = await asyncio.wait_for(answers.get(), 10)
+        assert isinstance(error, psycopg.DatabaseError) and "invalid input syntax" in str(error)
+        assert not channel.broken and channel.send_prepared(add, [b"4"], answers.put_nowait)
+        assert await asyncio.wait_for(answers.get(), 10) is None
+        sleep = b"SELECT pg_sleep($1::float8)"
+        await channel.execute(sleep, [b"0"])
+        assert channel.send_prepared(sleep, [b"30"], answers.put_nowait)
+        channel.abandon("no answer in time")
+        error = await asyncio.wait_for(answers.get(), 1)
+        assert isinstance(error, psycopg.OperationalError) and "no answer in time" in str(error)
+        assert channel.broken and not channel.send_prepared(add, [b"5"], answers.put_nowait)
+        channel.close()
+        await conn.close()  # mid-statement: what the audit writer does with it
+
+
+async def test_writes_alternating_new_and_known_batch_sizes_each_commit_once(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    """Known batch sizes go out from `write` itself, new ones through the background task:
+    both at once never lose, repeat or reorder an event."""
+    ids: list[str] = []
+    for wave, size in enumerate((1, 3, 1, 7, 3, 1, 12, 1)):
+        batch = [f"{run_id}{wave:02}-{i:02}" for i in range(size)]
+        ids += batch
+        await asyncio.gather(*(writer.write(event(rid)) for rid in batch))
+    assert sorted(row[0] for row in await rows(gateway_db, run_id)) == sorted(ids)
+
+
+async def test_close_waits_for_the_batch_in_flight(gateway_db: Database, run_id: str) -> None:
+    audit = PostgresAuditWriter(gateway_db.pool)
+    await audit.write(event(run_id + "first"))  # connects and prepares: the next write sends itself
+    in_flight = asyncio.create_task(audit.write(event(run_id + "second")))
+    await asyncio.sleep(0)  # the write has sent its batch and waits for the answer
+    await audit.close()
+    await asyncio.wait_for(in_flight, 10)
+    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "first", run_id + "second"]
+
+
+async def test_a_database_that_stops_answering_fails_the_write_and_the_next_reconnects(
+    gateway_db: Database, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server process that is alive but silent (stopped) never trips its own statement
+    timeout: the writer gives up after the grace, fails the call closed and reconnects."""
+    monkeypatch.setattr("gateway.audit.postgres.WRITE_TIMEOUT", 0.3)
+    monkeypatch.setattr("gateway.audit.postgres._UNANSWERED_GRACE", 0.3)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        gateway_db.dsn, min_size=0, max_size=2, kwargs={"application_name": "audit-silent-test"}, open=False
+    )
+    await pool.open()
+    audit = PostgresAuditWriter(pool)
+    try:
+        await audit.write(event(run_id + "before"))
+        async with await gateway_db.connect() as admin:
+            cur = await admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'audit-silent-test'"
+            )
+            (pid,) = await cur.fetchone() or (None,)
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with anyio_fail_after(10), pytest.raises(AuditWriteError, match=r"did not answer within 0\.6 s"):
+                await audit.write(event(run_id + "unanswered"))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await audit.write(event(run_id + "after"))
+    finally:
+        await audit.close()
+        await pool.close()
+    found = [row[0] for row in await rows(gateway_db, run_id)]
+    assert found[0] == run_id + "before" and found[-1] == run_id + "after"
