@@ -260,7 +260,13 @@ class PostgresAuditWriter(AuditWriter):
         else:
             self._fresh_connection = True
             self._failed(batch, error)
-        self._dispatch()
+        if self._pending or self._closed:
+            # Calls whose answers came in with this one write their events in the next loop
+            # step: the batch waits for them (each commit saved is a disk flush saved).
+            asyncio.get_running_loop().call_soon(self._after_a_step)
+
+    def _after_a_step(self) -> None:
+        asyncio.get_running_loop().call_soon(self._dispatch)
 
     @staticmethod
     def _expired(channel: PqChannel) -> None:
