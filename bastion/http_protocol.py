@@ -31,12 +31,13 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._scheduled: asyncio.Handle | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._scheduled = self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
@@ -64,9 +65,12 @@ class CoalescingTransport:
 
     def flush(self) -> None:
         """Send what this step wrote so far, now."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
         self._flush()
 
     def _flush(self) -> None:
+        self._scheduled = None
         if not self._pending:
             return
         pending, self._pending = self._pending, []

@@ -21,8 +21,14 @@ from typing import Any
 
 import orjson
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, InboundModernRoute, classify_inbound_request
-from mcp_types import INTERNAL_ERROR, SERVER_INFO_META_KEY
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, decode_header_value
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    INTERNAL_ERROR,
+    PROTOCOL_VERSION_META_KEY,
+    SERVER_INFO_META_KEY,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Send
 
 from bastion.errors import BastionError
@@ -88,8 +94,7 @@ class FastPath:
         modern = call.modern
         sid = headers.get(b"mcp-session-id")
         if modern:
-            text_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers.items()}
-            if not isinstance(classify_inbound_request(message, headers=text_headers), InboundModernRoute):
+            if not modern_route(params, meta, headers):
                 return False  # the SDK answers envelope and header errors with the right codes
         elif sid is None or not self.sessions.fast(sid.decode("latin-1"), owner_of(call.principal), manager):
             return False
@@ -187,6 +192,25 @@ class FastPath:
         if info is not None and unstamped:
             stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: info}
         return stamped
+
+
+def modern_route(params: dict[str, Any], meta: Any, headers: Mapping[bytes, bytes]) -> bool:
+    """Whether the SDK's `classify_inbound_request` routes this 2026-07-28 `tools/call`
+    (`params["name"]` a string) as served: the envelope's version and capabilities, and the
+    version, method and name headers agreeing with the body. Read straight off the raw
+    headers: the SDK's reading first decodes every header, a tenth of the fast path's work.
+    """
+    if not isinstance(meta, dict) or CLIENT_CAPABILITIES_META_KEY not in meta:
+        return False
+    version = meta.get(PROTOCOL_VERSION_META_KEY)
+    if type(version) is not str or version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    if headers.get(b"mcp-protocol-version", b"").decode("latin-1") != version:
+        return False
+    if headers.get(b"mcp-method") != b"tools/call":
+        return False
+    name = headers.get(b"mcp-name")
+    return name is not None and decode_header_value(name.decode("latin-1")) == params["name"]
 
 
 class _DisconnectWatch:
