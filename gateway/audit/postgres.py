@@ -197,6 +197,7 @@ class PostgresAuditWriter(AuditWriter):
         self._busy = False  # a batch is in flight (sent by `write` or by the task)
         self._fresh_connection = False  # a batch failed: the next goes through the task, reconnected
         self._expiry: asyncio.TimerHandle | None = None
+        self._gathering = False  # a batch of several just committed: its writers write again soon
 
     async def write(self, event: AuditEvent) -> None:
         if self._closed:
@@ -204,7 +205,7 @@ class PostgresAuditWriter(AuditWriter):
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((event, done))
-        if not self._busy:
+        if not self._busy and not self._gathering:
             self._dispatch()
         await done
         AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
@@ -218,30 +219,27 @@ class PostgresAuditWriter(AuditWriter):
             and not self.linger
             and not self._fresh_connection
             and channel is not None
+            and not self._wakeup.is_set()  # the task is about to take what is queued
         ):
             batch = self._pending[: self.max_batch]
-            del self._pending[: len(batch)]
-            self._busy = True
-            try:
-                params = [value for event, _ in batch for value in _params(event)]
-            except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
-                self._busy = False
-                self._failed(batch, exc)
-                self._dispatch()
-                return
-            loop = asyncio.get_running_loop()
-            self._expiry = loop.call_later(WRITE_TIMEOUT + _UNANSWERED_GRACE, self._expired, channel)
-            # (`_sent` may run before this returns, when the connection breaks on sending.)
-            if channel.send_prepared(
-                self._statement(len(batch)), params, lambda error: self._sent(batch, error)
-            ):
+            statement = self._statement(len(batch))
+            # A batch size not prepared on the connection yet is the task's (it prepares it).
+            if channel.ready(statement):
+                del self._pending[: len(batch)]
+                self._busy = True
+                try:
+                    params = [value for event, _ in batch for value in _params(event)]
+                except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
+                    self._busy = False
+                    self._failed(batch, exc)
+                    self._dispatch()
+                    return
+                loop = asyncio.get_running_loop()
+                self._expiry = loop.call_later(WRITE_TIMEOUT + _UNANSWERED_GRACE, self._expired, channel)
+                # (`_sent` may run before this returns, when the connection breaks on sending.)
+                channel.send_prepared(statement, params, lambda error: self._sent(batch, error))
                 AUDIT_BATCH_SIZE.observe(len(batch))
                 return
-            # Not sent (a batch size not prepared yet, the channel gone): the task's work.
-            self._expiry.cancel()
-            self._expiry = None
-            self._busy = False
-            self._pending[0:0] = batch
         if self._pending or self._closed:
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush_forever(), name="audit-group-commit")
@@ -260,13 +258,19 @@ class PostgresAuditWriter(AuditWriter):
         else:
             self._fresh_connection = True
             self._failed(batch, error)
-        if self._pending or self._closed:
-            # Calls whose answers came in with this one write their events in the next loop
-            # step: the batch waits for them (each commit saved is a disk flush saved).
+        if len(batch) > 1 or self._pending or self._closed:
+            # Under load the writers of this batch, and calls answered with it, write their
+            # next events in the coming loop steps: the next batch waits for them rather
+            # than leaving with the first alone (each commit saved is a disk flush saved).
+            self._gathering = True
             asyncio.get_running_loop().call_soon(self._after_a_step)
 
     def _after_a_step(self) -> None:
-        asyncio.get_running_loop().call_soon(self._dispatch)
+        asyncio.get_running_loop().call_soon(self._gathered)
+
+    def _gathered(self) -> None:
+        self._gathering = False
+        self._dispatch()
 
     @staticmethod
     def _expired(channel: PqChannel) -> None:

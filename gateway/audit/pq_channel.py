@@ -101,7 +101,7 @@ class PqChannel:
         statement is not prepared here, or the channel is busy, broken or closed.
         """
         name = self._prepared.get(statement)
-        if name is None or self._closed or self._broken is not None or self.busy:
+        if name is None or not self.ready(statement):
             return False
         self._on_answer, self._results = on_answer, []
         try:
@@ -111,6 +111,10 @@ class PqChannel:
         except psycopg.Error as exc:
             self._break(exc)  # tells on_answer
         return True
+
+    def ready(self, statement: bytes) -> bool:
+        """`send_prepared(statement, ...)` would send now: prepared here, and the channel idle."""
+        return statement in self._prepared and not self._closed and self._broken is None and not self.busy
 
     def abandon(self, reason: str) -> None:
         """Give up on the statement running (no answer came): the channel is broken."""

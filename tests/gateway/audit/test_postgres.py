@@ -22,6 +22,8 @@ from gateway.audit import (
     PostgresAuditWriter,
     digest_arguments,
 )
+from gateway.audit import postgres as postgres_module
+from gateway.audit.postgres import AUDIT_BATCH_SIZE
 from gateway.audit.pq_channel import PqChannel
 from gateway.auth import Principal
 
@@ -505,3 +507,36 @@ async def test_a_database_that_stops_answering_fails_the_write_and_the_next_reco
         await pool.close()
     found = [row[0] for row in await rows(gateway_db, run_id)]
     assert found[0] == run_id + "before" and found[-1] == run_id + "after"
+
+
+async def test_writers_that_write_again_at_once_commit_together_and_encode_each_event_once(
+    writer: PostgresAuditWriter, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixteen callers writing back to back: commits carry all of them (never the first one
+    alone), and no event is encoded twice on the way (a writer that re-encoded the queue on
+    every write did sixteen times the work at sixteen callers)."""
+    encoded: list[str | None] = []
+
+    def counting(event: AuditEvent) -> tuple[bytes | None, ...]:
+        encoded.append(event.request_id)
+        return params_of(event)
+
+    params_of = postgres_module._params
+    monkeypatch.setattr(postgres_module, "_params", counting)
+
+    def batches() -> tuple[float, float]:
+        samples = {s.name: s.value for m in AUDIT_BATCH_SIZE.collect() for s in m.samples}
+        return samples["bastion_audit_batch_size_count"], samples["bastion_audit_batch_size_sum"]
+
+    async def caller(index: int) -> None:
+        for turn in range(10):
+            await writer.write(event(f"{run_id}{index:02}-{turn}"))
+
+    await asyncio.gather(*(writer.write(event(f"{run_id}warm-{i:02}")) for i in range(16)))
+    encoded.clear()
+    count_before, events_before = batches()
+    await asyncio.gather(*(caller(i) for i in range(16)))
+    count, events = batches()
+    assert events - events_before == 160
+    assert (events - events_before) / (count - count_before) >= 12  # 16 but for the odd straggler
+    assert len(encoded) == len(set(encoded)) == 160
