@@ -14,6 +14,7 @@ told of the kinds whose contents changed for it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Collection, Generator, Hashable
@@ -80,6 +81,9 @@ class StreamBus:
         return unsubscribe
 
 
+_Taken = dict[tuple[object, str | None, bool, Kind], object]  # per caller, era and kind
+
+
 @dataclass
 class _Watcher:
     call: CallContext  # who watches, and in which era
@@ -88,11 +92,23 @@ class _Watcher:
 
 
 class ListChanges:
-    """Who watches which lists of one endpoint, and what each was last shown."""
+    """Who watches which lists of one endpoint, and what each was last shown.
 
-    def __init__(self, gateway: Gateway) -> None:
+    `views`: the endpoint's views in force (handshake era, 2026-07-28), None before the
+    first catalog.
+    """
+
+    def __init__(self, gateway: Gateway, views: Callable[[], tuple[View | None, View | None]]) -> None:
         self.gateway = gateway
+        self._views = views
         self._watchers: dict[Hashable, _Watcher] = {}
+        self._generation = 0  # bumped by every `changed`
+        self._rechecks: set[asyncio.Task[None]] = set()
+
+    @property
+    def generation(self) -> int:
+        """Read before taking a list; hand it to `shown` with the list."""
+        return self._generation
 
     def watch(self, key: Hashable, call: CallContext, tell: Tell) -> None:
         """`key` (a session, a stream) is told of changes through `tell`; from now on,
@@ -103,18 +119,27 @@ class ListChanges:
         else:
             watcher.call, watcher.tell = call, tell
 
-    def shown(self, key: Hashable, kind: Kind, listing: object) -> None:
-        """`key` was shown `listing` (from `listing_of`) for `kind`."""
+    def shown(self, key: Hashable, kind: Kind, listing: object, call: CallContext, since: int) -> None:
+        """`key` was shown `listing` (from `listing_of`) for `kind`, taken for `call` from
+        `generation` `since` on."""
         watcher = self._watchers.get(key)
         if watcher is not None:
             watcher.shown[kind] = listing
+            if self._stale(call, since):
+                self._recheck(key)
 
     async def take(self, key: Hashable, kinds: Collection[Kind]) -> None:
-        """Take `key`'s lists of `kinds` as they are now: its starting point."""
+        """Take `key`'s lists of `kinds` as they are now: its starting point. A change that
+        lands meanwhile is told once the caller's task next waits (a listen stream has
+        subscribed by then)."""
         watcher = self._watchers.get(key)
         if watcher is not None:
+            since = self._generation
+            call = self._current(watcher.call)
             for kind in kinds:
-                watcher.shown[kind] = await self.listing(watcher.call, kind)
+                watcher.shown[kind] = await self.listing(call, kind)
+            if self._stale(call, since):
+                self._recheck(key)
 
     def forget(self, key: Hashable) -> None:
         self._watchers.pop(key, None)
@@ -130,23 +155,51 @@ class ListChanges:
 
     async def changed(self, view: View, modern_view: View) -> None:
         """The endpoint's views or the policy changed: tell each watcher what changed for it."""
-        taken: dict[tuple[object, str | None, bool, Kind], object] = {}  # per caller, era and kind
+        self._generation += 1
+        taken: _Taken = {}
         for key, watcher in list(self._watchers.items()):
             call = dataclasses.replace(watcher.call, view=modern_view if watcher.call.modern else view)
-            for kind, before in list(watcher.shown.items()):
-                ident = (call.principal, call.client_address, call.modern, kind)
-                if ident not in taken:
-                    taken[ident] = await self.listing(call, kind)
-                now = taken[ident]
-                if now == before:
-                    continue
-                watcher.shown[kind] = now
-                try:
-                    await watcher.tell(kind)
-                except Exception as exc:  # a gone session or stream is simply dropped
-                    logger.debug("could not tell %r of a list change: %s", key, exc)
-                    self.forget(key)
-                    break
+            await self._tell(key, watcher, call, taken)
+
+    async def _tell(self, key: Hashable, watcher: _Watcher, call: CallContext, taken: _Taken) -> None:
+        """Tell `watcher` of each kind whose list, taken for `call`, differs from its last."""
+        for kind, before in list(watcher.shown.items()):
+            ident = (call.principal, call.client_address, call.modern, kind)
+            if ident not in taken:
+                taken[ident] = await self.listing(call, kind)
+            now = taken[ident]
+            if now == before:
+                continue
+            watcher.shown[kind] = now
+            try:
+                await watcher.tell(kind)
+            except Exception as exc:  # a gone session or stream is simply dropped
+                logger.debug("could not tell %r of a list change: %s", key, exc)
+                self.forget(key)
+                return
+
+    def _current(self, call: CallContext) -> CallContext:
+        """`call` on the view of its era in force now."""
+        view = self._views()[1 if call.modern else 0]
+        return call if view is None or view is call.view else dataclasses.replace(call, view=view)
+
+    def _stale(self, call: CallContext, since: int) -> bool:
+        """Whether a list taken for `call` from `since` on may predate a change."""
+        return since != self._generation or self._current(call) is not call
+
+    def _recheck(self, key: Hashable) -> None:
+        task = asyncio.get_running_loop().create_task(self._check(key))
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _check(self, key: Hashable) -> None:
+        watcher = self._watchers.get(key)
+        if watcher is None:
+            return
+        try:
+            await self._tell(key, watcher, self._current(watcher.call), {})
+        except Exception:  # the next change compares again; this one is logged
+            logger.exception("could not take a list again after a change")
 
 
 def listing_of(definitions: list[dict[str, object]]) -> object:

@@ -137,7 +137,7 @@ class GatewayMCPServer:
         self.gateway = gateway
         self.view_name = view_name
         self.bus = StreamBus()
-        self.changes = ListChanges(gateway)
+        self.changes = ListChanges(gateway, lambda: (self.view, self.modern_view))
         # Handshake-era sessions by Mcp-Session-Id, each with the session object of its latest
         # request. The SDK makes one per request (a proxy of the session's connection), so
         # a weak reference would be gone by the time a notification is due; the endpoint
@@ -262,11 +262,12 @@ class GatewayMCPServer:
             logger.debug("could not notify a session: %s", exc)
             self.forget(sid)
 
-    def _shown(self, ctx: Any, kind: Kind, listing: object) -> None:
-        """A handshake-era session was shown `listing`: it hears when that changes for it."""
+    def _shown(self, ctx: Any, kind: Kind, listing: object, call: CallContext, since: int) -> None:
+        """A handshake-era session was shown `listing` (taken for `call` from the change
+        generation `since` on): it hears when that changes for it."""
         sid = _session_id(ctx)
         if sid is not None:
-            self.changes.shown(_session_key(sid), kind, listing)
+            self.changes.shown(_session_key(sid), kind, listing, call, since)
 
     def forget(self, session_id: str) -> None:
         """Session `session_id` ended: nothing more is sent to it."""
@@ -292,8 +293,9 @@ class GatewayMCPServer:
     ) -> types.ListToolsResult:
         call = self._track(ctx)
         _no_cursor(params)
+        since = self.changes.generation
         tools = await self.gateway.visible_tools(call)
-        self._shown(ctx, "tools", listing_of(tools))
+        self._shown(ctx, "tools", listing_of(tools), call, since)
         return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
 
     async def _call_tool(
@@ -398,7 +400,8 @@ class GatewayMCPServer:
     ) -> types.ListResourcesResult:
         call = self._track(ctx)
         _no_cursor(params)
-        self._shown(ctx, "resources", await self.changes.listing(call, "resources"))
+        since = self.changes.generation
+        self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
         return types.ListResourcesResult(
             resources=[types.Resource.model_validate(r) for r in call.view.resource_list]
         )
@@ -408,7 +411,8 @@ class GatewayMCPServer:
     ) -> types.ListResourceTemplatesResult:
         call = self._track(ctx)
         _no_cursor(params)
-        self._shown(ctx, "resources", await self.changes.listing(call, "resources"))
+        since = self.changes.generation
+        self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
         templates = [types.ResourceTemplate.model_validate(t) for t in call.view.template_definitions()]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
@@ -429,8 +433,9 @@ class GatewayMCPServer:
     ) -> types.ListPromptsResult:
         call = self._track(ctx)
         _no_cursor(params)
+        since = self.changes.generation
         prompts = await self.gateway.visible_prompts(call)
-        self._shown(ctx, "prompts", listing_of(prompts))
+        self._shown(ctx, "prompts", listing_of(prompts), call, since)
         return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
 
     async def _get_prompt(
