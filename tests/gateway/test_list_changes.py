@@ -98,7 +98,8 @@ async def test_a_change_while_a_listen_stream_opens_is_told_on_its_stream() -> N
     assert told == ["tools"]
 
 
-async def test_a_change_while_a_session_lists_its_tools_is_told_to_the_session() -> None:
+def _session() -> tuple[HeldPolicy, Endpoint, ListChanges, list[Kind], CallContext]:
+    """A 2025-11-25 session watching its lists; `told` collects what it is told of."""
     policy, endpoint = HeldPolicy(), Endpoint(_view("up_a"))
     changes = _changes(policy, endpoint)
     told: list[Kind] = []
@@ -108,6 +109,11 @@ async def test_a_change_while_a_session_lists_its_tools_is_told_to_the_session()
 
     call = CallContext(principal=ADMIN, view=endpoint.view)
     changes.watch("session", call, tell)
+    return policy, endpoint, changes, told, call
+
+
+async def test_a_change_while_a_session_lists_its_tools_is_told_to_the_session() -> None:
+    policy, endpoint, changes, told, call = _session()
     since = changes.generation
     policy.hold = True
     listing = asyncio.create_task(policy.allowed_tools(call))
@@ -122,15 +128,7 @@ async def test_a_change_while_a_session_lists_its_tools_is_told_to_the_session()
 
 
 async def test_a_list_taken_with_no_change_meanwhile_is_not_taken_again() -> None:
-    policy, endpoint = HeldPolicy(), Endpoint(_view("up_a"))
-    changes = _changes(policy, endpoint)
-    told: list[Kind] = []
-
-    async def tell(kind: Kind) -> None:
-        told.append(kind)
-
-    call = CallContext(principal=ADMIN, view=endpoint.view)
-    changes.watch("session", call, tell)
+    policy, _, changes, told, call = _session()
     since = changes.generation
     changes.shown("session", "tools", listing_of(await policy.allowed_tools(call)), call, since)
     await changes.take("session", ["tools"])
