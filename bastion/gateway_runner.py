@@ -29,5 +29,8 @@ def run_gateway(settings: Settings, *, host: str, port: int) -> None:
         timeout_graceful_shutdown=10,
         server_header=False,
         http=CoalescingHttpToolsProtocol,  # one write per answer, not head and body apart
+        # The client address audit and policy see: a listed proxy's X-Forwarded-For, else the peer.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     uvicorn.Server(config).run()

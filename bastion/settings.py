@@ -9,6 +9,7 @@ allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -179,6 +180,10 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=list[str], description="Host names accepted on loopback besides localhost"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="proxies (addresses or networks) whose X-Forwarded-For is believed; [] believes none",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token for /metrics scrapers beyond loopback"
     )
@@ -272,6 +277,26 @@ class Settings(BaseSettings):
                 "expected an http:// or https:// URL with a host and a valid port, such as http://127.0.0.1:8181"
             )
         return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        # Written out canonically (10.1.2.3/8 as 10.0.0.0/8): uvicorn would take a network with
+        # host bits set, or any other odd spelling, for a literal no client address matches.
+        canonical: list[str] = []
+        for entry in value:
+            text = entry.strip()
+            try:
+                if "/" in text:
+                    canonical.append(str(ipaddress.ip_network(text, strict=False)))
+                else:
+                    canonical.append(str(ipaddress.ip_address(text)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: list proxies as addresses (10.0.0.5) "
+                    "or networks (10.0.0.0/8); [] believes no proxy"
+                ) from None
+        return canonical
 
     @field_validator("home", mode="after")
     @classmethod

@@ -136,3 +136,14 @@ def test_no_float_setting_accepts_infinity_or_nan(
     monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match=f"{key}='{value}'"):
         load_settings()
+
+
+def test_trusted_proxies_are_addresses_or_networks_written_out_canonically(tmp_path: Path) -> None:
+    assert load_settings().trusted_proxies == ["127.0.0.1", "::1"]  # a reverse proxy on this machine
+    (tmp_path / "bastion.toml").write_text('trusted_proxies = ["10.1.2.3/8", " 2001:DB8::1 "]\n')
+    assert load_settings().trusted_proxies == ["10.0.0.0/8", "2001:db8::1"]
+    (tmp_path / "bastion.toml").write_text('trusted_proxies = ["ingress.local"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "'ingress.local' is not an IP address or network" in str(caught.value)
+    assert "[] believes no proxy" in str(caught.value)
