@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from bastion.errors import ConfigError
 
@@ -413,3 +414,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = [_describe_error(err) for err in exc.errors()]
         raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+    except SettingsError as exc:
+        # A list or table setting from the environment that is not JSON.
+        found = re.search(r'field "([a-z0-9_]+)"', str(exc))
+        key = f"{ENV_PREFIX}{found[1].upper()}" if found else "an environment variable"
+        raise ConfigError(
+            f"invalid settings: {key} is not JSON: list and table settings are given in the "
+            f"environment as JSON, for example {ENV_PREFIX}TRUSTED_PROXIES='[\"10.0.0.0/8\"]'"
+        ) from None

@@ -147,3 +147,14 @@ def test_trusted_proxies_are_addresses_or_networks_written_out_canonically(tmp_p
         load_settings()
     assert "'ingress.local' is not an IP address or network" in str(caught.value)
     assert "[] believes no proxy" in str(caught.value)
+
+
+def test_a_list_setting_from_the_environment_that_is_not_json_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BASTION_ALLOWED_HOSTS", "bastion.internal")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "BASTION_ALLOWED_HOSTS is not JSON" in str(caught.value)
+    monkeypatch.setenv("BASTION_ALLOWED_HOSTS", '["bastion.internal"]')
+    assert load_settings().allowed_hosts == ["bastion.internal"]
