@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,11 +131,17 @@ env = {{ COUNTING_SERVER_LOG = {json.dumps(str(counter_log))} }}
 
 @contextmanager
 def running_gateway(
-    home: Path, work: Path, config_text: str, counter_log: Path, ready: Callable[[str], bool] | None = None
+    home: Path,
+    work: Path,
+    config_text: str,
+    counter_log: Path,
+    ready: Callable[[str], bool] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[GatewayProcess]:
     """`bastion gateway` on `home` with `config_text` as its bastion.toml, until the block ends.
 
     `ready(url)`: when to hand the gateway over (default: every upstream ready).
+    `extra_env`: more environment (`DATABASE_URL`, `REDIS_URL`), also for its CLI commands.
     """
     ready = ready or _ready
     config = work / "bastion.toml"
@@ -143,6 +149,7 @@ def running_gateway(
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "DATABASE_URL", "REDIS_URL"))}
     env.update({"BASTION_HOME": str(home), "BASTION_CONFIG": str(config), "BASTION_LOG_FORMAT": "json"})
+    env.update(extra_env or {})
     log = work / "gateway.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -1,0 +1,202 @@
+"""Two gateway replicas, as a scaled-out deployment runs them (docs/gateway.md, "Running
+several gateways"): each with its own home and stdio upstream, sharing one PostgreSQL
+(`DATABASE_URL`), one Redis (`REDIS_URL`) and one instance key.
+
+What the replicas share holds across them: a key created once works on both, a revocation
+reaches both at once, rate limits count the calls made on either, and both audit into one
+table. What each keeps to itself is a 2025-11-25 session: another replica answers 404 for
+it, and the client opens a new one there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from bastion.db.embedded import EmbeddedPostgres
+from bastion.home import Home
+from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
+from tests.gateway.test_gateway import ENVELOPE, HANDSHAKE, MODERN
+
+pytestmark = pytest.mark.redis
+
+# The per-principal bucket every test's own key draws from: three calls, then 429 for
+# minutes. Key lookups are cached far longer than any test runs, so a revoked key refused
+# within seconds was dropped by the revocation message, not by the cache expiring.
+CONFIG = """builtin_servers = []
+rate_limit_per_second = 0.01
+rate_limit_burst = 3
+rate_limit_tool_per_second = 0
+api_key_cache_ttl = 600
+"""
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    shared_home: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    work = tmp_path_factory.mktemp("replicas")
+    env = {"DATABASE_URL": EmbeddedPostgres(Home(shared_home)).dsn(), "REDIS_URL": redis_url}
+    homes = [work / "a" / "home", work / "b" / "home"]
+    Home(homes[0]).instance_key(create=True)
+    Home(homes[1]).ensure()
+    shutil.copy2(Home(homes[0]).key_file, Home(homes[1]).key_file)  # one instance key for both
+    logs = [work / "a" / "counter.log", work / "b" / "counter.log"]
+    with (
+        running_gateway(
+            homes[0], work / "a", CONFIG + counter_upstream(logs[0]), logs[0], extra_env=env
+        ) as one,
+        running_gateway(
+            homes[1], work / "b", CONFIG + counter_upstream(logs[1]), logs[1], extra_env=env
+        ) as two,
+    ):
+        yield one, two
+
+
+def _key(replica: GatewayProcess, role: str = "admin") -> tuple[str, str]:
+    """A new key of its own (so its own rate bucket) made with the CLI: (id, key)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli",
+            "keys",
+            "create",
+            "--name",
+            f"replica-{uuid.uuid4().hex[:10]}",
+            "--role",
+            role,
+            "--json",
+        ],
+        env=replica.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    record = json.loads(done.stdout)
+    return record["id"], record["key"]
+
+
+def _call(replica: GatewayProcess, key: str, request_id: str = "") -> httpx.Response:
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": "counter_echo",
+        "authorization": f"Bearer {key}",
+    }
+    if request_id:
+        headers["x-request-id"] = request_id
+    params = {"name": "counter_echo", "arguments": {"text": "hi"}, "_meta": ENVELOPE}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    return httpx.post(replica.url + "/mcp", headers=headers, content=json.dumps(body), timeout=30)
+
+
+def test_a_key_created_once_calls_through_every_replica_and_both_audit_into_one_table(
+    replicas: tuple[GatewayProcess, GatewayProcess],
+) -> None:
+    one, two = replicas
+    _, key = _key(one)
+    ids = {
+        f"replica-{name}-{uuid.uuid4().hex}": replica for name, replica in zip("ab", replicas, strict=True)
+    }
+    for request_id, replica in ids.items():
+        response = _call(replica, key, request_id)
+        assert response.status_code == 200, response.text
+        assert "result" in response.json(), response.text
+        assert response.json()["result"]["content"][0]["text"] == "hi"
+    assert one.counted() and two.counted()  # each replica ran the call on its own upstream
+    with psycopg.connect(one.env["DATABASE_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT request_id, outcome FROM gateway.audit_events WHERE request_id = ANY(%s)",
+            (list(ids),),
+        ).fetchall()
+    assert sorted(rows) == sorted((request_id, "ok") for request_id in ids)
+
+
+def test_a_revocation_reaches_every_replica_at_once(replicas: tuple[GatewayProcess, GatewayProcess]) -> None:
+    one, two = replicas
+    key_id, key = _key(one)
+    for replica in replicas:  # both have the key cached now
+        assert _call(replica, key).status_code == 200
+    subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "keys", "revoke", key_id],
+        env=two.env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    for replica in replicas:
+        statuses = []
+        for _ in range(100):  # bounded: 10 s, against a cache entry good for 600 s
+            response = _call(replica, key)
+            statuses.append(response.status_code)
+            if response.status_code == 401:
+                break
+            time.sleep(0.1)
+        assert statuses[-1] == 401, statuses
+        assert "revoked" in response.json()["error_description"]
+
+
+def test_rate_limits_count_the_calls_made_on_either_replica(
+    replicas: tuple[GatewayProcess, GatewayProcess],
+) -> None:
+    one, two = replicas
+    _, key = _key(one)
+    # A burst of three for the key, taken on alternating replicas: in-process buckets
+    # would let each replica admit three.
+    assert [_call(replica, key).status_code for replica in (one, two, one)] == [200, 200, 200]
+    for replica in replicas:
+        refused = _call(replica, key)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "rate limit" in refused.json()["error"]["message"]
+
+
+def test_a_handshake_session_belongs_to_the_replica_that_opened_it(
+    replicas: tuple[GatewayProcess, GatewayProcess],
+) -> None:
+    one, two = replicas
+    _, key = _key(one)
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        "authorization": f"Bearer {key}",
+    }
+    initialize = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": HANDSHAKE,
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+    )
+    listing = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+    opened = httpx.post(one.url + "/mcp", headers=headers, content=initialize, timeout=30)
+    assert opened.status_code == 200, opened.text
+    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": HANDSHAKE}
+    elsewhere = httpx.post(two.url + "/mcp", headers={**headers, **session}, content=listing, timeout=30)
+    assert elsewhere.status_code == 404, elsewhere.text  # MCP: the client starts a new session
+    reopened = httpx.post(two.url + "/mcp", headers=headers, content=initialize, timeout=30)
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.headers["mcp-session-id"] != session["mcp-session-id"]
+    again = {"mcp-session-id": reopened.headers["mcp-session-id"], "mcp-protocol-version": HANDSHAKE}
+    listed = httpx.post(two.url + "/mcp", headers={**headers, **again}, content=listing, timeout=30)
+    assert listed.status_code == 200, listed.text
+    assert "counter_echo" in listed.text
