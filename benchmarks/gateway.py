@@ -9,8 +9,9 @@ Method (the same load generator, the same upstream, the same run, interleaved):
   answer), with the echo server as its only upstream;
 - `../shared/bench/load.py` drives closed-loop clients of one protocol era at a time,
   against the echo server and against the gateway, interleaved for `--rounds` rounds,
-  each round starting one place later in that order; the gateway's process tree CPU is
-  accounted with `--pid`;
+  each round starting one place later in that order; the gateway's process tree CPU and,
+  apart, its embedded PostgreSQL's (started detached, outside that tree) are accounted
+  with `--pid`;
 - everything is repeated for both protocol eras (2026-07-28 stateless, 2025-11-25
   handshake), for 1 and 16 clients, and for both audit durability modes.
 
@@ -158,6 +159,9 @@ class Gateway:
             stderr=(work / "gateway.log").open("wb"),
         )
         _wait(self.url + "/readyz", ready=True)
+        # `pg_ctl` starts the embedded PostgreSQL detached, outside the gateway's process
+        # tree: its CPU is accounted on its own.
+        self.database_pid = _database_pid(Path(self.env["BASTION_HOME"]))
 
     def key(self) -> str:
         done = subprocess.run(
@@ -213,8 +217,24 @@ class Floor:
         _listening(self.port, self.process, "floor_proxy.py")
 
 
+def _database_pid(home: Path) -> int:
+    from bastion.db.embedded import EmbeddedPostgres
+    from bastion.home import Home
+
+    pid = EmbeddedPostgres(Home(home)).status().pid
+    if pid is None:
+        raise RuntimeError(f"the embedded PostgreSQL of {home} is not running")
+    return pid
+
+
 def _load(
-    url: str, protocol: str, workers: int, duration: float, key: str | None, pid: int
+    url: str,
+    protocol: str,
+    workers: int,
+    duration: float,
+    key: str | None,
+    pid: int,
+    database_pid: int | None = None,
 ) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -233,6 +253,8 @@ def _load(
         "--pid",
         f"server={pid}",
     ]
+    if database_pid is not None:
+        argv += ["--pid", f"database={database_pid}"]
     if key:
         argv += ["--token", key]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
@@ -242,8 +264,8 @@ def _load(
     return result
 
 
-def _cpu_ms(result: dict[str, Any]) -> float | None:
-    value = (result.get("cpu") or {}).get("server_cpu_ms_per_req")
+def _cpu_ms(result: dict[str, Any], label: str = "server") -> float | None:
+    value = (result.get("cpu") or {}).get(f"{label}_cpu_ms_per_req")
     return None if value is None else float(value)
 
 
@@ -282,16 +304,27 @@ def measure(
                 for protocol in ("modern", "handshake"):
                     for workers in (1, 16):
                         label = f"{durability}/{protocol}/{workers}"
-                        # (url, token, pid) of everything measured, in the order of the first round
-                        targets: dict[str, tuple[str, str | None, int]] = {
-                            "direct": (echo_url, None, echo.pid),
+                        # (url, token, pid, its database's pid) of everything measured, in
+                        # the order of the first round
+                        targets: dict[str, tuple[str, str | None, int, int | None]] = {
+                            "direct": (echo_url, None, echo.pid, None),
                             **{
-                                name: (gateway.url + "/mcp", keys[name], gateway.process.pid)
+                                name: (
+                                    gateway.url + "/mcp",
+                                    keys[name],
+                                    gateway.process.pid,
+                                    gateway.database_pid,
+                                )
                                 for name, gateway in gateways.items()
                             },
                         }
                         if floor_proxy is not None:
-                            targets["floor"] = (floor_proxy.url + "/mcp", None, floor_proxy.process.pid)
+                            targets["floor"] = (
+                                floor_proxy.url + "/mcp",
+                                None,
+                                floor_proxy.process.pid,
+                                gateways["gateway"].database_pid,  # the floor writes there
+                            )
                         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
                         order = list(targets)
                         for turn in range(rounds):
@@ -299,8 +332,10 @@ def measure(
                             # right after the same one (the host's state carries over).
                             shift = turn % len(order)
                             for name in order[shift:] + order[:shift]:
-                                url, token, pid = targets[name]
-                                runs[name].append(_load(url, protocol, workers, duration, token, pid))
+                                url, token, pid, database = targets[name]
+                                runs[name].append(
+                                    _load(url, protocol, workers, duration, token, pid, database)
+                                )
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
@@ -319,9 +354,11 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dict[str, float]:
-    """Medians of one configuration: throughput, latency, added latency, gateway CPU per call."""
+    """Medians of one configuration: throughput, latency, added latency, CPU per call of the
+    gateway's process and of its database."""
     d, g = runs["direct"], runs[gateway]
     gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
+    db_cpu = [c for c in (_cpu_ms(r, "database") for r in g) if c is not None]
     row = {
         "direct_rps": _median(d, "rps"),
         "gateway_rps": _median(g, "rps"),
@@ -330,6 +367,7 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
         "gateway_p50": _median(g, "p50_ms"),
         "gateway_p99": _median(g, "p99_ms"),
         "cpu": statistics.median(gw_cpu) if gw_cpu else float("nan"),
+        "db_cpu": statistics.median(db_cpu) if db_cpu else float("nan"),
     }
     row["ratio"] = row["gateway_rps"] / row["direct_rps"]
     row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
@@ -344,7 +382,7 @@ def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
         lines.append(
             f"{label}: direct {r['direct_rps']:.0f} rps, p50 {r['direct_p50']:.2f} ms | "
             f"{gateway} {r['gateway_rps']:.0f} rps, p50 {r['gateway_p50']:.2f} ms | ratio {r['ratio']:.2f} | "
-            f"added p50 {r['added_p50']:.2f} ms | CPU/call {r['cpu']:.3f} ms"
+            f"added p50 {r['added_p50']:.2f} ms | CPU/call {r['cpu']:.3f} ms, database {r['db_cpu']:.3f} ms"
         )
     return "\n".join(lines)
 
@@ -354,8 +392,8 @@ def _against(results: dict[str, Any], other: str) -> list[str]:
     lines = [
         f"| durability / era / clients | {other} rps / ratio | gateway rps / ratio "
         f"| {other} added p50 ms | gateway added p50 ms | gateway - {other} p50 ms "
-        f"| {other} CPU ms/call | gateway CPU ms/call |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {other} CPU ms/call | gateway CPU ms/call | {other} / gateway database CPU ms/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, runs in results.items():
         o, r = _row(runs, other), _row(runs)
@@ -363,7 +401,7 @@ def _against(results: dict[str, Any], other: str) -> list[str]:
             f"| {label} | {o['gateway_rps']:.0f} / {o['ratio']:.2f} "
             f"| {r['gateway_rps']:.0f} / {r['ratio']:.2f} "
             f"| {o['added_p50']:.2f} | {r['added_p50']:.2f} | {r['gateway_p50'] - o['gateway_p50']:.2f} "
-            f"| {o['cpu']:.3f} | {r['cpu']:.3f} |"
+            f"| {o['cpu']:.3f} | {r['cpu']:.3f} | {o['db_cpu']:.3f} / {r['db_cpu']:.3f} |"
         )
     return lines
 
@@ -371,8 +409,8 @@ def _against(results: dict[str, Any], other: str) -> list[str]:
 def report(results: dict[str, Any]) -> str:
     lines = [
         "| durability / era / clients | direct rps | gateway rps | ratio | direct p50 / p99 ms "
-        "| gateway p50 / p99 ms | added p50 / p99 ms | gateway CPU ms/call |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| gateway p50 / p99 ms | added p50 / p99 ms | gateway CPU ms/call | database CPU ms/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, runs in results.items():
         r = _row(runs)
@@ -380,7 +418,7 @@ def report(results: dict[str, Any]) -> str:
             f"| {label} | {r['direct_rps']:.0f} | {r['gateway_rps']:.0f} | {r['ratio']:.2f} "
             f"| {r['direct_p50']:.2f} / {r['direct_p99']:.2f} "
             f"| {r['gateway_p50']:.2f} / {r['gateway_p99']:.2f} "
-            f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} |"
+            f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} | {r['db_cpu']:.3f} |"
         )
     for other in ("floor", "baseline"):
         if any(other in runs for runs in results.values()):
