@@ -20,7 +20,7 @@ def run_gateway(settings: Settings, *, host: str, port: int) -> None:
 
     check_port_free(host, port, "gateway", "BASTION_PORT")
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, freeze_startup_objects=True),  # this process runs only the gateway
         host=host,
         port=port,
         log_config=None,  # our logging is configured by the entry point

@@ -8,6 +8,7 @@ with its own authentication). Starlette serves the operational routes: `/healthz
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import time
@@ -168,8 +169,15 @@ class _Router:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings) -> ASGIApp:
-    """The gateway application for one instance; everything opens in its lifespan."""
+def create_app(settings: Settings, *, freeze_startup_objects: bool = False) -> ASGIApp:
+    """The gateway application for one instance; everything opens in its lifespan.
+
+    `freeze_startup_objects`: once started, move every object alive into the collector's
+    permanent generation (`gc.freeze`), for a process that runs only this gateway. Modules,
+    settings, policy and the SDK's types live as long as the process, yet every full
+    collection walked all of them: under sixteen clients one took 80 ms of the event loop,
+    about 14 µs per call on average.
+    """
     holder: dict[str, GatewayRuntime] = {}
 
     @asynccontextmanager
@@ -177,6 +185,9 @@ def create_app(settings: Settings) -> ASGIApp:
         async with open_gateway(settings) as runtime:
             runtime.started = time.monotonic()
             holder["runtime"] = runtime
+            if freeze_startup_objects:
+                gc.collect()  # garbage of the start is freed, not frozen
+                gc.freeze()
             logger.info("gateway ready on %s:%s", settings.host, settings.port)
             try:
                 yield {"gateway": runtime}
