@@ -27,4 +27,7 @@ def serve_command(settings: Settings, name: str, transport: str, host: str, port
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: expected 0..65535 (0 picks a free port).")
     spec = load_server(name)
-    anyio.run(lambda: serve(spec, settings, transport=chosen, host=host, port=port))
+    # This process serves only `spec`: what its start created is frozen out of the collector.
+    anyio.run(
+        lambda: serve(spec, settings, transport=chosen, host=host, port=port, freeze_startup_objects=True)
+    )

@@ -30,6 +30,7 @@ import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bastion import startup_objects
 from bastion.errors import ConfigError, PortInUseError
 from bastion.mcp.build import build_server
 from bastion.mcp.runtime import ServerRuntime, Transport
@@ -51,10 +52,14 @@ async def serve(
     transport: Transport = "stdio",
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
+    freeze_startup_objects: bool = False,
 ) -> None:
     """Serve `spec` until the client disconnects (stdio) or the process is signalled.
 
     `port=0` binds a free port; the address is logged to stderr.
+    `freeze_startup_objects`: once the runtime is open, keep every object alive out of the
+    collector's walks (`bastion.startup_objects`), for a process that serves only `spec`.
     """
     if transport == "http":
         # Bind before opening the database, so a taken port costs nothing.
@@ -64,6 +69,8 @@ async def serve(
                 ServerRuntime.open(spec, settings, transport="http") as runtime,
                 _background(spec, runtime),
             ):
+                if freeze_startup_objects:
+                    startup_objects.freeze()
                 await _serve_http(spec, runtime, sock, host)
         finally:
             sock.close()
@@ -74,6 +81,8 @@ async def serve(
                     ServerRuntime.open(spec, settings, transport="stdio")
                 )
             await stack.enter_async_context(_background(spec, runtime))
+            if freeze_startup_objects:
+                startup_objects.freeze()
             await _serve_stdio(spec, runtime)
     else:
         raise ConfigError(f"--transport {transport!r}: expected 'stdio' or 'http'.")
