@@ -7,6 +7,7 @@ the Redis at BASTION_TEST_REDIS_URL and the PostgreSQL 15 at BASTION_TEST_PG_URL
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -102,3 +103,11 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The collector as the test found it, whatever the test froze (`gc.freeze`)."""
+    assert gc.get_freeze_count() == 0
+    yield
+    gc.unfreeze()

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
 
-import pytest
 from starlette.types import Message, Scope
 
 from bastion.settings import Settings
 from gateway import create_app
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """This test process's collector as the test found it, whatever the test froze."""
-    assert gc.get_freeze_count() == 0
-    yield
-    gc.unfreeze()
 
 
 async def _started(settings: Settings, freeze: bool) -> tuple[int, int]:

@@ -10,23 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from bastion.mcp import serve
 from bastion.mcp.serve import HEALTH_PATH, bind_socket
 from bastion.settings import Settings
 from servers.system.server import spec
-
-
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """This test process's collector as the test found it, whatever the test froze."""
-    assert gc.get_freeze_count() == 0
-    yield
-    gc.unfreeze()
 
 
 async def _serving(settings: Settings, freeze: bool) -> tuple[int, int]:
