@@ -7,8 +7,9 @@ server's event loop, and 81.6 ms of the gateway's under sixteen clients
 (docs/benchmarks/gateway.md, run AG). Frozen, they are never walked again. The garbage
 of the start is collected first, so none of it is kept for good.
 
-Only for a process that runs nothing else: frozen objects are never collected, whoever
-drops them later.
+Only for a process that runs nothing else: reference counting still frees a frozen object
+that is dropped later, but a dropped cycle of frozen objects is never collected (once per
+process at most: a policy or catalog the start loaded and a reload replaced).
 """
 
 from __future__ import annotations
