@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -42,30 +43,16 @@ class GatewayProcess:
         return self.counter_log.read_text().splitlines() if self.counter_log.exists() else []
 
     def key(self, role: str) -> str:
+        """A key of `role` made once for this gateway and reused."""
         if role not in self.keys:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bastion.cli",
-                    "keys",
-                    "create",
-                    "--name",
-                    f"test-{role}-{len(self.keys)}",
-                    "--role",
-                    role,
-                    "--json",
-                ],
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
-            self.keys[role] = json.loads(done.stdout)["key"]
+            self.keys[role] = self.new_key(role, f"test-{role}-{len(self.keys)}")
         return self.keys[role]
 
     def new_key(self, role: str, name: str) -> str:
+        return str(self.new_key_record(role, name)["key"])
+
+    def new_key_record(self, role: str, name: str) -> dict[str, Any]:
+        """`bastion keys create --json` for this gateway: the key's id, key, role, ..."""
         done = subprocess.run(
             [sys.executable, "-m", "bastion.cli", "keys", "create", "--name", name, "--role", role, "--json"],
             env=self.env,
@@ -74,7 +61,7 @@ class GatewayProcess:
             timeout=60,
             check=True,
         )
-        return str(json.loads(done.stdout)["key"])
+        return cast(dict[str, Any], json.loads(done.stdout))
 
 
 def listen_request(

@@ -7,18 +7,16 @@ look local; `trusted_proxies = []` believes no header, and the peer's address is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
 from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
-from tests.gateway.test_gateway import ENVELOPE, MODERN
+from tests.gateway.test_gateway import _modern
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +31,12 @@ def untrusting(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def _call(gateway: GatewayProcess, request_id: str, forwarded_for: str | None) -> str | None:
     """An audited `tools/call` (with `X-Forwarded-For` when given): the address in its event."""
-    headers = {
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-        "mcp-protocol-version": MODERN,
-        "mcp-method": "tools/call",
-        "mcp-name": "counter_echo",
-        "authorization": f"Bearer {gateway.key('admin')}",
-        "x-request-id": request_id,
-    }
+    headers = {"x-request-id": request_id}
     if forwarded_for is not None:
         headers["x-forwarded-for"] = forwarded_for
-    params = {"name": "counter_echo", "arguments": {"text": "hi"}, "_meta": ENVELOPE}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    response = httpx.post(gateway.url + "/mcp", headers=headers, content=json.dumps(body), timeout=30)
+    params = {"name": "counter_echo", "arguments": {"text": "hi"}}
+    url = gateway.url + "/mcp"
+    response = _modern(url, "tools/call", params, gateway.key("admin"), name="counter_echo", headers=headers)
     assert response.status_code == 200, response.text
     with psycopg.connect(EmbeddedPostgres(Home(gateway.home)).dsn()) as conn:
         row = conn.execute(

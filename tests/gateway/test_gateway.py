@@ -27,6 +27,19 @@ ENVELOPE = {
     "io.modelcontextprotocol/protocolVersion": MODERN,
     "io.modelcontextprotocol/clientCapabilities": {},
 }
+# A 2025-11-25 client's opening request.
+HANDSHAKE_INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": HANDSHAKE,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+)
 
 
 def _modern(
@@ -36,12 +49,15 @@ def _modern(
     key: str | None,
     name: str | None = None,
     meta: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
+    """A 2026-07-28 request; `headers`: more of them (`x-request-id`, `x-forwarded-for`)."""
     headers = {
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
         "mcp-protocol-version": MODERN,
         "mcp-method": method,
+        **(headers or {}),
     }
     if name:
         headers["mcp-name"] = name
@@ -102,18 +118,7 @@ def test_both_eras_without_a_key_get_401_with_a_challenge(gateway: GatewayProces
     handshake = httpx.post(
         gateway.url + "/mcp",
         headers={"content-type": "application/json", "accept": "application/json, text/event-stream"},
-        content=json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": HANDSHAKE,
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            }
-        ),
+        content=HANDSHAKE_INITIALIZE,
     )
     assert handshake.status_code == 401
     bad = _modern(gateway.url + "/mcp", "tools/list", {}, "bst_nope_nope")
@@ -183,21 +188,7 @@ def test_a_handshake_client_calls_a_tool_in_its_session(gateway: GatewayProcess)
         "authorization": f"Bearer {key}",
     }
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
-        init = http.post(
-            "/mcp",
-            content=json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": HANDSHAKE,
-                        "capabilities": {},
-                        "clientInfo": {"name": "t", "version": "1"},
-                    },
-                }
-            ),
-        )
+        init = http.post("/mcp", content=HANDSHAKE_INITIALIZE)
         assert init.status_code == 200
         session = init.headers["mcp-session-id"]
         assert _result(init)["result"]["protocolVersion"] == HANDSHAKE

@@ -26,7 +26,7 @@ import pytest
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
 from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
-from tests.gateway.test_gateway import ENVELOPE, HANDSHAKE, MODERN
+from tests.gateway.test_gateway import HANDSHAKE, HANDSHAKE_INITIALIZE, _modern
 
 pytestmark = pytest.mark.redis
 
@@ -63,45 +63,17 @@ def replicas(
         yield one, two
 
 
-def _key(replica: GatewayProcess, role: str = "admin") -> tuple[str, str]:
-    """A new key of its own (so its own rate bucket) made with the CLI: (id, key)."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bastion.cli",
-            "keys",
-            "create",
-            "--name",
-            f"replica-{uuid.uuid4().hex[:10]}",
-            "--role",
-            role,
-            "--json",
-        ],
-        env=replica.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    record = json.loads(done.stdout)
+def _key(replica: GatewayProcess) -> tuple[str, str]:
+    """A new admin key of its own (so its own rate bucket), made with the CLI: (id, key)."""
+    record = replica.new_key_record("admin", f"replica-{uuid.uuid4().hex[:10]}")
     return record["id"], record["key"]
 
 
 def _call(replica: GatewayProcess, key: str, request_id: str = "") -> httpx.Response:
-    headers = {
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-        "mcp-protocol-version": MODERN,
-        "mcp-method": "tools/call",
-        "mcp-name": "counter_echo",
-        "authorization": f"Bearer {key}",
-    }
-    if request_id:
-        headers["x-request-id"] = request_id
-    params = {"name": "counter_echo", "arguments": {"text": "hi"}, "_meta": ENVELOPE}
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
-    return httpx.post(replica.url + "/mcp", headers=headers, content=json.dumps(body), timeout=30)
+    """A 2026-07-28 `tools/call` of the counting upstream's echo."""
+    params = {"name": "counter_echo", "arguments": {"text": "hi"}}
+    extra = {"x-request-id": request_id} if request_id else None
+    return _modern(replica.url + "/mcp", "tools/call", params, key, name="counter_echo", headers=extra)
 
 
 def test_a_key_created_once_calls_through_every_replica_and_both_audit_into_one_table(
@@ -175,18 +147,7 @@ def test_a_handshake_session_belongs_to_the_replica_that_opened_it(
         "accept": "application/json, text/event-stream",
         "authorization": f"Bearer {key}",
     }
-    initialize = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": HANDSHAKE,
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        }
-    )
+    initialize = HANDSHAKE_INITIALIZE
     listing = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
     opened = httpx.post(one.url + "/mcp", headers=headers, content=initialize, timeout=30)
     assert opened.status_code == 200, opened.text
