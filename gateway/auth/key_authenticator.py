@@ -22,8 +22,8 @@ import logging
 import time
 from types import TracebackType
 
-from bastion.errors import StoreError
 from bastion.stores import Store
+from bastion.stores.follow import follow
 from gateway.auth._key_cache import CachedKey, KeyCache
 from gateway.auth.api_keys import KEY_PREFIX, parse_key
 from gateway.auth.authenticate import Authenticator, AuthFailure, bearer_token
@@ -40,7 +40,6 @@ UNKNOWN = AuthFailure("unknown", "unknown or invalid API key")
 REVOKED = AuthFailure("revoked", "this API key was revoked")
 EXPIRED = AuthFailure("expired", "this API key has expired")
 
-RESUBSCRIBE_MAX_S = 30.0
 SUBSCRIBE_TIMEOUT_S = 10.0
 
 
@@ -92,27 +91,19 @@ class ApiKeyAuthenticator(Authenticator):
         await self.aclose()
 
     async def _watch(self, store: Store, first_try: asyncio.Event) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with store.subscribe(REVOCATION_CHANNEL) as subscription:
-                    # Whatever was revoked while we were not listening: forget everything.
-                    self.cache.clear()
-                    first_try.set()
-                    delay = 0.5
-                    async for message in subscription:
-                        self.cache.invalidate(message.decode("ascii", "replace"))
-                return  # the store was closed
-            except StoreError as exc:
-                first_try.set()
-                logger.warning(
-                    "API key revocations not followed (%s); retrying in %.1f s, cache TTL %.0f s applies",
-                    exc,
-                    delay,
-                    self.cache.ttl,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESUBSCRIBE_MAX_S)
+        def subscribed() -> None:
+            # Whatever was revoked while we were not listening: forget everything.
+            self.cache.clear()
+            first_try.set()
+
+        await follow(
+            store,
+            REVOCATION_CHANNEL,
+            lambda message: self.cache.invalidate(message.decode("ascii", "replace")),
+            what=f"API key revocations (the {self.cache.ttl:.0f} s cache TTL applies meanwhile)",
+            on_subscribed=subscribed,
+            on_error=first_try.set,
+        )
 
     # -- verification ----------------------------------------------------------
     async def _verify(
