@@ -43,6 +43,7 @@ __all__ = ["CONNECT_WAIT", "KEY_ENV", "bridge", "check_url"]
 KEY_ENV = "BASTION_API_KEY"
 CONNECT_WAIT = 10.0  # seconds a bridge started with its client waits for a gateway still starting
 EOF_GRACE = 30.0  # seconds the answers still owed are awaited once the client closes stdin
+OPENING_WAIT = 30.0  # seconds what a client sends after its initialize waits for the answer
 # One result can be far larger than the 4 MiB the gateway takes in; bounded all the same,
 # since an event is held whole in memory.
 MAX_SSE_EVENT = 64 * 1024 * 1024
@@ -232,6 +233,7 @@ class _Bridge:
         self.writing = anyio.Lock()
         self.owed: dict[RequestId, _Owed] = {}
         self.hello: JSONRPCRequest | None = None  # the client's initialize, replayed for a new session
+        self.opening: anyio.Event | None = None  # set once the client's initialize is answered
         self.version: str | None = None  # negotiated by that initialize
         self.era = 0
         self.renewing = anyio.Lock()
@@ -262,9 +264,16 @@ class _Bridge:
             said = "Invalid Request: not a JSON-RPC 2.0 request, notification or response"
             await self.write(json.dumps(_rpc_error(rid, INVALID_REQUEST, said)))
             return
+        initialize = isinstance(message, JSONRPCRequest) and message.method == "initialize"
+        if self.opening is not None and not initialize:
+            # The session's id comes with the initialize answer: what a client piped after its
+            # initialize waits for it, or it would reach the gateway without one.
+            with anyio.move_on_after(OPENING_WAIT):
+                await self.opening.wait()
         if isinstance(message, JSONRPCRequest):
-            if message.method == "initialize":
+            if initialize:
                 self.hello = message
+                self.opening = anyio.Event()
             self.owed[message.id] = _Owed(message, self.era)
         await self.send(message)
 
@@ -332,6 +341,9 @@ class _Bridge:
                     self.learn(owed.message, message)
             await self.write(message.model_dump_json(by_alias=True, exclude_unset=True))
             if owed is not None:
+                if owed.message.method == "initialize" and self.opening is not None:
+                    self.opening.set()
+                    self.opening = None
                 self.settle(owed.message.id)  # after the write: the last answer owed ends the bridge
         if not self.closing:
             self.lost = True
