@@ -27,8 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from mcp.server.auth.middleware.bearer_auth import authorization_context
 from mcp.server.streamable_http import check_accept_headers
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -43,6 +43,7 @@ from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
 from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
 from gateway.calls import CallContext, Gateway
 from gateway.catalog import View
+from gateway.event_store import SessionManager
 from gateway.fast_path import FastPath
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
 from gateway.replies import JSON, reply, rpc_error
@@ -56,7 +57,8 @@ from gateway.request_checks import (
     plain_client,
     repeated_routing_header,
 )
-from gateway.sessions import SESSION_IDLE, HandshakeSessions, owner_of
+from gateway.session_records import SessionRecord, SessionRecords
+from gateway.sessions import SESSION_IDLE, HandshakeSessions, Owner, owner_of
 
 __all__ = ["MCPEndpoint", "ViewRuntime"]
 
@@ -75,7 +77,7 @@ class ViewRuntime:
 
     view: View  # what handshake-era clients see
     server: GatewayMCPServer
-    manager: StreamableHTTPSessionManager
+    manager: SessionManager
     modern_view: View  # what 2026-07-28 clients see (dual-era upstreams list their own catalog)
 
 
@@ -93,6 +95,7 @@ class MCPEndpoint:
         listen_host: str = "127.0.0.1",
         max_body: int = MAX_BODY,
         session_idle: float = SESSION_IDLE,
+        records: SessionRecords | None = None,
     ) -> None:
         self.gateway = gateway
         self.views = views
@@ -102,6 +105,7 @@ class MCPEndpoint:
         self.listen_loopback = is_loopback(listen_host)
         self.max_body = max_body
         self.sessions = HandshakeSessions(session_idle, self._forget)
+        self.records = records  # None: sessions stay with the process that opened them
         self.fast_path = FastPath(
             gateway,
             self.sessions,
@@ -409,6 +413,10 @@ class MCPEndpoint:
         headers = dict(scope["headers"])
         owner = owner_of(scope[SCOPE_KEY].principal)
         scope["user"] = self.sessions.sdk_user(owner)  # the SDK binds each session to its opener
+        raw_sid = headers.get(b"mcp-session-id")
+        sid = raw_sid.decode("latin-1") if raw_sid else None
+        if sid is not None and self.records is not None and not runtime.manager.holds(sid):
+            await self._adopt(runtime, scope, sid, owner)
 
         is_initialize = body is not None and b'"initialize"' in body
         fast_ok = body is not None and plain_client(body)
@@ -417,11 +425,11 @@ class MCPEndpoint:
             if message["type"] == "http.response.start" and method == "POST" and is_initialize:
                 for key, value in message.get("headers", []):
                     if key.lower() == b"mcp-session-id":
-                        self.sessions.opened(value.decode("latin-1"), owner, plain=fast_ok)
+                        opened = value.decode("latin-1")
+                        self.sessions.opened(opened, owner, plain=fast_ok)
+                        await self._save(runtime, opened, owner, body, fast_ok)
             await send(message)
 
-        raw_sid = headers.get(b"mcp-session-id")
-        sid = raw_sid.decode("latin-1") if raw_sid else None
         if sid is not None and not self.sessions.belongs(sid, owner):
             sid = None  # not the caller's session: the SDK answers 404, nothing here changes
         if sid is not None:
@@ -430,9 +438,44 @@ class MCPEndpoint:
                 self.sessions.to_sdk(sid)  # it wants log lines: SDK path
         if method == "DELETE" and sid is not None:
             self.sessions.forget(sid)
+            if self.records is not None:
+                await self.records.end(sid)  # before the answer: no replica continues it after
         self.sessions.count()
         await runtime.manager.handle_request(scope, receive, watch)
 
+    async def _save(
+        self, runtime: ViewRuntime, sid: str, owner: Owner, body: bytes | None, plain: bool
+    ) -> None:
+        """Session `sid` was just opened by `body`: other replicas may continue it."""
+        if self.records is None or body is None:
+            return
+        initialize = orjson.loads(body)
+        if isinstance(initialize, dict):
+            record = SessionRecord(runtime.view.config.name, owner, initialize, plain)
+            await self.records.save(sid, record)
+
+    async def _adopt(self, runtime: ViewRuntime, scope: Scope, sid: str, owner: Owner) -> None:
+        """Continue here a session another replica (or an earlier run) opened, if it is
+        the caller's and this endpoint's; otherwise the SDK answers 404 as for any."""
+        assert self.records is not None
+        record = await self.records.load(sid)
+        if record is None or record.owner != owner or record.view != runtime.view.config.name:
+            return
+        requestor = authorization_context(scope["user"])
+        if await runtime.manager.adopt(sid, requestor, scope, record.initialize):
+            self.records.hold(sid, record)
+            self.sessions.opened(sid, owner, plain=record.plain)
+            logger.info("continuing session %s opened elsewhere", sid[:8])
+
+    def session_ended(self, sid: str) -> None:
+        """A client ended session `sid` on another replica: this one's copy ends too."""
+        for runtime in self.views.values():
+            runtime.manager.end(sid)
+        if self.sessions.belongs_to_anyone(sid):
+            self.sessions.forget(sid)
+
     def _forget(self, sid: str) -> None:
+        if self.records is not None:
+            self.records.drop(sid)
         for runtime in self.views.values():
             runtime.server.forget(sid)  # nothing more is sent to it

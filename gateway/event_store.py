@@ -1,4 +1,6 @@
-"""SSE resumability for the gateway's own streams (a client reconnecting with `Last-Event-ID`).
+"""SSE resumability for the gateway's own streams (a client reconnecting with `Last-Event-ID`),
+and the session manager that gives each session its own events and can adopt a session
+another replica opened.
 
 A bounded in-memory store: the newest `max_events` events of all sessions together, per
 gateway process. A client that reconnects to the same process within that window gets
@@ -13,15 +15,19 @@ own view of the store.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections import OrderedDict
 from typing import Any
 
+import anyio
+import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import JSONRPCMessage
+from starlette.types import Message, Receive, Scope
 
 __all__ = ["MemoryEventStore", "SessionEvents", "SessionManager"]
 
@@ -95,6 +101,8 @@ class SessionManager(StreamableHTTPSessionManager):
             session_idle_timeout=session_idle_timeout,
         )
         self.events = events
+        self._adopting: dict[str, asyncio.Future[bool]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         transport = super()._admit_session(requestor)
@@ -102,3 +110,153 @@ class SessionManager(StreamableHTTPSessionManager):
             own = self.events.for_session(transport.mcp_session_id)
             transport._event_store = own  # pyright: ignore[reportPrivateUsage]
         return transport
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._server_instances
+
+    def end(self, session_id: str) -> None:
+        """The session ended elsewhere: it is unknown here from now on, and its transport
+        is terminated in the background."""
+        transport = self._server_instances.pop(session_id, None)
+        if transport is not None:
+            task = asyncio.get_running_loop().create_task(self._discard_session(session_id, transport))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
+    async def adopt(
+        self,
+        session_id: str,
+        requestor: AuthorizationContext | None,
+        scope: Scope,
+        initialize: dict[str, Any],
+    ) -> bool:
+        """Open this process's copy of a session another gateway replica opened
+        (gateway/session_records.py): a transport under the same id, initialized by
+        replaying the client's `initialize` and `notifications/initialized`. `scope`: the
+        request that asks for the session. False if it could not be opened here (the
+        session limit, or this gateway refuses the `initialize`).
+        """
+        if session_id in self._server_instances:
+            return True
+        pending = self._adopting.get(session_id)
+        if pending is not None:  # another request for it is opening it
+            return await asyncio.shield(pending)
+        pending = asyncio.get_running_loop().create_future()
+        self._adopting[session_id] = pending
+        adopted = False
+        try:
+            transport = await self._register(session_id, requestor)
+            adopted = transport is not None and await self._initialize(transport, scope, initialize)
+            return adopted
+        finally:
+            pending.set_result(adopted)
+            del self._adopting[session_id]
+
+    async def _register(
+        self, session_id: str, requestor: AuthorizationContext | None
+    ) -> StreamableHTTPServerTransport | None:
+        """`_admit_session`, under a given id."""
+        async with self._session_creation_lock:
+            if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+                return None
+            transport = StreamableHTTPServerTransport(
+                mcp_session_id=session_id,
+                is_json_response_enabled=self.json_response,
+                event_store=self.events.for_session(session_id),
+                security_settings=self.security_settings,
+                retry_interval=self.retry_interval,
+                idle_timeout=self.session_idle_timeout,
+            )
+            if requestor is not None:
+                self._session_owners[session_id] = requestor
+            self._server_instances[session_id] = transport
+            return transport
+
+    async def _initialize(
+        self, transport: StreamableHTTPServerTransport, scope: Scope, initialize: dict[str, Any]
+    ) -> bool:
+        """Start the session's server and replay its opening; discard it if that fails."""
+        session_id = transport.mcp_session_id
+        assert session_id is not None
+        try:
+            answer = _Answer()
+            opening = _replayed(scope, initialize)
+            await self._serve_opening_request(transport, opening, _body(initialize), answer.send)
+            if self._server_instances.get(session_id) is not transport:
+                return False  # refused: the SDK discarded it
+            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            headers = [(b"mcp-session-id", session_id.encode("latin-1"))]
+            version = answer.protocol_version()
+            if version is not None:
+                headers.append((b"mcp-protocol-version", version.encode("latin-1")))
+            told = _Answer()
+            notified = _replayed(scope, initialized, headers)
+            await transport.handle_request(notified, _body(initialized), told.send)
+            if told.status == 202:
+                return True
+        except BaseException:
+            await self._discard_session(session_id, transport)
+            raise
+        await self._discard_session(session_id, transport)
+        return False
+
+
+def _replayed(
+    scope: Scope, message: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> Scope:
+    """A POST of `message` on behalf of the request `scope` (its caller, path and host)."""
+    host = [(k, v) for k, v in scope["headers"] if k == b"host"]
+    return {
+        **scope,
+        "method": "POST",
+        "query_string": b"",
+        "headers": [
+            *host,
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+            *(headers or []),
+        ],
+    }
+
+
+def _body(message: dict[str, Any]) -> Receive:
+    """The request's body, then nothing: a replayed request's client never leaves (an SSE
+    answer listens for that until it is done)."""
+    body = orjson.dumps(message)
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            await anyio.sleep_forever()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class _Answer:
+    """What a replayed request was answered, kept instead of sent."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.body: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body":
+            self.body.append(message.get("body", b""))
+
+    def protocol_version(self) -> str | None:
+        """The version the replayed `initialize` negotiated (JSON or an SSE event)."""
+        text = b"".join(self.body)
+        for chunk in [text, *(line[5:] for line in text.splitlines() if line.startswith(b"data:"))]:
+            try:
+                result = orjson.loads(chunk).get("result")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            version = result.get("protocolVersion") if isinstance(result, dict) else None
+            if isinstance(version, str):
+                return version
+        return None

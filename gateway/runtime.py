@@ -32,6 +32,7 @@ from gateway.mcp_server import GatewayMCPServer
 from gateway.naming import NameTable
 from gateway.policy import PolicyEngine, create_policy_engine
 from gateway.ratelimit import RateLimit, RateLimiter
+from gateway.session_records import SessionRecords
 from gateway.upstreams.manager import RESOURCE_UPDATED, UpstreamManager
 from gateway.upstreams.specs import upstream_specs
 
@@ -168,6 +169,8 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
                     await runtime.server.lists_changed()
 
         upstreams.add_listener(rebuild)
+        # Handshake-era sessions in the store: any replica (or a restarted gateway) continues them.
+        records = SessionRecords(store, settings.session_idle_timeout)
         endpoint = MCPEndpoint(
             gateway,
             views,
@@ -176,6 +179,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             allowed_hosts=tuple(settings.allowed_hosts),
             listen_host=settings.host,
             session_idle=settings.session_idle_timeout,
+            records=records,
         )
         tg = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(tg.cancel_scope.cancel)
@@ -184,6 +188,8 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         await upstreams.start(tg, wait=0)
         await rebuild("", "catalog")
         tg.start_soon(_follow_policy, policy, views)
+        tg.start_soon(records.keep_alive, endpoint.sessions.used_since)
+        tg.start_soon(records.follow_ends, endpoint.session_ended)
         yield GatewayRuntime(
             settings=settings,
             database=database,

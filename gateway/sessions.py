@@ -66,10 +66,18 @@ class HandshakeSessions:
     def belongs(self, sid: str, owner: Owner) -> bool:
         return self._owners.get(sid) == owner
 
+    def belongs_to_anyone(self, sid: str) -> bool:
+        return sid in self._owners
+
     def seen(self, sid: str) -> None:
         """A request on the session reaches the SDK (only sessions the SDK created count)."""
         if sid in self._open:
             self._open[sid] = time.monotonic()
+
+    def used_since(self, since: float) -> list[tuple[str, float]]:
+        """Sessions with a request since monotonic time `since` (on either path), each with
+        the time of its latest."""
+        return [(sid, seen) for sid, seen in self._open.items() if seen >= since]
 
     def to_sdk(self, sid: str) -> None:
         """The session's calls go to the SDK from now on (it asked for log lines)."""

@@ -4,8 +4,8 @@ several gateways"): each with its own home and stdio upstream, sharing one Postg
 
 What the replicas share holds across them: a key created once works on both, a revocation
 reaches both at once, rate limits count the calls made on either, and both audit into one
-table. What each keeps to itself is a 2025-11-25 session: another replica answers 404 for
-it, and the client opens a new one there.
+table. A 2025-11-25 session opened on one replica continues on the other (for its owner
+only), and ending it on one ends it on both.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psycopg
@@ -137,27 +138,94 @@ def test_rate_limits_count_the_calls_made_on_either_replica(
         assert "rate limit" in refused.json()["error"]["message"]
 
 
-def test_a_handshake_session_belongs_to_the_replica_that_opened_it(
-    replicas: tuple[GatewayProcess, GatewayProcess],
-) -> None:
-    one, two = replicas
-    _, key = _key(one)
+def _session_headers(key: str, sid: str | None = None) -> dict[str, str]:
     headers = {
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
         "authorization": f"Bearer {key}",
     }
-    initialize = HANDSHAKE_INITIALIZE
-    listing = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-    opened = httpx.post(one.url + "/mcp", headers=headers, content=initialize, timeout=30)
+    if sid is not None:
+        headers |= {"mcp-session-id": sid, "mcp-protocol-version": HANDSHAKE}
+    return headers
+
+
+def _open_session(replica: GatewayProcess, key: str) -> str:
+    opened = httpx.post(
+        replica.url + "/mcp", headers=_session_headers(key), content=HANDSHAKE_INITIALIZE, timeout=30
+    )
     assert opened.status_code == 200, opened.text
-    session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": HANDSHAKE}
-    elsewhere = httpx.post(two.url + "/mcp", headers={**headers, **session}, content=listing, timeout=30)
-    assert elsewhere.status_code == 404, elsewhere.text  # MCP: the client starts a new session
-    reopened = httpx.post(two.url + "/mcp", headers=headers, content=initialize, timeout=30)
-    assert reopened.status_code == 200, reopened.text
-    assert reopened.headers["mcp-session-id"] != session["mcp-session-id"]
-    again = {"mcp-session-id": reopened.headers["mcp-session-id"], "mcp-protocol-version": HANDSHAKE}
-    listed = httpx.post(two.url + "/mcp", headers={**headers, **again}, content=listing, timeout=30)
-    assert listed.status_code == 200, listed.text
-    assert "counter_echo" in listed.text
+    return opened.headers["mcp-session-id"]
+
+
+def _on_session(
+    replica: GatewayProcess, key: str, sid: str, method: str, params: Mapping[str, object]
+) -> httpx.Response:
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    return httpx.post(replica.url + "/mcp", headers=_session_headers(key, sid), content=body, timeout=30)
+
+
+def _answer(response: httpx.Response) -> dict[str, object]:
+    """The JSON-RPC answer of a session request (JSON, or the SSE event that carries it)."""
+    assert response.status_code == 200, response.text
+    if response.headers["content-type"].startswith("application/json"):
+        return cast(dict[str, object], response.json())
+    data = [line[5:] for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+    return cast(dict[str, object], json.loads(data[-1]))
+
+
+ECHO = {"name": "counter_echo", "arguments": {"text": "hi"}}
+
+
+@pytest.fixture
+def opened(replicas: tuple[GatewayProcess, GatewayProcess]) -> tuple[str, str]:
+    """A session opened on the first replica with a key of its own: (key, session id)."""
+    _, key = _key(replicas[0])
+    return key, _open_session(replicas[0], key)
+
+
+def test_a_handshake_session_opened_on_one_replica_continues_on_the_other(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    one, two = replicas
+    key, sid = opened
+    listed = _answer(_on_session(two, key, sid, "tools/list", {}))
+    assert "counter_echo" in json.dumps(listed["result"])
+    before = len(two.counted())
+    called = _answer(_on_session(two, key, sid, "tools/call", ECHO))
+    assert called["result"]["content"][0]["text"] == "hi", called  # type: ignore[index]
+    assert len(two.counted()) == before + 1  # run by the replica the request reached
+    back = _answer(_on_session(one, key, sid, "tools/call", ECHO))  # and still on the first
+    assert back["result"]["content"][0]["text"] == "hi", back  # type: ignore[index]
+
+
+def test_only_its_owner_continues_a_session_on_another_replica(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    one, two = replicas
+    key, sid = opened
+    _, other = _key(one)
+    stolen = _on_session(two, other, sid, "tools/list", {})
+    assert stolen.status_code == 404, stolen.text  # as if it did not exist
+    assert _on_session(two, key, sid, "tools/list", {}).status_code == 200  # not spoiled for its owner
+    made_up = _on_session(two, key, uuid.uuid4().hex, "tools/list", {})
+    assert made_up.status_code == 404, made_up.text
+
+
+def test_a_session_ended_on_one_replica_ends_on_every_replica(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    one, two = replicas
+    key, sid = opened
+    assert _on_session(two, key, sid, "tools/list", {}).status_code == 200  # two holds a copy now
+    ended = httpx.delete(one.url + "/mcp", headers=_session_headers(key, sid), timeout=30)
+    assert ended.status_code == 200, ended.text
+    assert _on_session(one, key, sid, "tools/list", {}).status_code == 404
+    statuses = []
+    for _ in range(50):  # bounded: 5 s for the message to reach the other replica
+        statuses.append(_on_session(two, key, sid, "tools/list", {}).status_code)
+        if statuses[-1] == 404:
+            break
+        time.sleep(0.1)
+    assert statuses[-1] == 404, statuses
+    # A new session for the same client works on either.
+    assert _on_session(two, key, _open_session(two, key), "tools/list", {}).status_code == 200

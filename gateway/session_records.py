@@ -1,0 +1,177 @@
+"""Handshake-era sessions that every gateway replica can continue.
+
+DESIGN.md keeps the gateway stateless: behind a load balancer, the next request of a
+2025-11-25 session may reach another replica than the one that opened it. The replica
+that opens a session saves, under the session id in the store (Redis across replicas,
+else PostgreSQL), what it takes to open it again: the endpoint, the credential that
+owns it, the client's `initialize` request, and whether its calls may take the fast
+path. A replica asked for a session it does not hold loads that record and opens its
+own copy by replaying the `initialize` (`SessionManager.adopt`); the client goes on as
+if nothing happened.
+
+- A record lives `idle` seconds past the session's last use on any replica: each
+  replica saves again, every `refresh` seconds, the records of the sessions used on it.
+  (A session used again just before its record expires may be missing for the other
+  replicas until the next refresh; the replica it was used on still holds it.)
+- DELETE ends the session everywhere: the record goes, and a message on
+  `ENDED_CHANNEL` makes every replica drop its copy. A replica that misses the message
+  (pub/sub is at-most-once) keeps a copy that only the owner's credential reaches,
+  until it idles out; no replica can open it again.
+- What a session sets up after `initialize` stays on the replica where it did so:
+  resource subscriptions, the log level, the lists it was shown (which decide the
+  `list_changed` notifications it gets) and its GET stream with the events it can
+  replay. A client that relies on notifications needs its requests routed by
+  `Mcp-Session-Id` (docs/gateway.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from bastion.errors import StoreError
+from bastion.stores import Store
+from bastion.stores.follow import follow
+from gateway.sessions import Owner
+
+__all__ = ["ENDED_CHANNEL", "SessionRecord", "SessionRecords"]
+
+logger = logging.getLogger(__name__)
+
+ENDED_CHANNEL = "gateway.sessions.ended"
+_KEY = "gateway.session:"
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What it takes to open session copies elsewhere."""
+
+    view: str  # the endpoint's virtual server ("" for /mcp)
+    owner: Owner
+    initialize: dict[str, Any]  # the client's `initialize` request, as it sent it
+    plain: bool  # its calls may take the fast path
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": _VERSION,
+                "view": self.view,
+                "owner": list(self.owner),
+                "initialize": self.initialize,
+                "plain": self.plain,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SessionRecord | None:
+        """The record, or None for one this gateway cannot read (another version's)."""
+        try:
+            data = orjson.loads(raw)
+            if data.get("v") != _VERSION:
+                return None
+            method, tenant, subject, key_id = data["owner"]
+            initialize = data["initialize"]
+            if not isinstance(initialize, dict):
+                return None
+            return cls(
+                view=str(data["view"]),
+                owner=(str(method), str(tenant), str(subject), None if key_id is None else str(key_id)),
+                initialize=initialize,
+                plain=bool(data["plain"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+
+class SessionRecords:
+    """The store's records of handshake-era sessions, as one replica keeps them."""
+
+    def __init__(self, store: Store, idle: float, *, refresh: float | None = None) -> None:
+        self.store = store
+        self.idle = idle
+        self.refresh = refresh if refresh is not None else min(60.0, idle / 4)
+        self._mine: dict[str, bytes] = {}  # sessions held here: id -> their record
+        # Told of the sessions ended elsewhere, not of its own (it has ended those already).
+        self._origin = secrets.token_hex(8)
+
+    async def save(self, sid: str, record: SessionRecord) -> None:
+        """Session `sid` was opened here: other replicas may continue it from now on."""
+        raw = record.encode()
+        self._mine[sid] = raw
+        try:
+            await self.store.set(_KEY + sid, raw, ttl=self.idle)
+        except StoreError as exc:
+            logger.warning(
+                "session %s is not saved for other replicas (%s); it works on this one", sid[:8], exc
+            )
+
+    async def load(self, sid: str) -> SessionRecord | None:
+        """The record of a session opened on another replica, or None."""
+        try:
+            raw = await self.store.get(_KEY + sid)
+        except StoreError as exc:
+            logger.warning("the store could not say whether session %s exists (%s)", sid[:8], exc)
+            return None
+        return SessionRecord.decode(raw) if raw is not None else None
+
+    def hold(self, sid: str, record: SessionRecord) -> None:
+        """This replica opened its own copy of session `sid` from `record`."""
+        self._mine[sid] = record.encode()
+
+    def drop(self, sid: str) -> None:
+        """This replica no longer holds session `sid` (the record stays for the others)."""
+        self._mine.pop(sid, None)
+
+    async def end(self, sid: str) -> None:
+        """The client ended session `sid`: no replica may continue it."""
+        self.drop(sid)
+        try:
+            await self.store.delete(_KEY + sid)
+            await self.store.publish(ENDED_CHANNEL, f"{sid} {self._origin}".encode("ascii", "replace"))
+        except StoreError as exc:
+            logger.warning("session %s could not be ended on the other replicas (%s)", sid[:8], exc)
+
+    async def keep_alive(self, used_since: Callable[[float], Iterable[tuple[str, float]]]) -> None:
+        """Every `refresh` seconds, save again the records of the sessions used here, to
+        expire `idle` seconds after their last use. `used_since(t)`: the sessions used since
+        monotonic time `t`, each with the monotonic time of its last use."""
+        since = time.monotonic()
+        while True:
+            await asyncio.sleep(self.refresh)
+            now = time.monotonic()
+            try:
+                for sid, seen in list(used_since(since)):
+                    raw = self._mine.get(sid)
+                    left = self.idle - (now - seen)
+                    if raw is not None and left > 0:
+                        await self.store.set(_KEY + sid, raw, ttl=left)
+            except StoreError as exc:
+                logger.warning("session records not refreshed (%s); retrying in %.0f s", exc, self.refresh)
+                continue  # `since` stays: these sessions again next time
+            since = now
+
+    async def follow_ends(
+        self, on_end: Callable[[str], None], *, on_subscribed: Callable[[], None] | None = None
+    ) -> None:
+        """Call `on_end(sid)` for every session a client ends on another replica."""
+
+        def ended(message: bytes) -> None:
+            sid, _, origin = message.decode("ascii", "replace").partition(" ")
+            if origin != self._origin:
+                on_end(sid)
+
+        await follow(
+            self.store,
+            ENDED_CHANNEL,
+            ended,
+            what="sessions ended on other replicas (their copies here idle out instead)",
+            on_subscribed=on_subscribed,
+        )
