@@ -239,6 +239,9 @@ class Settings(BaseSettings):
         default="bastion/authz/decision", description="OPA data path of the decision"
     )
     opa_timeout: float = Field(default=1.0, gt=0, le=60, description="seconds to wait for OPA; then deny")
+    opa_poll_interval: float = Field(
+        default=5.0, ge=0, le=3600, description="seconds between looks for a changed policy in OPA; 0 is off"
+    )
     require_caller_context: bool = Field(
         default=False, description="servers refuse requests without a signed caller context, even over stdio"
     )

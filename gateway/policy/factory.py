@@ -25,6 +25,7 @@ class PolicyConfig:
     opa_url: str | None = None
     opa_decision_path: str = DECISION_PATH
     opa_timeout: float = 1.0
+    opa_poll_interval: float = 5.0
     policy_dir: Path | None = None
     policy_reload_interval: float = 1.0
     policy_cache_ttl: float = 5.0
@@ -44,7 +45,10 @@ async def create_policy_engine(settings: Any) -> PolicyEngine:
     inner: PolicyEngine
     if config.opa_url:
         inner = OpaRestEngine(
-            config.opa_url, decision_path=config.opa_decision_path, timeout=config.opa_timeout
+            config.opa_url,
+            decision_path=config.opa_decision_path,
+            timeout=config.opa_timeout,
+            poll_interval=config.opa_poll_interval or None,
         )
     else:
         inner = EmbeddedRegoEngine(

@@ -5,11 +5,19 @@ or `{}` when the document is undefined. Every failure (connection refused, a bad
 answer past the deadline, an HTTP error, a body that is not a decision) denies the request
 with a reason naming OPA and what went wrong. Clients read that reason, so it never holds
 the URL; the log and `status()` add the URL (without user or password) and the cause.
+
+OPA loads and swaps its policy on its own (bundles, `opa run --watch`, the policy API).
+With `poll_interval`, the engine looks every so many seconds at what OPA holds (its
+modules, `GET /v1/policies`, and the data under the decision's top package,
+`GET /v1/data/<package>`) and moves `revision` on when that changed: the decision cache
+empties and the gateway tells clients whose lists changed, as for the embedded engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +55,7 @@ class OpaRestEngine(PolicyEngine):
         headers: Mapping[str, str] | None = None,
         max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
+        poll_interval: float | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.public_url = _public_url(self.url)
@@ -64,6 +73,10 @@ class OpaRestEngine(PolicyEngine):
         )
         self._error: str | None = None
         self._checked_at: datetime | None = None
+        self.poll_interval = poll_interval
+        self._revision = 0
+        self._seen: bytes | None = None  # the fingerprint of what OPA held at the last look
+        self._follower: asyncio.Task[None] | None = None
 
     def _data_url(self, path: str) -> str:
         return f"{self.url}/v1/data/{path.strip('/').replace('.', '/')}"
@@ -140,7 +153,8 @@ class OpaRestEngine(PolicyEngine):
         return await self._post(path, body)
 
     async def start(self) -> None:
-        """Probe OPA's /health once so `/readyz` knows early; never raises."""
+        """Probe OPA's /health once so `/readyz` knows early, and start following its
+        policy; never raises."""
         try:
             with anyio.fail_after(self.timeout):
                 response = await self._client.get(f"{self.url}/health")
@@ -153,8 +167,51 @@ class OpaRestEngine(PolicyEngine):
             self._record(
                 None if status == 200 else self._failure(f"answered HTTP {status} on /health").message
             )
+        if self.poll_interval and self._follower is None:
+            self._seen = await self._fingerprint()
+            self._follower = asyncio.get_running_loop().create_task(
+                self._follow(self.poll_interval), name="opa-policy-follow"
+            )
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    async def _fingerprint(self) -> bytes | None:
+        """A digest of OPA's modules and of the data under the decision's top package, or
+        None when OPA does not say (unreachable, an error): no change is read from that."""
+        package = self.decision_path.split("/", 1)[0]
+        try:
+            with anyio.fail_after(self.timeout):
+                modules = await self._client.get(f"{self.url}/v1/policies")
+                data = await self._client.get(self._data_url(package))
+            if modules.status_code != 200 or data.status_code != 200:
+                return None
+            listed = orjson.loads(modules.content).get("result") or []
+            texts = sorted((str(m.get("id")), str(m.get("raw"))) for m in listed if isinstance(m, dict))
+            held = [texts, orjson.loads(data.content).get("result")]
+            return hashlib.sha256(orjson.dumps(held, option=orjson.OPT_SORT_KEYS)).digest()
+        except Exception as exc:  # OPA's health is reported by decisions; this only looks
+            logger.debug("could not read the policy OPA holds: %s", _cause(exc))
+            return None
+
+    async def _follow(self, interval: float) -> None:
+        while True:
+            await anyio.sleep(interval)
+            current = await self._fingerprint()
+            if current is None:
+                continue
+            if self._seen is not None and current != self._seen:
+                self._revision += 1
+                logger.info("the policy in OPA at %s changed (revision %d)", self.public_url, self._revision)
+            self._seen = current
 
     async def close(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await self._client.aclose()
 
     def status(self) -> PolicyStatus:
@@ -164,6 +221,7 @@ class OpaRestEngine(PolicyEngine):
             error=self._error,
             loaded_at=self._checked_at,
             sources=(f"{self.public_url}/v1/data/{self.decision_path}",),
+            revision=self._revision,
         )
 
 

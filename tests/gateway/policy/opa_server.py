@@ -1,8 +1,10 @@
 """A stand-in for an OPA server: OPA's REST data API answered by the embedded engine.
 
 No OPA binary can be installed here, so tests run `OpaRestEngine` against this server on
-127.0.0.1. It answers `POST /v1/data/<path>` with `{"result": ...}` (or `{}` when the
-document is undefined) and `GET /health` with `{}`, as OPA does. `mode` makes it misbehave
+127.0.0.1. It answers `POST /v1/data/<path>` (and `GET`, with no input) with
+`{"result": ...}` (or `{}` when the document is undefined), `GET /v1/policies` with the
+modules it holds and `GET /health` with `{}`, as OPA does. `reload()` takes in what
+changed in its folder, as an OPA that watches its files would. `mode` makes it misbehave
 on purpose: "hang" never answers, "garbage" answers non-JSON, "error" answers HTTP 500,
 "nonsense" answers a result that is not a decision.
 """
@@ -31,8 +33,10 @@ Mode = Literal["normal", "hang", "garbage", "error", "nonsense"]
 class OpaTestServer:
     def __init__(self, folder: Path | None = None) -> None:
         self.engine = EmbeddedRegoEngine(folder, reload_interval=None, include_tests=True, strict=True)
+        self.folder = self.engine.folder
         self.mode: Mode = "normal"
         self.requests = 0
+        self.looks = 0
         self._release = anyio.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -41,7 +45,8 @@ class OpaTestServer:
         app = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
-                Route("/v1/data/{path:path}", self._data, methods=["POST"]),
+                Route("/v1/data/{path:path}", self._data, methods=["POST", "GET"]),
+                Route("/v1/policies", self._policies, methods=["GET"]),
             ]
         )
         config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11")
@@ -51,8 +56,22 @@ class OpaTestServer:
     async def _health(self, request: Request) -> Response:
         return JSONResponse({})
 
+    async def reload(self) -> None:
+        assert await self.engine.reload(), self.engine.status().error
+
+    async def _policies(self, request: Request) -> Response:
+        self.looks += 1
+        modules = [
+            {"id": str(path.relative_to(self.folder)), "raw": path.read_text()}
+            for path in sorted(self.folder.rglob("*.rego"))
+        ]
+        return JSONResponse({"result": modules})
+
     async def _data(self, request: Request) -> Response:
-        self.requests += 1
+        if request.method == "POST":
+            self.requests += 1  # decisions and queries
+        else:
+            self.looks += 1  # what a follower of the policy reads
         if self.mode == "hang":
             await self._release.wait()
         if self.mode == "garbage":
@@ -62,7 +81,7 @@ class OpaTestServer:
         if self.mode == "nonsense":
             return JSONResponse({"result": {"allow": "yes"}})
         try:
-            body: Any = orjson.loads(await request.body())
+            body: Any = orjson.loads(await request.body()) if request.method == "POST" else {}
         except orjson.JSONDecodeError:
             return JSONResponse({"code": "invalid_parameter", "message": "body is not JSON"}, status_code=400)
         try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
 from gateway.policy import EmbeddedRegoEngine, OpaRestEngine
-from tests.gateway.policy.helpers import call
+from gateway.policy.cache import CachedPolicyEngine
+from tests.gateway.policy.helpers import call, eventually
 from tests.gateway.policy.opa_server import OpaTestServer
 
 REQUESTS = [
@@ -141,3 +145,35 @@ def test_a_url_without_a_scheme_is_refused_without_showing_its_password() -> Non
     with pytest.raises(ValueError, match="expected http:// or https://") as caught:
         OpaRestEngine("opa-user:s3cret@127.0.0.1:8181")
     assert "s3cret" not in str(caught.value)
+
+
+async def test_a_policy_changed_in_opa_empties_the_cache_and_moves_the_revision_on(policy_dir: Path) -> None:
+    request = call("service", "retrieval", "search", query="q")
+    async with OpaTestServer(policy_dir) as server:
+        opa = OpaRestEngine(server.url, poll_interval=0.05)
+        async with CachedPolicyEngine(opa, ttl=3600) as engine:
+            assert not (await engine.decide(request)).allow  # cached for an hour from now
+            await eventually(lambda: server.looks > 6)
+            assert engine.revision == 0  # looked at several times: nothing changed
+            data = json.loads((policy_dir / "data.json").read_text())
+            data["bastion"]["grants"]["roles"]["service"]["tools"] = ["retrieval/*"]
+            (policy_dir / "data.json").write_text(json.dumps(data))
+            await server.reload()
+            await eventually(lambda: engine.revision == 1)
+            assert (await engine.decide(request)).allow  # decided again under the new policy
+            assert opa.status().revision == 1
+            rules = policy_dir / "rules.rego"
+            rules.write_text(rules.read_text() + "\n# a module changed, the data did not\n")
+            await server.reload()
+            await eventually(lambda: engine.revision == 2)
+            server.mode = "error"  # OPA failing says nothing of its policy
+            await anyio.sleep(0.3)
+            assert engine.revision == 2
+
+
+async def test_without_a_poll_interval_opa_is_asked_only_for_decisions(policy_dir: Path) -> None:
+    async with OpaTestServer(policy_dir) as server, OpaRestEngine(server.url) as opa:
+        await opa.decide(REQUESTS[0])
+        await anyio.sleep(0.2)
+    assert (server.requests, server.looks) == (1, 0)
+    assert opa.revision == 0
