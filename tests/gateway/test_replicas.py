@@ -196,6 +196,11 @@ def test_a_handshake_session_opened_on_one_replica_continues_on_the_other(
     assert len(two.counted()) == before + 1  # run by the replica the request reached
     back = _answer(_on_session(one, key, sid, "tools/call", ECHO))  # and still on the first
     assert back["result"]["content"][0]["text"] == "hi", back  # type: ignore[index]
+    # The session's stream of server messages opens on either replica too.
+    stream_headers = {**_session_headers(key, sid), "accept": "text/event-stream"}
+    with httpx.stream("GET", two.url + "/mcp", headers=stream_headers, timeout=30) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
 
 
 def test_only_its_owner_continues_a_session_on_another_replica(
