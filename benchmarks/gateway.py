@@ -56,13 +56,13 @@ ECHO = BENCH / "echo_server.py"
 LOAD = BENCH / "load.py"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait(url: str, timeout: float = 120.0, ready: bool = False) -> None:
+def wait_up(url: str, timeout: float = 120.0, ready: bool = False) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -78,7 +78,7 @@ def _wait(url: str, timeout: float = 120.0, ready: bool = False) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
 
 
-def _listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
+def listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 60.0) -> None:
     """Wait until `process` accepts connections on `port`; fail at once if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,7 +92,7 @@ def _listening(port: int, process: subprocess.Popen[bytes], what: str, timeout: 
     raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -102,7 +102,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-def _policy_dir(work: Path) -> Path:
+def bench_policy_dir(work: Path) -> Path:
     """The shipped policy, plus a grant that lifts the per-role rate for the `bench` key."""
     folder = work / "policies"
     shutil.copytree(ROOT / "policies", folder, ignore=shutil.ignore_patterns("*_test.rego", "README.md"))
@@ -123,7 +123,7 @@ class Gateway:
         max_concurrency: int | None = None,
     ) -> None:
         """A gateway on its own home; `source`: run the code of that checkout instead of this one."""
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cwd = source  # `python -m` imports from the working directory first
         name = f"{durability}-{'baseline' if source else 'gateway'}"
@@ -158,7 +158,7 @@ class Gateway:
             stdout=subprocess.DEVNULL,
             stderr=(work / "gateway.log").open("wb"),
         )
-        _wait(self.url + "/readyz", ready=True)
+        wait_up(self.url + "/readyz", ready=True)
         # `pg_ctl` starts the embedded PostgreSQL detached, outside the gateway's process
         # tree: its CPU is accounted on its own.
         self.database_pid = _database_pid(Path(self.env["BASTION_HOME"]))
@@ -194,7 +194,7 @@ class Floor:
         from bastion.db.embedded import EmbeddedPostgres
         from bastion.home import Home
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         dsn = EmbeddedPostgres(Home(Path(gateway.env["BASTION_HOME"]))).dsn()
         self.process = subprocess.Popen(
@@ -214,7 +214,7 @@ class Floor:
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )
-        _listening(self.port, self.process, "floor_proxy.py")
+        listening(self.port, self.process, "floor_proxy.py")
 
 
 def _database_pid(home: Path) -> int:
@@ -278,7 +278,7 @@ def measure(
     floor: bool = False,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
-    echo_port = _free_port()
+    echo_port = free_port()
     echo_url = f"http://127.0.0.1:{echo_port}/mcp"
     echo = subprocess.Popen(
         [sys.executable, str(ECHO), "--port", str(echo_port)],
@@ -287,8 +287,8 @@ def measure(
     )
     results: dict[str, Any] = {}
     try:
-        _listening(echo_port, echo, "the echo server")
-        policies = _policy_dir(work)
+        listening(echo_port, echo, "the echo server")
+        policies = bench_policy_dir(work)
         for durability in durabilities:
             gateways: dict[str, Gateway] = {}
             floor_proxy: Floor | None = None
@@ -340,11 +340,11 @@ def measure(
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
             finally:
                 if floor_proxy is not None:
-                    _stop(floor_proxy.process)
+                    stop(floor_proxy.process)
                 for gateway in gateways.values():
-                    _stop(gateway.process)
+                    stop(gateway.process)
     finally:
-        _stop(echo)
+        stop(echo)
         shutil.rmtree(work, ignore_errors=True)
     return results
 
