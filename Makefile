@@ -76,6 +76,7 @@ bench: $(STAMP) ## Run every benchmarks/*.py; each writes its own results
 	@shopt -s nullglob; scripts=(benchmarks/*.py); \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no benchmarks yet"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do \
+		if grep -q '^# not a benchmark:' "$$script"; then continue; fi; \
 		echo "== $$script"; \
 		$(VENV_PY) "$$script"; \
 	done

@@ -20,6 +20,8 @@ Usage (from the repository root): python -m benchmarks.floor_proxy --port P --up
        [--durability flush|commit]
 """
 
+# not a benchmark: a helper that `benchmarks/gateway.py --floor` starts (`make bench` skips it)
+
 from __future__ import annotations
 
 import argparse
