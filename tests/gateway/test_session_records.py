@@ -146,3 +146,18 @@ def test_a_session_continues_after_its_gateway_restarts(shared_home: Path, tmp_p
         assert ended.status_code == 200, ended.text
         gone = httpx.post(gateway.url + "/mcp", headers=headers, content=listing, timeout=30)
         assert gone.status_code == 404, gone.text
+
+
+async def test_a_failing_store_leaves_sessions_to_the_replica_that_holds_them(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = SessionRecords(store, IDLE)
+    await store.close()  # every call now fails with StoreError
+    sid = uuid.uuid4().hex
+    await records.save(sid, _record())  # the session still opens here
+    assert await records.load(sid) is None  # elsewhere it is unknown: 404, and the client opens another
+    await records.end(sid)
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "is not saved for other replicas" in said
+    assert "could not say whether session" in said
+    assert "could not be ended on the other replicas" in said
