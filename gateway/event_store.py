@@ -112,7 +112,8 @@ class SessionManager(StreamableHTTPSessionManager):
         return transport
 
     def holds(self, session_id: str) -> bool:
-        return session_id in self._server_instances
+        """Whether session `session_id` is open here (and not still being adopted)."""
+        return session_id in self._server_instances and session_id not in self._adopting
 
     def end(self, session_id: str) -> None:
         """The session ended elsewhere: it is unknown here from now on, and its transport
@@ -136,11 +137,11 @@ class SessionManager(StreamableHTTPSessionManager):
         request that asks for the session. False if it could not be opened here (the
         session limit, or this gateway refuses the `initialize`).
         """
-        if session_id in self._server_instances:
-            return True
         pending = self._adopting.get(session_id)
         if pending is not None:  # another request for it is opening it
             return await asyncio.shield(pending)
+        if session_id in self._server_instances:
+            return True
         pending = asyncio.get_running_loop().create_future()
         self._adopting[session_id] = pending
         adopted = False

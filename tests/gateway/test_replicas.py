@@ -10,6 +10,7 @@ only), and ending it on one ends it on both.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
@@ -157,10 +159,13 @@ def _open_session(replica: GatewayProcess, key: str) -> str:
     return opened.headers["mcp-session-id"]
 
 
+_IDS = itertools.count(2)  # a session's requests each need an id of their own
+
+
 def _on_session(
     replica: GatewayProcess, key: str, sid: str, method: str, params: Mapping[str, object]
 ) -> httpx.Response:
-    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+    body = json.dumps({"jsonrpc": "2.0", "id": next(_IDS), "method": method, "params": params})
     return httpx.post(replica.url + "/mcp", headers=_session_headers(key, sid), content=body, timeout=30)
 
 
@@ -234,3 +239,14 @@ def test_a_session_ended_on_one_replica_ends_on_every_replica(
     assert statuses[-1] == 404, statuses
     # A new session for the same client works on either.
     assert _on_session(two, key, _open_session(two, key), "tools/list", {}).status_code == 200
+
+
+def test_requests_that_reach_another_replica_at_once_all_continue_the_session(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    _, two = replicas
+    key, sid = opened
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: _on_session(two, key, sid, "tools/list", {}), range(6)))
+    for answer in answers:
+        assert "counter_echo" in json.dumps(_answer(answer)["result"]), answer.text
