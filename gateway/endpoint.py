@@ -19,6 +19,7 @@ session belongs to the credential that opened it: the SDK is told who the caller
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -106,6 +107,10 @@ class MCPEndpoint:
         self.max_body = max_body
         self.sessions = HandshakeSessions(session_idle, self._forget)
         self.records = records  # None: sessions stay with the process that opened them
+        # Requests of handshake-era sessions the SDK is answering: (session, id as the SDK
+        # keys it). The SDK keys a request's answer stream by its id alone, so a second
+        # request under an id still in use would take the first one's answer and hang.
+        self._answering: set[tuple[str, str]] = set()
         self.fast_path = FastPath(
             gateway,
             self.sessions,
@@ -336,7 +341,9 @@ class MCPEndpoint:
             if self.fast_path.cancel(principal, headers, message):
                 await reply(send, 202, b"", [])
                 return
-        await self._to_sdk(runtime, scope, receive, send, body)
+        await self._to_sdk(
+            runtime, scope, receive, send, body, message if isinstance(message, dict) else None
+        )
 
     def _envelope_problem(self, message: dict[str, Any]) -> str | None:
         params = message.get("params")
@@ -395,7 +402,13 @@ class MCPEndpoint:
     # -- the SDK path -----------------------------------------------------------
 
     async def _to_sdk(
-        self, runtime: ViewRuntime, scope: Scope, receive: Receive, send: Send, body: bytes | None
+        self,
+        runtime: ViewRuntime,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes | None,
+        message: dict[str, Any] | None = None,
     ) -> None:
         if body is not None:
             original = receive
@@ -441,7 +454,22 @@ class MCPEndpoint:
             if self.records is not None:
                 await self.records.end(sid)  # before the answer: no replica continues it after
         self.sessions.count()
-        await runtime.manager.handle_request(scope, receive, watch)
+        rid = message.get("id") if message is not None and "method" in message else None
+        answering = (sid, str(rid)) if sid is not None and type(rid) in (str, int) else None
+        if answering is not None:
+            if answering in self._answering:
+                problem = (
+                    f"request id {json.dumps(rid)} is already in use by a request of this session "
+                    "that is still being answered: give every request an id of its own"
+                )
+                await reply(send, 400, rpc_error(rid, INVALID_REQUEST, problem))
+                return
+            self._answering.add(answering)
+        try:
+            await runtime.manager.handle_request(scope, receive, watch)
+        finally:
+            if answering is not None:
+                self._answering.discard(answering)
 
     async def _save(
         self, runtime: ViewRuntime, sid: str, owner: Owner, body: bytes | None, plain: bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,30 @@ def test_an_idle_session_ends_on_every_path(session: Session) -> None:
     ended = session.echo("too late")  # a call the fast path would have answered
     assert ended.status_code == 404, ended.text
     assert session.post("tools/list", {}).status_code == 404
+
+
+def test_a_request_id_still_in_use_on_the_session_is_refused(
+    short_idle: GatewayProcess, session: Session
+) -> None:
+    # A call reporting progress goes through the SDK, which keys each answer by request id.
+    slow = {"name": "counter_slow", "arguments": {"steps": 8, "delay": 0.25}, "_meta": {"progressToken": "p"}}
+    first = {"jsonrpc": "2.0", "id": "same", "method": "tools/call", "params": slow}
+    before = short_idle.counted().count("slow")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(session.http.post, "/mcp", headers=session.headers, content=json.dumps(first))
+        deadline = time.monotonic() + 10
+        while short_idle.counted().count("slow") == before and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the upstream runs it
+        again = {"jsonrpc": "2.0", "id": "same", "method": "tools/list", "params": {}}
+        with httpx.Client(base_url=short_idle.url, timeout=30) as other:
+            refused = other.post("/mcp", headers=session.headers, content=json.dumps(again))
+        answered = running.result(timeout=30)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert refused.json()["id"] == "same"
+    assert error["code"] == -32600
+    assert "already in use" in error["message"] and "an id of its own" in error["message"]
+    assert answered.status_code == 200
+    assert '"text":"done"' in answered.text.replace(" ", ""), answered.text  # the first is unharmed
+    reused = session.http.post("/mcp", headers=session.headers, content=json.dumps(again))
+    assert reused.status_code == 200, reused.text  # the id is free again once answered
