@@ -434,14 +434,14 @@ class MCPEndpoint:
         is_initialize = body is not None and b'"initialize"' in body
         fast_ok = body is not None and plain_client(body)
 
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start" and method == "POST" and is_initialize:
-                for key, value in message.get("headers", []):
+        async def watch(out: Message) -> None:
+            if out["type"] == "http.response.start" and method == "POST" and is_initialize:
+                for key, value in out.get("headers", []):
                     if key.lower() == b"mcp-session-id":
                         opened = value.decode("latin-1")
                         self.sessions.opened(opened, owner, plain=fast_ok)
-                        await self._save(runtime, opened, owner, body, fast_ok)
-            await send(message)
+                        await self._save(runtime, opened, owner, message, fast_ok)
+            await send(out)
 
         if sid is not None and not self.sessions.belongs(sid, owner):
             sid = None  # not the caller's session: the SDK answers 404, nothing here changes
@@ -472,15 +472,11 @@ class MCPEndpoint:
                 self._answering.discard(answering)
 
     async def _save(
-        self, runtime: ViewRuntime, sid: str, owner: Owner, body: bytes | None, plain: bool
+        self, runtime: ViewRuntime, sid: str, owner: Owner, initialize: dict[str, Any] | None, plain: bool
     ) -> None:
-        """Session `sid` was just opened by `body`: other replicas may continue it."""
-        if self.records is None or body is None:
-            return
-        initialize = orjson.loads(body)
-        if isinstance(initialize, dict):
-            record = SessionRecord(runtime.view.config.name, owner, initialize, plain)
-            await self.records.save(sid, record)
+        """Session `sid` was just opened by `initialize`: other replicas may continue it."""
+        if self.records is not None and initialize is not None:
+            await self.records.save(sid, SessionRecord(runtime.view.config.name, owner, initialize, plain))
 
     async def _adopt(self, runtime: ViewRuntime, scope: Scope, sid: str, owner: Owner) -> None:
         """Continue here a session another replica (or an earlier run) opened, if it is

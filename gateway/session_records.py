@@ -41,11 +41,14 @@ from bastion.stores import Store
 from bastion.stores.follow import follow
 from gateway.sessions import Owner
 
-__all__ = ["ENDED_CHANNEL", "SessionRecord", "SessionRecords"]
+__all__ = ["ENDED_CHANNEL", "STORE_TIMEOUT", "SessionRecord", "SessionRecords"]
 
 logger = logging.getLogger(__name__)
 
 ENDED_CHANNEL = "gateway.sessions.ended"
+# Seconds a request waits for the store (a stalled Redis never answers); then the session
+# goes on without it, as for a store that failed.
+STORE_TIMEOUT = 1.0
 _KEY = "gateway.session:"
 _VERSION = 1
 
@@ -107,18 +110,20 @@ class SessionRecords:
         raw = record.encode()
         self._mine[sid] = raw
         try:
-            await self.store.set(_KEY + sid, raw, ttl=self.idle)
-        except StoreError as exc:
+            async with asyncio.timeout(STORE_TIMEOUT):
+                await self.store.set(_KEY + sid, raw, ttl=self.idle)
+        except (StoreError, TimeoutError) as exc:
             logger.warning(
-                "session %s is not saved for other replicas (%s); it works on this one", sid[:8], exc
+                "session %s is not saved for other replicas (%s); it works on this one", sid[:8], _why(exc)
             )
 
     async def load(self, sid: str) -> SessionRecord | None:
         """The record of a session opened on another replica, or None."""
         try:
-            raw = await self.store.get(_KEY + sid)
-        except StoreError as exc:
-            logger.warning("the store could not say whether session %s exists (%s)", sid[:8], exc)
+            async with asyncio.timeout(STORE_TIMEOUT):
+                raw = await self.store.get(_KEY + sid)
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("the store could not say whether session %s exists (%s)", sid[:8], _why(exc))
             return None
         return SessionRecord.decode(raw) if raw is not None else None
 
@@ -134,10 +139,11 @@ class SessionRecords:
         """The client ended session `sid`: no replica may continue it."""
         self.drop(sid)
         try:
-            await self.store.delete(_KEY + sid)
-            await self.store.publish(ENDED_CHANNEL, f"{sid} {self._origin}".encode("ascii", "replace"))
-        except StoreError as exc:
-            logger.warning("session %s could not be ended on the other replicas (%s)", sid[:8], exc)
+            async with asyncio.timeout(STORE_TIMEOUT):
+                await self.store.delete(_KEY + sid)
+                await self.store.publish(ENDED_CHANNEL, f"{sid} {self._origin}".encode("ascii", "replace"))
+        except (StoreError, TimeoutError) as exc:
+            logger.warning("session %s could not be ended on the other replicas (%s)", sid[:8], _why(exc))
 
     async def keep_alive(self, used_since: Callable[[float], Iterable[tuple[str, float]]]) -> None:
         """Every `refresh` seconds, save again the records of the sessions used here, to
@@ -175,3 +181,7 @@ class SessionRecords:
             what="sessions ended on other replicas (their copies here idle out instead)",
             on_subscribed=on_subscribed,
         )
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, StoreError) else f"no answer within {STORE_TIMEOUT:g} s"

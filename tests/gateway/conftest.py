@@ -186,3 +186,12 @@ def http_fixture_url() -> Iterator[str]:
     """The conformance fixture over Streamable HTTP, as an HTTP upstream."""
     with fixture_over_http() as url:
         yield url
+
+
+@pytest.fixture
+def stalled_redis_url() -> Iterator[str]:
+    """A socket that accepts connections (in the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"

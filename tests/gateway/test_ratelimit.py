@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -266,15 +265,6 @@ async def test_once_the_cooldown_ends_the_store_is_asked_again(caplog: pytest.Lo
     assert store.takes == 4
     assert caplog.records[-1].getMessage() == "rate-limit store answers again; buckets are shared again"
     await store.close()
-
-
-@pytest.fixture
-def stalled_redis_url() -> Iterator[str]:
-    """A socket that accepts connections (in the kernel's backlog) and never answers."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
 
 
 async def test_a_stalled_store_costs_one_timeout_and_one_warning_per_cooldown(

@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from bastion.stores import Store
-from gateway.session_records import SessionRecord, SessionRecords
+from bastion.stores import RedisStore, Store
+from gateway.session_records import STORE_TIMEOUT, SessionRecord, SessionRecords
 from tests.bastion.stores.conftest import (  # noqa: F401 (fixtures)
     SHARED_BACKENDS,
     ns,
@@ -161,3 +161,21 @@ async def test_a_failing_store_leaves_sessions_to_the_replica_that_holds_them(
     assert "is not saved for other replicas" in said
     assert "could not say whether session" in said
     assert "could not be ended on the other replicas" in said
+
+
+async def test_a_stalled_store_holds_a_request_up_for_its_timeout_at_most(
+    stalled_redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = RedisStore(stalled_redis_url)
+    records = SessionRecords(store, IDLE)
+    sid = uuid.uuid4().hex
+    try:
+        for step in (records.save(sid, _record()), records.load(sid), records.end(sid)):
+            started = time.monotonic()
+            await step
+            assert time.monotonic() - started < STORE_TIMEOUT + 2
+    finally:
+        await store.close()
+    said = [record.getMessage() for record in caplog.records if record.name == "gateway.session_records"]
+    assert len(said) == 3, said
+    assert all(f"no answer within {STORE_TIMEOUT:g} s" in line for line in said), said
