@@ -42,7 +42,11 @@ INITIALIZE = json.dumps(
         },
     }
 )
-LISTING = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+
+
+def listing(request_id: int) -> str:
+    """A `tools/list`; each request of a session has an id of its own (MCP requires it)."""
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/list"})
 
 
 def _ms(seconds: list[float]) -> float:
@@ -100,8 +104,8 @@ def measure(sessions: int) -> dict[str, float | int]:
                     "mcp-session-id": answer.headers["mcp-session-id"],
                     "mcp-protocol-version": HANDSHAKE,
                 }
-                continued.append(timed(other, LISTING, session)[0])
-                held.extend(timed(other, LISTING, session)[0] for _ in range(3))
+                continued.append(timed(other, listing(2), session)[0])
+                held.extend(timed(other, listing(request_id), session)[0] for request_id in (3, 4, 5))
         return {
             "sessions": sessions,
             "initialize_p50_ms": _ms(opened),
