@@ -19,6 +19,7 @@ session belongs to the credential that opened it: the SDK is told who the caller
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -58,7 +59,7 @@ from gateway.request_checks import (
     plain_client,
     repeated_routing_header,
 )
-from gateway.session_records import SessionRecord, SessionRecords
+from gateway.session_records import SessionChange, SessionRecord, SessionRecords
 from gateway.sessions import SESSION_IDLE, HandshakeSessions, Owner, owner_of
 
 __all__ = ["MCPEndpoint", "ViewRuntime"]
@@ -111,6 +112,7 @@ class MCPEndpoint:
         # keys it). The SDK keys a request's answer stream by its id alone, so a second
         # request under an id still in use would take the first one's answer and hang.
         self._answering: set[tuple[str, str]] = set()
+        self._taking_on: set[asyncio.Task[None]] = set()  # other replicas' session changes
         self.fast_path = FastPath(
             gateway,
             self.sessions,
@@ -424,7 +426,8 @@ class MCPEndpoint:
             receive = replay
         method = scope["method"]
         headers = dict(scope["headers"])
-        owner = owner_of(scope[SCOPE_KEY].principal)
+        call: CallContext = scope[SCOPE_KEY]
+        owner = owner_of(call.principal)
         scope["user"] = self.sessions.sdk_user(owner)  # the SDK binds each session to its opener
         raw_sid = headers.get(b"mcp-session-id")
         sid = raw_sid.decode("latin-1") if raw_sid else None
@@ -440,6 +443,7 @@ class MCPEndpoint:
                     if key.lower() == b"mcp-session-id":
                         opened = value.decode("latin-1")
                         self.sessions.opened(opened, owner, plain=fast_ok)
+                        runtime.server.seen(opened, call)
                         await self._save(runtime, opened, owner, message, fast_ok)
             await send(out)
 
@@ -447,8 +451,11 @@ class MCPEndpoint:
             sid = None  # not the caller's session: the SDK answers 404, nothing here changes
         if sid is not None:
             self.sessions.seen(sid)  # only sessions the SDK created: a made-up id counts nothing
+            runtime.server.seen(sid, call)
             if body is not None and b'"logging/setLevel"' in body:
                 self.sessions.to_sdk(sid)  # it wants log lines: SDK path
+                if self.records is not None:  # on every replica
+                    await self.records.change(sid, SessionChange("log_level", _log_level(message)))
         if method == "DELETE" and sid is not None:
             self.sessions.forget(sid)
             if self.records is not None:
@@ -489,7 +496,29 @@ class MCPEndpoint:
         if await runtime.manager.adopt(sid, requestor, scope, record.initialize):
             self.records.hold(sid, record)
             self.sessions.opened(sid, owner, plain=record.plain)
+            runtime.server.seen(sid, scope[SCOPE_KEY])
+            for change in record.changes():  # what it set up elsewhere: its lists, its subscriptions
+                await self._take_on(runtime, sid, change)
             logger.info("continuing session %s opened elsewhere", sid[:8])
+
+    def session_changed(self, sid: str, change: SessionChange) -> None:
+        """Session `sid` set something up on another replica: its copy here takes it on."""
+        if change.what == "log_level":
+            if self.sessions.belongs_to_anyone(sid):
+                self.sessions.to_sdk(sid)
+            return
+        for runtime in self.views.values():
+            if runtime.manager.holds(sid):
+                task = asyncio.get_running_loop().create_task(self._take_on(runtime, sid, change))
+                self._taking_on.add(task)
+                task.add_done_callback(self._taking_on.discard)
+
+    @staticmethod
+    async def _take_on(runtime: ViewRuntime, sid: str, change: SessionChange) -> None:
+        try:
+            await runtime.server.take_on(sid, change)
+        except Exception:  # the session goes on; it may miss notifications of that change
+            logger.exception("session %s could not take on %s %s", sid[:8], change.what, change.value)
 
     def session_ended(self, sid: str) -> None:
         """A client ended session `sid` on another replica: this one's copy ends too."""
@@ -503,3 +532,10 @@ class MCPEndpoint:
             self.records.drop(sid)
         for runtime in self.views.values():
             runtime.server.forget(sid)  # nothing more is sent to it
+
+
+def _log_level(message: dict[str, Any] | None) -> str:
+    """The level a `logging/setLevel` request asks for ("" if it names none)."""
+    params = message.get("params") if message is not None else None
+    level = params.get("level") if isinstance(params, dict) else None
+    return level if isinstance(level, str) else ""

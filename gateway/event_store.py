@@ -26,7 +26,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp_types import JSONRPCMessage
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCMessage, JSONRPCNotification
 from starlette.types import Message, Receive, Scope
 
 __all__ = ["MemoryEventStore", "SessionEvents", "SessionManager"]
@@ -114,6 +115,29 @@ class SessionManager(StreamableHTTPSessionManager):
     def holds(self, session_id: str) -> bool:
         """Whether session `session_id` is open here (and not still being adopted)."""
         return session_id in self._server_instances and session_id not in self._adopting
+
+    async def notify(self, session_id: str, method: str, params: dict[str, Any] | None = None) -> bool:
+        """Send a notification on session `session_id`'s own stream (its GET stream), as
+        the session's server would; False if the session is not open here.
+
+        Written where the session's server writes (the transport's outgoing stream), so a
+        session is told whatever request reached this replica, or none: a copy opened
+        here for a GET stream alone has never run a handler.
+        """
+        transport = self._server_instances.get(session_id)
+        outgoing = getattr(transport, "_write_stream", None) if transport is not None else None
+        if transport is None or outgoing is None or transport.is_terminated:
+            return False
+        message = (
+            JSONRPCNotification(jsonrpc="2.0", method=method, params=params)
+            if params is not None
+            else JSONRPCNotification(jsonrpc="2.0", method=method)
+        )
+        try:
+            await outgoing.send(SessionMessage(message=message))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False  # it ended meanwhile
+        return True
 
     def end(self, session_id: str) -> None:
         """The session ended elsewhere: it is unknown here from now on, and its transport

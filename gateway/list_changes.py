@@ -135,11 +135,16 @@ class ListChanges:
         watcher = self._watchers.get(key)
         if watcher is not None:
             since = self._generation
-            call = self._current(watcher.call)
+            call = self.current(watcher.call)
             for kind in kinds:
                 watcher.shown[kind] = await self.listing(call, kind)
             if self._stale(call, since):
                 self._recheck(key)
+
+    def showing(self, key: Hashable, kind: Kind) -> bool:
+        """Whether `key` is told of changes to its `kind` list already."""
+        watcher = self._watchers.get(key)
+        return watcher is not None and kind in watcher.shown
 
     def forget(self, key: Hashable) -> None:
         self._watchers.pop(key, None)
@@ -178,14 +183,14 @@ class ListChanges:
                 self.forget(key)
                 return
 
-    def _current(self, call: CallContext) -> CallContext:
+    def current(self, call: CallContext) -> CallContext:
         """`call` on the view of its era in force now."""
         view = self._views()[1 if call.modern else 0]
         return call if view is None or view is call.view else dataclasses.replace(call, view=view)
 
     def _stale(self, call: CallContext, since: int) -> bool:
         """Whether a list taken for `call` from `since` on may predate a change."""
-        return since != self._generation or self._current(call) is not call
+        return since != self._generation or self.current(call) is not call
 
     def _recheck(self, key: Hashable) -> None:
         task = asyncio.get_running_loop().create_task(self._check(key))
@@ -197,7 +202,7 @@ class ListChanges:
         if watcher is None:
             return
         try:
-            await self._tell(key, watcher, self._current(watcher.call), {})
+            await self._tell(key, watcher, self.current(watcher.call), {})
         except Exception:  # the next change compares again; this one is logged
             logger.exception("could not take a list again after a change")
 

@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp import types
@@ -39,6 +39,7 @@ from gateway.calls import ROUND_TRIP_FIELDS, CallContext, CallError, Gateway, Pr
 from gateway.catalog import View
 from gateway.list_changes import KINDS, Kind, ListChanges, StreamBus, listing_of
 from gateway.policy import Resource
+from gateway.session_records import SessionChange
 
 __all__ = ["GatewayMCPServer"]
 
@@ -110,6 +111,16 @@ def _session_key(sid: str) -> tuple[str, str]:
 
 
 _LIST_EVENTS = {"tools": ToolsListChanged, "prompts": PromptsListChanged, "resources": ResourcesListChanged}
+_LIST_NOTIFICATIONS: dict[str, str] = {
+    "tools": "notifications/tools/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+    "resources": "notifications/resources/list_changed",
+}
+
+# Sends a notification on a handshake-era session's own stream: False if it is not open.
+SessionNotifier = Callable[[str, str, "dict[str, Any] | None"], Awaitable[bool]]
+# Shares what a session set up with the other replicas (gateway/session_records.py).
+SessionSharer = Callable[[str, SessionChange], Awaitable[bool]]
 
 # Handshake-era clients are told when a list changes: the capability says so.
 _LIST_CHANGES = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
@@ -138,11 +149,14 @@ class GatewayMCPServer:
         self.view_name = view_name
         self.bus = StreamBus()
         self.changes = ListChanges(gateway, lambda: (self.view, self.modern_view))
-        # Handshake-era sessions by Mcp-Session-Id, each with the session object of its latest
-        # request. The SDK makes one per request (a proxy of the session's connection), so
-        # a weak reference would be gone by the time a notification is due; the endpoint
-        # calls `forget` when a session ends.
-        self._sessions: dict[str, ServerSession] = {}
+        # Handshake-era sessions open here by Mcp-Session-Id, each with the caller of its
+        # latest request (whose lists it is told about); the endpoint calls `forget` when
+        # a session ends.
+        self._contexts: dict[str, CallContext] = {}
+        # Set by the runtime: how a session is notified (the view's session manager), and
+        # how what it sets up reaches the other replicas (None: it does not).
+        self.notify_session: SessionNotifier | None = None
+        self.share: SessionSharer | None = None
         # Resource subscriptions of handshake-era sessions: URI -> session ids.
         self._subscribers: dict[str, set[str]] = {}
         self._listen_handler = ListenHandler(self.bus)
@@ -239,44 +253,81 @@ class GatewayMCPServer:
         return schema if isinstance(schema, dict) else None
 
     def _track(self, ctx: Any) -> CallContext:
-        session = getattr(ctx, "session", None)
         sid = _session_id(ctx)
         call = _context(ctx)
-        if sid is not None and isinstance(session, ServerSession):
-            self._sessions[sid] = session
+        if sid is not None:
+            self._contexts[sid] = call
             self.changes.watch(_session_key(sid), call, functools.partial(self._tell_session, sid))
         return call
 
-    async def _tell_session(self, sid: str, kind: Kind) -> None:
-        session = self._sessions.get(sid)
-        if session is None:
-            return
-        try:
-            if kind == "tools":
-                await session.send_tool_list_changed()
-            elif kind == "prompts":
-                await session.send_prompt_list_changed()
-            else:
-                await session.send_resource_list_changed()
-        except Exception as exc:  # a gone session is simply dropped
-            logger.debug("could not notify a session: %s", exc)
+    def seen(self, sid: str, call: CallContext) -> None:
+        """A request of handshake-era session `sid` reached this replica for `call`'s caller
+        (any request: a copy opened here for a GET stream alone runs no handler)."""
+        self._contexts[sid] = call
+
+    async def _notify(self, sid: str, method: str, params: dict[str, Any] | None = None) -> None:
+        told = self.notify_session is not None and await self.notify_session(sid, method, params)
+        if not told:  # a gone session is simply dropped
+            logger.debug("could not send %s to session %s", method, sid[:8])
             self.forget(sid)
 
-    def _shown(self, ctx: Any, kind: Kind, listing: object, call: CallContext, since: int) -> None:
+    async def _tell_session(self, sid: str, kind: Kind) -> None:
+        await self._notify(sid, _LIST_NOTIFICATIONS[kind])
+
+    async def _shown(self, ctx: Any, kind: Kind, listing: object, call: CallContext, since: int) -> None:
         """A handshake-era session was shown `listing` (taken for `call` from the change
-        generation `since` on): it hears when that changes for it."""
+        generation `since` on): it hears when that changes for it, on whichever replica
+        carries its stream."""
         sid = _session_id(ctx)
         if sid is not None:
             self.changes.shown(_session_key(sid), kind, listing, call, since)
+            await self._share(sid, SessionChange("listed", kind))
+
+    async def _share(self, sid: str, change: SessionChange) -> None:
+        if self.share is not None:
+            await self.share(sid, change)
+
+    async def take_on(self, sid: str, change: SessionChange) -> None:
+        """What session `sid` set up on another replica (or before this replica opened its
+        copy), taken on here: the lists it was shown, its resource subscriptions."""
+        call = self._contexts.get(sid)
+        if call is None:
+            return  # not open here
+        call = self.changes.current(call)
+        if change.what == "listed":
+            kind = change.value
+            key = _session_key(sid)
+            if kind in KINDS and not self.changes.showing(key, kind):
+                self.changes.watch(key, call, functools.partial(self._tell_session, sid))
+                await self.changes.take(key, [kind])  # what it is shown now is its starting point
+            return
+        uri = change.value
+        upstream = call.view.resource_upstream(uri)
+        if change.what == "subscribe":
+            if upstream is None:
+                return  # not a resource of this endpoint here (yet): nothing to watch
+            self._subscribers.setdefault(uri, set()).add(sid)
+            # Decided and audited where the client subscribed; this replica's upstream is
+            # subscribed too, so updates reach the stream wherever the session's stream is.
+            await self.gateway.upstreams.watch.hold(upstream, uri, self._holder(sid))
+        else:
+            self._drop_subscriber(uri, sid)
+            if upstream is not None:
+                await self.gateway.upstreams.watch.unhold(self._holder(sid), upstream, uri)
+
+    def _drop_subscriber(self, uri: str, sid: str) -> None:
+        subscribers = self._subscribers.get(uri)
+        if subscribers is not None:
+            subscribers.discard(sid)
+            if not subscribers:
+                del self._subscribers[uri]
 
     def forget(self, session_id: str) -> None:
         """Session `session_id` ended: nothing more is sent to it."""
-        self._sessions.pop(session_id, None)
+        self._contexts.pop(session_id, None)
         self.changes.forget(_session_key(session_id))
         for uri in [u for u, ids in self._subscribers.items() if session_id in ids]:
-            self._subscribers[uri].discard(session_id)
-            if not self._subscribers[uri]:
-                del self._subscribers[uri]
+            self._drop_subscriber(uri, session_id)
         self.gateway.upstreams.watch.release(self._holder(session_id))
 
     def _holder(self, session_id: str) -> tuple[str, str, str]:
@@ -295,7 +346,7 @@ class GatewayMCPServer:
         _no_cursor(params)
         since = self.changes.generation
         tools = await self.gateway.visible_tools(call)
-        self._shown(ctx, "tools", listing_of(tools), call, since)
+        await self._shown(ctx, "tools", listing_of(tools), call, since)
         return types.ListToolsResult(tools=[types.Tool.model_validate(t) for t in tools])
 
     async def _call_tool(
@@ -338,14 +389,7 @@ class GatewayMCPServer:
     async def notify_resource_updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
         for sid in list(self._subscribers.get(uri, ())):
-            session = self._sessions.get(sid)
-            if session is None:
-                continue
-            try:
-                await session.send_resource_updated(uri)
-            except Exception as exc:
-                logger.debug("could not notify a subscriber: %s", exc)
-                self.forget(sid)
+            await self._notify(sid, "notifications/resources/updated", {"uri": uri})
 
     async def _subscribe(self, ctx: Any, params: types.SubscribeRequestParams) -> types.EmptyResult:
         call = self._track(ctx)
@@ -375,15 +419,16 @@ class GatewayMCPServer:
         if sid is not None and upstream is not None:
             self._subscribers.setdefault(uri, set()).add(sid)
             await self.gateway.upstreams.watch.hold(upstream, uri, self._holder(sid))
+            await self._share(sid, SessionChange("subscribe", uri))
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: Any, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
         call = self._track(ctx)
         uri = str(params.uri)
-        subscribers = self._subscribers.get(uri)
         sid = _session_id(ctx)
-        if subscribers is not None and sid is not None:
-            subscribers.discard(sid)
+        if sid is not None:
+            self._drop_subscriber(uri, sid)
+            await self._share(sid, SessionChange("unsubscribe", uri))
         upstream = call.view.resource_upstream(uri)
         if sid is not None and upstream is not None:
             # The upstream hears it once no other session or listen stream watches the resource.
@@ -391,7 +436,8 @@ class GatewayMCPServer:
         return types.EmptyResult()
 
     async def _set_level(self, ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
-        # Accepted for the session; upstream log messages are not relayed to clients.
+        # Accepted for the session: the endpoint sends its calls down the SDK path from
+        # now on, which relays the upstream's log lines on each call's stream.
         self._track(ctx)
         return types.EmptyResult()
 
@@ -401,7 +447,7 @@ class GatewayMCPServer:
         call = self._track(ctx)
         _no_cursor(params)
         since = self.changes.generation
-        self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
+        await self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
         return types.ListResourcesResult(
             resources=[types.Resource.model_validate(r) for r in call.view.resource_list]
         )
@@ -412,7 +458,7 @@ class GatewayMCPServer:
         call = self._track(ctx)
         _no_cursor(params)
         since = self.changes.generation
-        self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
+        await self._shown(ctx, "resources", await self.changes.listing(call, "resources"), call, since)
         templates = [types.ResourceTemplate.model_validate(t) for t in call.view.template_definitions()]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
@@ -435,7 +481,7 @@ class GatewayMCPServer:
         _no_cursor(params)
         since = self.changes.generation
         prompts = await self.gateway.visible_prompts(call)
-        self._shown(ctx, "prompts", listing_of(prompts), call, since)
+        await self._shown(ctx, "prompts", listing_of(prompts), call, since)
         return types.ListPromptsResult(prompts=[types.Prompt.model_validate(p) for p in prompts])
 
     async def _get_prompt(

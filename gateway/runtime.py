@@ -137,6 +137,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
                 session_idle_timeout=settings.session_idle_timeout,
             )
             await stack.enter_async_context(manager.run())
+            server.notify_session = manager.notify
             views[name] = ViewRuntime(view, server, manager, modern_view=view)
 
         async def rebuild(upstream: str, what: str) -> None:
@@ -171,6 +172,8 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         upstreams.add_listener(rebuild)
         # Handshake-era sessions in the store: any replica (or a restarted gateway) continues them.
         records = SessionRecords(store, settings.session_idle_timeout)
+        for runtime in views.values():
+            runtime.server.share = records.change  # what a session sets up reaches every replica
         endpoint = MCPEndpoint(
             gateway,
             views,
@@ -190,6 +193,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
         tg.start_soon(_follow_policy, policy, views)
         tg.start_soon(records.keep_alive, endpoint.sessions.used_since)
         tg.start_soon(records.follow_ends, endpoint.session_ended)
+        tg.start_soon(records.follow_changes, endpoint.session_changed)
         yield GatewayRuntime(
             settings=settings,
             database=database,

@@ -5,11 +5,13 @@ several gateways"): each with its own home and stdio upstream, sharing one Postg
 What the replicas share holds across them: a key created once works on both, a revocation
 reaches both at once, rate limits count the calls made on either, and both audit into one
 table. A 2025-11-25 session opened on one replica continues on the other (for its owner
-only), and ending it on one ends it on both.
+only), ending it on one ends it on both, and its stream hears of the lists it was shown
+and the resources it subscribed to on either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -17,8 +19,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
@@ -250,3 +253,147 @@ def test_requests_that_reach_another_replica_at_once_all_continue_the_session(
         answers = list(pool.map(lambda _: _on_session(two, key, sid, "tools/list", {}), range(6)))
     for answer in answers:
         assert "counter_echo" in json.dumps(_answer(answer)["result"]), answer.text
+
+
+Heard = asyncio.Queue[dict[str, object]]  # what a session's stream carried
+
+
+@asynccontextmanager
+async def _stream(replica: GatewayProcess, key: str, sid: str) -> AsyncIterator[Heard]:
+    """The session's GET stream on `replica`: the messages it carries, as they come."""
+    heard: Heard = asyncio.Queue()
+    opened = asyncio.Event()
+    headers = {**_session_headers(key, sid), "accept": "text/event-stream"}
+    del headers["content-type"]
+
+    async def read() -> None:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client,
+            client.stream("GET", replica.url + "/mcp", headers=headers) as response,
+        ):
+            assert response.status_code == 200, await response.aread()
+            opened.set()
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    heard.put_nowait(json.loads(line[5:]))
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(opened.wait(), 30)
+        yield heard
+    finally:
+        reader.cancel()
+
+
+async def _hears(heard: Heard, method: str, within: float) -> dict[str, object] | None:
+    """The next message of `method` on a stream within `within` seconds, or None."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(heard.get(), left)
+        except TimeoutError:
+            return None
+        if message.get("method") == method:
+            return message
+    return None
+
+
+def _toggle(replica: GatewayProcess) -> None:
+    """Add (or remove) the counting upstream's `extra` tool on `replica`: its list changes.
+    Through a 2025-11-25 session (the upstream tells the era that asked), with a key of its
+    own (each key's bucket holds three calls)."""
+    _, key = _key(replica)
+    call = {"name": "counter_toggle_extra", "arguments": {}}
+    toggled = _answer(_on_session(replica, key, _open_session(replica, key), "tools/call", call))
+    assert "result" in toggled, toggled
+
+
+async def _told_of_a_list_change(replica: GatewayProcess, heard: Heard) -> bool:
+    """Change `replica`'s tool list until its session stream says so: bounded, 5 rounds
+    (what the other replica shared may reach this one a moment after its answer)."""
+    for _ in range(5):
+        await asyncio.to_thread(_toggle, replica)
+        if await _hears(heard, "notifications/tools/list_changed", 2.0) is not None:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("stream_first", [True, False], ids=["listed-elsewhere", "stream-opened-later"])
+async def test_a_session_hears_of_list_changes_on_its_stream_wherever_it_listed(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str], stream_first: bool
+) -> None:
+    """The client lists its tools on one replica and reads its stream on the other: opened
+    before the listing (that replica is told of it) or after (its new copy reads it from
+    the session's record)."""
+    one, two = replicas
+    key, sid = opened
+    lister, streamer = (two, one) if stream_first else (one, two)
+
+    async def list_tools() -> None:
+        listed = await asyncio.to_thread(_on_session, lister, key, sid, "tools/list", {})
+        assert "counter_echo" in json.dumps(_answer(listed)["result"])
+
+    if not stream_first:
+        await list_tools()
+    async with _stream(streamer, key, sid) as heard:
+        if stream_first:
+            await list_tools()
+        assert await _told_of_a_list_change(streamer, heard)
+
+
+def _logged_again(replica: GatewayProcess, line: str, before: int) -> bool:
+    """Whether `replica`'s counting upstream logs `line` more than `before` times (10 s)."""
+    for _ in range(100):
+        if replica.counted().count(line) > before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+async def test_a_session_hears_of_updates_to_a_resource_it_subscribed_to_on_another_replica(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    one, two = replicas
+    key, sid = opened
+    uri = "counter://status"
+    touch = {"name": "counter_touch", "arguments": {"uri": uri}}
+    async with _stream(one, key, sid) as heard:
+        subscribed = one.counted().count(f"subscribe {uri}")
+        done = await asyncio.to_thread(_on_session, two, key, sid, "resources/subscribe", {"uri": uri})
+        assert "error" not in _answer(done), done.text
+        # The replica carrying the stream subscribed its own upstream too.
+        assert await asyncio.to_thread(_logged_again, one, f"subscribe {uri}", subscribed)
+        touched = await asyncio.to_thread(_on_session, one, key, sid, "tools/call", touch)
+        assert _answer(touched)["result"]["structuredContent"]["result"] == 1, touched.text  # type: ignore[index]
+        update = await _hears(heard, "notifications/resources/updated", 10)
+        assert update is not None and update["params"] == {"uri": uri}, update
+        # Unsubscribing on the other replica reaches this one too.
+        unsubscribed = one.counted().count(f"unsubscribe {uri}")
+        done = await asyncio.to_thread(_on_session, two, key, sid, "resources/unsubscribe", {"uri": uri})
+        assert "error" not in _answer(done), done.text
+        assert await asyncio.to_thread(_logged_again, one, f"unsubscribe {uri}", unsubscribed)
+
+
+def _messages(response: httpx.Response, method: str) -> list[dict[str, object]]:
+    """The messages of `method` an SSE answer carried before its result."""
+    assert response.status_code == 200, response.text
+    data = [line[5:] for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+    return [message for message in map(json.loads, data) if message.get("method") == method]
+
+
+def test_a_log_level_set_on_one_replica_brings_the_log_lines_of_calls_on_the_other(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    one, two = replicas
+    key, sid = opened
+    asked = _answer(_on_session(two, key, sid, "logging/setLevel", {"level": "info"}))
+    assert "error" not in asked, asked
+    chatty = {"name": "counter_chatty", "arguments": {}}
+    lines: list[dict[str, object]] = []
+    for _ in range(3):  # bounded (the key's bucket holds three calls): the news may lag the answer
+        lines = _messages(_on_session(one, key, sid, "tools/call", chatty), "notifications/message")
+        if lines:
+            break
+        time.sleep(0.5)
+    assert lines, "no log line relayed on the replica that did not see logging/setLevel"
+    assert lines[0]["params"]["data"] == "chatty was called", lines  # type: ignore[index]

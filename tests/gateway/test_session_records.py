@@ -16,7 +16,13 @@ import orjson
 import pytest
 
 from bastion.stores import RedisStore, Store
-from gateway.session_records import STORE_TIMEOUT, SessionRecord, SessionRecords
+from gateway.session_records import (
+    CHANGED_CHANNEL,
+    STORE_TIMEOUT,
+    SessionChange,
+    SessionRecord,
+    SessionRecords,
+)
 from tests.bastion.stores.conftest import (  # noqa: F401 (fixtures)
     SHARED_BACKENDS,
     ns,
@@ -46,9 +52,13 @@ def test_a_record_reads_back_as_written_and_an_unreadable_one_is_no_session() ->
         _record(),
         _record(plain=False),
         SessionRecord("sales", ("api_key", "t", "s", None), {}, True),
+        SessionRecord("", OWNER, INITIALIZE, True, frozenset({"tools", "prompts"}), frozenset({"a://1"})),
     ):
         assert SessionRecord.decode(record.encode()) == record
     good = orjson.loads(_record().encode())
+    # A record written before sessions shared what they set up has neither field.
+    older = {k: v for k, v in good.items() if k not in ("listed", "subscriptions")}
+    assert SessionRecord.decode(orjson.dumps(older)) == _record()
     for raw in (
         b"not json",
         b"[]",
@@ -156,9 +166,11 @@ async def test_a_failing_store_leaves_sessions_to_the_replica_that_holds_them(
     sid = uuid.uuid4().hex
     await records.save(sid, _record())  # the session still opens here
     assert await records.load(sid) is None  # elsewhere it is unknown: 404, and the client opens another
+    assert await records.change(sid, SessionChange("listed", "tools"))  # taken here, not shared
     await records.end(sid)
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "is not saved for other replicas" in said
+    assert "listed tools is not shared with the other replicas" in said
     assert "could not say whether session" in said
     assert "could not be ended on the other replicas" in said
 
@@ -170,12 +182,82 @@ async def test_a_stalled_store_holds_a_request_up_for_its_timeout_at_most(
     records = SessionRecords(store, IDLE)
     sid = uuid.uuid4().hex
     try:
-        for step in (records.save(sid, _record()), records.load(sid), records.end(sid)):
+        steps = (
+            records.save(sid, _record()),
+            records.load(sid),
+            records.change(sid, SessionChange("subscribe", "a://1")),
+            records.end(sid),
+        )
+        for step in steps:
             started = time.monotonic()
             await step
             assert time.monotonic() - started < STORE_TIMEOUT + 2
     finally:
         await store.close()
     said = [record.getMessage() for record in caplog.records if record.name == "gateway.session_records"]
-    assert len(said) == 3, said
+    assert len(said) == 4, said
     assert all(f"no answer within {STORE_TIMEOUT:g} s" in line for line in said), said
+
+
+def test_a_record_takes_on_what_its_session_sets_up() -> None:
+    record = _record()
+    listed = record.with_change(SessionChange("listed", "tools"))
+    subscribed = listed.with_change(SessionChange("subscribe", "a://1"))
+    assert subscribed.listed == {"tools"} and subscribed.subscriptions == {"a://1"}
+    assert subscribed.with_change(SessionChange("listed", "tools")) == subscribed  # once is enough
+    assert subscribed.with_change(SessionChange("unsubscribe", "a://1")).subscriptions == frozenset()
+    assert subscribed.changes() == [SessionChange("listed", "tools"), SessionChange("subscribe", "a://1")]
+    # A session that asked for log lines has its calls relayed on every copy opened later.
+    assert subscribed.plain and not subscribed.with_change(SessionChange("log_level", "debug")).plain
+    change = SessionChange("subscribe", "a://1")
+    assert SessionChange.decode(change.encode("sid", "origin")) == ("sid", "origin", change)
+    for raw in (b"{", b"[]", orjson.dumps({"sid": "s", "origin": "o", "what": "delete", "value": "x"})):
+        assert SessionChange.decode(raw) is None, raw
+
+
+async def test_what_a_session_sets_up_is_kept_in_its_record_and_told_to_the_other_replicas(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    ours, theirs, bystander = (SessionRecords(store, 60.0) for _ in range(3))
+    sid = uuid.uuid4().hex
+    await ours.save(sid, _record())
+    theirs.hold(sid, _record())  # a copy of the session; `bystander` holds none
+    told: dict[str, asyncio.Queue[tuple[str, SessionChange]]] = {
+        name: asyncio.Queue() for name in ("ours", "theirs", "bystander")
+    }
+    subscribed = [asyncio.Event() for _ in range(3)]
+    following = [
+        asyncio.create_task(
+            records.follow_changes(lambda s, c, q=told[name]: q.put_nowait((s, c)), on_subscribed=ready.set)
+        )
+        for (name, records), ready in zip(
+            (("ours", ours), ("theirs", theirs), ("bystander", bystander)), subscribed, strict=True
+        )
+    ]
+    try:
+        for ready in subscribed:
+            await asyncio.wait_for(ready.wait(), 10)
+        listed, watched = SessionChange("listed", "tools"), SessionChange("subscribe", "a://1")
+        assert await ours.change(sid, listed)
+        assert await ours.change(sid, watched)
+        assert not await ours.change(sid, listed)  # the record has it: nothing saved or sent
+        assert not await ours.change(uuid.uuid4().hex, listed)  # not a session held here
+        assert await asyncio.wait_for(told["theirs"].get(), 10) == (sid, listed)
+        assert await asyncio.wait_for(told["theirs"].get(), 10) == (sid, watched)
+        # A replica that opens a copy later finds both in the record.
+        found = await bystander.load(sid)
+        assert found is not None and found.changes() == [listed, watched]
+        # The copy that was told took both on (its refreshes of the record keep them), and
+        # its own change of the session reaches the replica that opened it.
+        assert not await theirs.change(sid, listed) and not await theirs.change(sid, watched)
+        dropped = SessionChange("unsubscribe", "a://1")
+        assert await theirs.change(sid, dropped)
+        assert await asyncio.wait_for(told["ours"].get(), 10) == (sid, dropped)
+        assert (await bystander.load(sid) or _record()).subscriptions == frozenset()
+        await store.publish(CHANGED_CHANNEL, b"not a change")  # ignored, and said so
+        await asyncio.sleep(0.3)
+        assert told["ours"].empty() and told["theirs"].empty() and told["bystander"].empty()
+        assert "an unreadable session change was ignored" in caplog.text
+    finally:
+        for task in following:
+            task.cancel()
