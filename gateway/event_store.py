@@ -4,7 +4,11 @@ another replica opened.
 
 A bounded in-memory store: the newest `max_events` events of all sessions together, per
 gateway process. A client that reconnects to the same process within that window gets
-what it missed; older ids are unknown and the SDK answers as for any unknown id.
+what it missed. An id this process does not hold (too old, or given by another gateway
+replica) resumes nothing, with one difference: the events of a session's GET stream carry
+ids of their own (`g` and a number), so a client reconnecting its GET stream with such an
+id gets that stream back, live from now on, instead of one that ends at once (the client
+would reconnect with the same id again and again).
 
 Each session sees only its own events. The SDK names a stream by the JSON-RPC id of the
 request it answers (or `_GET_stream`), which clients of different sessions reuse all the
@@ -24,13 +28,21 @@ import anyio
 import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http import EventCallback, EventMessage, EventStore, StreamableHTTPServerTransport
+from mcp.server.streamable_http import (
+    GET_STREAM_KEY,
+    EventCallback,
+    EventMessage,
+    EventStore,
+    StreamableHTTPServerTransport,
+)
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCMessage, JSONRPCNotification
 from starlette.types import Message, Receive, Scope
 
 __all__ = ["MemoryEventStore", "SessionEvents", "SessionManager"]
+
+_GET_STREAM_ID = "g"  # what the ids of GET stream events start with
 
 
 class MemoryEventStore:
@@ -50,22 +62,29 @@ class MemoryEventStore:
         self._events[number] = (session_id, stream_id, message)
         while len(self._events) > self.max_events:
             self._events.popitem(last=False)
-        return str(number)
+        return _event_id(number, stream_id)
 
     async def replay(self, session_id: str, last_event_id: str, send_callback: EventCallback) -> str | None:
-        """Send `session_id`'s events after `last_event_id` on its stream; None for an id
-        that is unknown, too old, or another session's."""
-        if not last_event_id.isdigit():
+        """Send `session_id`'s events after `last_event_id` on its stream and name that
+        stream; None for an id that is unknown, too old or another session's, except that
+        such an id of a GET stream names the session's GET stream (nothing replayed)."""
+        standalone = last_event_id.startswith(_GET_STREAM_ID)
+        digits = last_event_id[len(_GET_STREAM_ID) :] if standalone else last_event_id
+        if not digits.isdigit():
             return None
-        last = int(last_event_id)
+        last = int(digits)
         found = self._events.get(last)
         if found is None or found[0] != session_id:
-            return None
+            return GET_STREAM_KEY if standalone else None
         stream_id = found[1]
         for number, (session, stream, message) in list(self._events.items()):
             if number > last and session == session_id and stream == stream_id and message is not None:
-                await send_callback(EventMessage(message, str(number)))
+                await send_callback(EventMessage(message, _event_id(number, stream)))
         return stream_id
+
+
+def _event_id(number: int, stream_id: str) -> str:
+    return f"{_GET_STREAM_ID}{number}" if stream_id == GET_STREAM_KEY else str(number)
 
 
 class SessionEvents(EventStore):

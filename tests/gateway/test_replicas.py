@@ -259,12 +259,21 @@ Heard = asyncio.Queue[dict[str, object]]  # what a session's stream carried
 
 
 @asynccontextmanager
-async def _stream(replica: GatewayProcess, key: str, sid: str) -> AsyncIterator[Heard]:
-    """The session's GET stream on `replica`: the messages it carries, as they come."""
+async def _stream(
+    replica: GatewayProcess,
+    key: str,
+    sid: str,
+    last_event_id: str | None = None,
+    event_ids: list[str] | None = None,
+) -> AsyncIterator[Heard]:
+    """The session's GET stream on `replica` (resumed after `last_event_id`): the messages
+    it carries, as they come, and their event ids in `event_ids`."""
     heard: Heard = asyncio.Queue()
     opened = asyncio.Event()
     headers = {**_session_headers(key, sid), "accept": "text/event-stream"}
     del headers["content-type"]
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
 
     async def read() -> None:
         async with (
@@ -276,6 +285,8 @@ async def _stream(replica: GatewayProcess, key: str, sid: str) -> AsyncIterator[
             async for line in response.aiter_lines():
                 if line.startswith("data:") and line[5:].strip():
                     heard.put_nowait(json.loads(line[5:]))
+                elif line.startswith("id:") and event_ids is not None:
+                    event_ids.append(line[3:].strip())
 
     reader = asyncio.create_task(read())
     try:
@@ -397,3 +408,21 @@ def test_a_log_level_set_on_one_replica_brings_the_log_lines_of_calls_on_the_oth
         time.sleep(0.5)
     assert lines, "no log line relayed on the replica that did not see logging/setLevel"
     assert lines[0]["params"]["data"] == "chatty was called", lines  # type: ignore[index]
+
+
+async def test_a_stream_resumed_on_another_replica_goes_on_live(
+    replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
+) -> None:
+    """A client whose GET stream broke reconnects with `Last-Event-ID`, and the balancer
+    sends it to the other replica, which never saw that event: it gets its stream back,
+    live, rather than one that ends at once (on which it would reconnect forever)."""
+    one, two = replicas
+    key, sid = opened
+    listed = await asyncio.to_thread(_on_session, one, key, sid, "tools/list", {})
+    assert "counter_echo" in json.dumps(_answer(listed)["result"])
+    ids: list[str] = []
+    async with _stream(one, key, sid, event_ids=ids) as heard:
+        assert await _told_of_a_list_change(one, heard)
+    assert ids, "the first replica's stream carried no event id"
+    async with _stream(two, key, sid, last_event_id=ids[-1]) as heard:
+        assert await _told_of_a_list_change(two, heard)
