@@ -467,7 +467,8 @@ class MCPEndpoint:
             if answering in self._answering:
                 problem = (
                     f"request id {json.dumps(rid)} is already in use by a request of this session "
-                    "that is still being answered: give every request an id of its own"
+                    "that is still being answered (its answer may have just reached you): give "
+                    "every request of a session an id of its own, as MCP requires"
                 )
                 await reply(send, 400, rpc_error(rid, INVALID_REQUEST, problem))
                 return
