@@ -310,10 +310,11 @@ class GatewayMCPServer:
             # Decided and audited where the client subscribed; this replica's upstream is
             # subscribed too, so updates reach the stream wherever the session's stream is.
             await self.gateway.upstreams.watch.hold(upstream, uri, self._holder(sid))
-        else:
+        elif change.what == "unsubscribe":
             self._drop_subscriber(uri, sid)
             if upstream is not None:
                 await self.gateway.upstreams.watch.unhold(self._holder(sid), upstream, uri)
+        # (`log_level` is the endpoint's: it decides which path the session's calls take.)
 
     def _drop_subscriber(self, uri: str, sid: str) -> None:
         subscribers = self._subscribers.get(uri)

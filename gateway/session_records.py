@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 ENDED_CHANNEL = "gateway.sessions.ended"
 CHANGED_CHANNEL = "gateway.sessions.changed"
+ChangeKind = Literal["listed", "subscribe", "unsubscribe", "log_level"]
+_CHANGE_KINDS: frozenset[str] = frozenset(get_args(ChangeKind))
 # Seconds a request waits for the store (a stalled Redis never answers); then the session
 # goes on without it, as for a store that failed.
 STORE_TIMEOUT = 1.0
@@ -70,7 +72,7 @@ class SessionChange:
     tools, prompts or resources), subscribed to or unsubscribed from a resource URI, or set
     its `log_level` (its calls then take the path that relays upstream log lines)."""
 
-    what: Literal["listed", "subscribe", "unsubscribe", "log_level"]
+    what: ChangeKind
     value: str
 
     def encode(self, sid: str, origin: str) -> bytes:
@@ -84,9 +86,7 @@ class SessionChange:
             what, value, sid, origin = data["what"], data["value"], data["sid"], data["origin"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
-        if what not in ("listed", "subscribe", "unsubscribe", "log_level") or not all(
-            isinstance(item, str) for item in (value, sid, origin)
-        ):
+        if what not in _CHANGE_KINDS or not all(isinstance(item, str) for item in (value, sid, origin)):
             return None
         return sid, origin, cls(what, value)
 
