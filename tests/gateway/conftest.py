@@ -117,6 +117,19 @@ env = {{ COUNTING_SERVER_LOG = {json.dumps(str(counter_log))} }}
 
 
 @contextmanager
+def counter_gateway(
+    home: Path, tmp_path_factory: pytest.TempPathFactory, name: str, settings: str
+) -> Iterator[GatewayProcess]:
+    """A gateway on `home` serving only the counting upstream, with `settings` (TOML lines)
+    in its bastion.toml, until the block ends."""
+    work = tmp_path_factory.mktemp(name)
+    counter_log = work / "counter.log"
+    config = f"builtin_servers = []\n{settings}\n{counter_upstream(counter_log)}"
+    with running_gateway(home, work, config, counter_log) as process:
+        yield process
+
+
+@contextmanager
 def running_gateway(
     home: Path,
     work: Path,

@@ -15,17 +15,14 @@ import pytest
 
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
-from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
+from tests.gateway.conftest import GatewayProcess, counter_gateway
 from tests.gateway.test_gateway import _modern
 
 
 @pytest.fixture(scope="module")
 def untrusting(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A gateway that believes no proxy."""
-    work = tmp_path_factory.mktemp("untrusting")
-    counter_log = work / "counter.log"
-    config = f"builtin_servers = []\ntrusted_proxies = []\n{counter_upstream(counter_log)}"
-    with running_gateway(shared_home, work, config, counter_log) as process:
+    with counter_gateway(shared_home, tmp_path_factory, "untrusting", "trusted_proxies = []") as process:
         yield process
 
 

@@ -22,7 +22,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.gateway.conftest import GatewayProcess, counter_upstream, running_gateway
+from tests.gateway.conftest import GatewayProcess, counter_gateway
 from tests.gateway.test_gateway import _modern, _result
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -40,15 +40,8 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def gateway(
     shared_home: Path, tmp_path_factory: pytest.TempPathFactory, policies: Path
 ) -> Iterator[GatewayProcess]:
-    work = tmp_path_factory.mktemp("policy-reload")
-    counter_log = work / "counter.log"
-    config = f"""
-builtin_servers = []
-policy_dir = {json.dumps(str(policies))}
-policy_reload_interval = 0.1
-{counter_upstream(counter_log)}
-"""
-    with running_gateway(shared_home, work, config, counter_log) as process:
+    settings = f"policy_dir = {json.dumps(str(policies))}\npolicy_reload_interval = 0.1"
+    with counter_gateway(shared_home, tmp_path_factory, "policy-reload", settings) as process:
         yield process
 
 
