@@ -28,7 +28,8 @@ def run_gateway(settings: Settings, *, host: str, port: int) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
         server_header=False,
-        http=CoalescingHttpToolsProtocol,  # one write per answer, not head and body apart
+        # One write per answer, not head and body apart; a deadline for each request to arrive.
+        http=CoalescingHttpToolsProtocol.reading_within(settings.request_read_timeout),
         # The client address audit and policy see: a listed proxy's X-Forwarded-For, else the peer.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,

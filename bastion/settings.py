@@ -212,6 +212,12 @@ class Settings(BaseSettings):
     session_idle_timeout: float = Field(
         default=1800.0, gt=0, le=86400, description="seconds a 2025-11-25 session may idle before it ends"
     )
+    request_read_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="seconds a client has to send a whole request; later: 408 and the connection closed",
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="calls per principal per second; 0 is off"
     )

@@ -73,6 +73,11 @@ TEST_PRINCIPAL = Principal(
 )
 
 
+class _ClientGone(Exception):
+    """The client left before its request's body arrived whole: nothing to act on, nobody
+    to answer (a cut-off body may still parse, as a different request)."""
+
+
 @dataclass
 class ViewRuntime:
     """One endpoint's live state: its catalog view, SDK server and session manager."""
@@ -277,7 +282,10 @@ class MCPEndpoint:
             problem = f"Content-Type must be application/json (got {got}): send the JSON-RPC message as JSON"
             await reply(send, 415, rpc_error(None, -32600, problem), [*JSON, (b"connection", b"close")])
             return
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(receive)
+        except _ClientGone:
+            return
         if body is None:
             await self._too_large(send)
             return
@@ -391,7 +399,7 @@ class MCPEndpoint:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import httpx
@@ -86,19 +89,27 @@ async def test_writes_after_the_peer_left_are_dropped_and_other_calls_pass_throu
     assert transport.is_closing() and transport.get_extra_info("peername") == ("127.0.0.1", 1)
 
 
+READ_TIMEOUT = 0.5  # the deadline of the servers below that set one
+bodies_cut_off: list[bytes] = []  # what the app had of each body whose client left
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
-    if scope["path"] == "/stream":
+    if scope["path"] in ("/stream", "/slow-stream"):
+        pause = 2 * READ_TIMEOUT / 3 if scope["path"] == "/slow-stream" else 0
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"one ", b"two ", b"three"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
-            await asyncio.sleep(0)
+            await asyncio.sleep(pause)
         await send({"type": "http.response.body", "body": b""})
         return
     body = b""
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            bodies_cut_off.append(body)
+            return
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
@@ -112,22 +123,38 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture
-async def server_url() -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(protocol: type[CoalescingHttpToolsProtocol]) -> AsyncIterator[str]:
+    """uvicorn over `protocol` on a free loopback port, serving `app`, until the block ends."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=CoalescingHttpToolsProtocol, log_config=None, lifespan="off"
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     async with asyncio.timeout(10):
         while not server.started:
             await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def server_url() -> AsyncIterator[str]:
+    async with serving(CoalescingHttpToolsProtocol) as url:
+        yield url
+
+
+@pytest.fixture
+async def strict_server() -> AsyncIterator[tuple[str, int]]:
+    """(host, port) of a server whose requests must arrive within READ_TIMEOUT."""
+    async with serving(CoalescingHttpToolsProtocol.reading_within(READ_TIMEOUT)) as url:
+        parsed = httpx.URL(url)
+        assert parsed.host and parsed.port
+        yield parsed.host, parsed.port
 
 
 async def test_uvicorn_over_it_answers_keep_alive_requests_and_streams(server_url: str) -> None:
@@ -175,3 +202,70 @@ async def test_a_finished_answer_leaves_before_the_rest_of_its_step() -> None:
         await done.wait()
     assert after_answer == [2] and sent[1] == b"ok" and sent[0].startswith(b"HTTP/1.1 200 OK")
     protocol.connection_lost(None)
+
+
+async def _read_all(reader: asyncio.StreamReader, within: float = 5.0) -> bytes:
+    """Everything the server sends until it closes the connection (bounded in time)."""
+    async with asyncio.timeout(within):
+        return await reader.read()
+
+
+def _answer(raw: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_deadline(
+    strict_server: tuple[str, int],
+) -> None:
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection(*strict_server)
+    assert await _read_all(reader) == b""  # closed, nothing said: there was no request to answer
+    assert time.monotonic() - started >= READ_TIMEOUT * 0.9
+    writer.close()
+
+
+@pytest.mark.parametrize("sent", ["half a head", "head and half a body"])
+async def test_a_request_that_stalls_is_answered_408_and_its_connection_closed(
+    strict_server: tuple[str, int], sent: str
+) -> None:
+    bodies_cut_off.clear()
+    head = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 40\r\n"
+    reader, writer = await asyncio.open_connection(*strict_server)
+    writer.write(head if sent == "half a head" else head + b'\r\n{"jsonrpc": "2.0", "id": 1}')
+    raw = await _read_all(reader)
+    status, body = _answer(raw)
+    assert status == 408 and b"connection: close" in raw.lower()
+    assert body["error"]["code"] == -32600
+    assert body["error"]["message"].startswith(f"the request did not arrive whole within {READ_TIMEOUT:g} s")
+    # The app never takes a cut-off body for a whole one: it is told the client left.
+    assert bodies_cut_off == ([] if sent == "half a head" else [b'{"jsonrpc": "2.0", "id": 1}'])
+    writer.close()
+
+
+async def test_each_request_on_a_kept_alive_connection_has_its_own_deadline(
+    strict_server: tuple[str, int],
+) -> None:
+    """Slow requests inside their deadline are served, however long the connection lives,
+    and an answer that streams for longer than the deadline is not cut."""
+    reader, writer = await asyncio.open_connection(*strict_server)
+    for _ in range(3):  # 3 x 0.5 deadlines of connection time
+        writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n")
+        await asyncio.sleep(READ_TIMEOUT / 2)
+        writer.write(b"ok")
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(2) == b"ok"
+        await asyncio.sleep(READ_TIMEOUT / 2)  # idle between requests: keep-alive's to time
+    writer.close()
+    async with httpx.AsyncClient(base_url=f"http://{strict_server[0]}:{strict_server[1]}") as client:
+        started = time.monotonic()
+        streamed = await client.get("/slow-stream", timeout=10)
+        assert streamed.text == "one two three" and time.monotonic() - started > READ_TIMEOUT
+
+
+def test_a_deadline_must_be_positive() -> None:
+    for seconds in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="must be > 0 seconds"):
+            CoalescingHttpToolsProtocol.reading_within(seconds)
+    assert CoalescingHttpToolsProtocol.reading_within(2.5).read_timeout == 2.5

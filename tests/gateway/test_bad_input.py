@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 
 from bastion.db.embedded import EmbeddedPostgres
 from bastion.home import Home
-from tests.gateway.conftest import GatewayProcess
+from tests.gateway.conftest import GatewayProcess, counter_gateway
 from tests.gateway.test_gateway import ENVELOPE, MODERN, _client, _modern, _result
 from tests.gateway.test_sessions import Session
 
@@ -484,6 +485,51 @@ def test_an_oversized_body_ends_the_connection_instead_of_being_read(gateway: Ga
                     with contextlib.suppress(TimeoutError):
                         if not sock.recv(65536):
                             raise ConnectionResetError("closed")
+
+
+@pytest.fixture(scope="module")
+def impatient(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway that gives each request one second to arrive whole."""
+    with counter_gateway(shared_home, tmp_path_factory, "impatient", "request_read_timeout = 1") as process:
+        yield process
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """What the gateway sends until it closes the connection (the socket's timeout bounds it)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_request_that_stalls_gets_408_and_nothing_runs(impatient: GatewayProcess) -> None:
+    """A client that stops halfway through its request does not hold the connection: the
+    gateway answers 408 and closes it, and the cut-off call never reaches the upstream,
+    not even when what arrived is a whole call (a body shorter than its Content-Length)."""
+    before = impatient.counted()
+    url = httpx.URL(impatient.url)
+    body = json.dumps(_call({"text": "cut off"})).encode()
+    for sent, length in ((body[: len(body) // 2], len(body)), (body, len(body) + 10)):
+        headers = {
+            **HEADERS,
+            "host": url.netloc.decode(),
+            "authorization": f"Bearer {impatient.key('admin')}",
+            "content-length": str(length),
+        }
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        with socket.create_connection((url.host, url.port), timeout=10) as sock:
+            sock.sendall(f"POST /mcp HTTP/1.1\r\n{head}\r\n".encode() + sent)
+            answer = _until_closed(sock)
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line == b"HTTP/1.1 408 Request Timeout", answer[:200]
+        error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+        assert error["message"] == (
+            "the request did not arrive whole within 1 s; send each request's head and body at once"
+        )
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        assert _until_closed(sock) == b""  # a connection that says nothing is closed, unanswered
+    assert impatient.counted() == before
+    _still_serving(impatient)
 
 
 def test_an_audit_event_is_timed_when_its_call_arrived(gateway: GatewayProcess) -> None:
