@@ -430,7 +430,18 @@ class Gateway:
         data: Any = None,
     ) -> NoReturn:
         """Audit and refuse a request for something the caller's view does not have: the
-        message's part before the colon (`unknown tool 'x'`) is the event's reason."""
+        message's part before the colon (`unknown tool 'x'`) is the event's reason. It takes
+        a token from the principal's bucket, as a call does (no tool, so no tool bucket)."""
+        verdict = await self.limiter.check(ctx.principal, None)
+        if not verdict.allowed:
+            reasons = (f"rate limit exceeded ({verdict.limit})",)
+            await self._audit(ctx, action, None, target, digest, "deny", reasons, started, "rate_limited")
+            raise CallError(
+                RATE_LIMITED,
+                rate_limit_error(verdict)["message"],
+                data={"limit": verdict.limit, "scope": verdict.scope},
+                retry_after=verdict.retry_after,
+            )
         reason = message.split(" '", 1)[0]
         await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
         raise CallError(code, message, data=data)

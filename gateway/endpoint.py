@@ -48,6 +48,7 @@ from gateway.catalog import View
 from gateway.event_store import SessionManager
 from gateway.fast_path import FastPath
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
+from gateway.ratelimit import rate_limit_error
 from gateway.replies import JSON, reply, rpc_error
 from gateway.request_checks import (
     ENVELOPE_VALUES,
@@ -68,6 +69,12 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 4 * 1024 * 1024
 PARSE_ERROR = -32700
+# Methods whose requests take their rate-limit tokens where the gateway decides them (the
+# tool's bucket, then the principal's: gateway/calls.py); every other request a principal
+# sends (initialize, lists, pings, streams, ...) takes one from its principal's bucket here.
+CHARGED_WHEN_DECIDED = frozenset(
+    ("tools/call", "prompts/get", "resources/read", "resources/subscribe", "completion/complete")
+)
 TEST_PRINCIPAL = Principal(
     subject="loopback-test", tenant="test", roles=("conformance",), scopes=(), auth_method="loopback_test"
 )
@@ -275,6 +282,8 @@ class MCPEndpoint:
         )
         scope[SCOPE_KEY] = call
         if scope["method"] != "POST":
+            if await self._over_limit(principal, None, send):
+                return
             await self._to_sdk(runtime, scope, receive, send, None)
             return
         if not json_media(headers.get(b"content-type", b"")):
@@ -342,6 +351,13 @@ class MCPEndpoint:
             if modern and (problem := self._envelope_problem(message)) is not None:
                 await reply(send, 400, rpc_error(message.get("id"), INVALID_PARAMS, problem))
                 return
+            method = message.get("method")
+            if (
+                method is not None  # not the client's answer to a request the gateway relayed
+                and method not in CHARGED_WHEN_DECIDED
+                and await self._over_limit(principal, message.get("id"), send)
+            ):
+                return
             if (
                 not folded
                 and media_ok
@@ -354,6 +370,25 @@ class MCPEndpoint:
         await self._to_sdk(
             runtime, scope, receive, send, body, message if isinstance(message, dict) else None
         )
+
+    async def _over_limit(self, principal: Principal, rid: Any, send: Send) -> bool:
+        """Take a token from `principal`'s bucket; if there is none, answer 429 and say so.
+
+        Not audited, as refused credentials are not: a flood of refused requests must not
+        become a flood of writes (`bastion_rate_limited_total{scope="principal"}` counts them).
+        """
+        verdict = await self.gateway.limiter.check(principal, None)
+        if verdict.allowed:
+            return False
+        body = orjson.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": rid if type(rid) in (str, int) else None,
+                "error": rate_limit_error(verdict),
+            }
+        )
+        await reply(send, 429, body, [*JSON, (b"retry-after", str(verdict.retry_after_seconds).encode())])
+        return True
 
     def _envelope_problem(self, message: dict[str, Any]) -> str | None:
         params = message.get("params")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import httpx
 import orjson
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 
+from bastion.db.embedded import EmbeddedPostgres
 from bastion.errors import StoreError
+from bastion.home import Home
 from bastion.metrics import REGISTRY
 from bastion.stores import MemoryStore, RedisStore
 from bastion.stores.base import BucketResult
@@ -27,6 +32,8 @@ from gateway.ratelimit import (
     rate_limit_error,
     too_many_requests_response,
 )
+from tests.gateway.conftest import GatewayProcess, counter_gateway
+from tests.gateway.test_gateway import _modern, _sample, _scrape
 
 # Refill so slow that no token comes back during a test: outcomes do not depend on timing.
 SLOW = 0.001
@@ -279,3 +286,54 @@ async def test_a_stalled_store_costs_one_timeout_and_one_warning_per_cooldown(
         await store.close()
     assert len(caplog.records) == 1
     assert f"no answer within {STORE_TIMEOUT} s" in caplog.records[0].getMessage()
+
+
+@pytest.fixture(scope="module")
+def strict(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway whose principals get three requests at once, then one every two seconds."""
+    settings = "rate_limit_per_second = 0.5\nrate_limit_burst = 3"
+    with counter_gateway(shared_home, tmp_path_factory, "strict-limits", settings) as process:
+        yield process
+
+
+def _initialize(url: str, key: str) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": "init",
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    headers = {"authorization": f"Bearer {key}", "accept": "application/json, text/event-stream"}
+    return httpx.post(url, json=body, headers=headers, timeout=30)
+
+
+def test_every_request_of_a_principal_takes_from_its_bucket(strict: GatewayProcess) -> None:
+    """Not only calls: lists, `initialize` and the rest are limited too (a listing is
+    decided and audited, an `initialize` writes a session record), and a refusal of
+    those is counted, not audited."""
+    key, url = strict.new_key("viewer", "lister"), strict.url + "/mcp"
+    refused_before = _sample(_scrape(strict), "bastion_rate_limited_total", scope="principal")
+    assert [_modern(url, "tools/list", {}, key).status_code for _ in range(3)] == [200, 200, 200]
+    for refused, rid in ((_modern(url, "tools/list", {}, key), 1), (_initialize(url, key), "init")):
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        answer = refused.json()
+        assert answer["id"] == rid and answer["error"]["code"] == RATE_LIMITED_CODE
+        assert answer["error"]["message"].startswith("rate limit exceeded (limit for lister: ")
+        assert answer["error"]["data"]["scope"] == "principal"
+    # A call of a tool the caller does not have takes a token as a call does.
+    unknown = _modern(url, "tools/call", {"name": "nope", "arguments": {}}, key, name="nope")
+    assert unknown.status_code == 429 and unknown.json()["error"]["code"] == RATE_LIMITED_CODE
+    assert _sample(_scrape(strict), "bastion_rate_limited_total", scope="principal") - refused_before == 3
+    with psycopg.connect(EmbeddedPostgres(Home(strict.home)).dsn()) as conn:
+        events = conn.execute(
+            "SELECT action, outcome FROM gateway.audit_events WHERE subject = 'lister' ORDER BY id"
+        ).fetchall()
+    assert events == [("tools/list", "ok")] * 3 + [("tools/call", "rate_limited")]
+    # Another principal has its own bucket, and this one refills.
+    assert _modern(url, "tools/list", {}, strict.key("viewer")).status_code == 200
+    time.sleep(2.2)
+    assert _modern(url, "tools/list", {}, key).status_code == 200
