@@ -43,7 +43,7 @@ from gateway.policy import (
     filter_tools,
 )
 from gateway.policy import Principal as PolicyPrincipal
-from gateway.ratelimit import RATE_LIMITED_CODE, RateLimiter, RateObligation, rate_limit_error
+from gateway.ratelimit import RATE_LIMITED_CODE, RateLimiter, RateObligation, RateVerdict, rate_limit_error
 from gateway.upstreams.connection import NOT_CONNECTED, UpstreamConnection
 from gateway.upstreams.manager import UpstreamManager
 
@@ -436,12 +436,7 @@ class Gateway:
         if not verdict.allowed:
             reasons = (f"rate limit exceeded ({verdict.limit})",)
             await self._audit(ctx, action, None, target, digest, "deny", reasons, started, "rate_limited")
-            raise CallError(
-                RATE_LIMITED,
-                rate_limit_error(verdict)["message"],
-                data={"limit": verdict.limit, "scope": verdict.scope},
-                retry_after=verdict.retry_after,
-            )
+            raise _rate_limited(verdict)
         reason = message.split(" '", 1)[0]
         await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
         raise CallError(code, message, data=data)
@@ -495,13 +490,7 @@ class Gateway:
             reasons = (f"rate limit exceeded ({verdict.limit})",)
             await self._audit(ctx, action, upstream, target, digest, "deny", reasons, started, "rate_limited")
             _child(CALLS, upstream, label, "rate_limited").inc()
-            error = rate_limit_error(verdict)
-            raise CallError(
-                RATE_LIMITED,
-                error["message"],
-                data={"limit": verdict.limit, "scope": verdict.scope},
-                retry_after=verdict.retry_after,
-            )
+            raise _rate_limited(verdict)
         if checked is not None:
             schema = checked.definition.get("inputSchema")
             problem = self.schemas.problem(upstream, target, schema, params.get("arguments") or {})
@@ -703,6 +692,16 @@ _ENVELOPE = "io.modelcontextprotocol/"
 def _count_call(upstream: str, label: str, outcome: str, seconds: float) -> None:
     _child(CALLS, upstream, label, outcome).inc()
     _child(CALL_SECONDS, upstream, label).observe(seconds)
+
+
+def _rate_limited(verdict: RateVerdict) -> CallError:
+    """The error of a call a rate limit refused (HTTP 429 with `Retry-After` where it can be)."""
+    return CallError(
+        RATE_LIMITED,
+        rate_limit_error(verdict)["message"],
+        data={"limit": verdict.limit, "scope": verdict.scope},
+        retry_after=verdict.retry_after,
+    )
 
 
 def _rate(rate: Any) -> RateObligation | None:

@@ -48,7 +48,7 @@ from gateway.catalog import View
 from gateway.event_store import SessionManager
 from gateway.fast_path import FastPath
 from gateway.mcp_server import SCOPE_KEY, GatewayMCPServer
-from gateway.ratelimit import rate_limit_error
+from gateway.ratelimit import too_many_requests_response
 from gateway.replies import JSON, reply, rpc_error
 from gateway.request_checks import (
     ENVELOPE_VALUES,
@@ -282,7 +282,7 @@ class MCPEndpoint:
         )
         scope[SCOPE_KEY] = call
         if scope["method"] != "POST":
-            if await self._over_limit(principal, None, send):
+            if await self._over_limit(principal, None, scope, receive, send):
                 return
             await self._to_sdk(runtime, scope, receive, send, None)
             return
@@ -355,7 +355,7 @@ class MCPEndpoint:
             if (
                 method is not None  # not the client's answer to a request the gateway relayed
                 and method not in CHARGED_WHEN_DECIDED
-                and await self._over_limit(principal, message.get("id"), send)
+                and await self._over_limit(principal, message.get("id"), scope, receive, send)
             ):
                 return
             if (
@@ -371,7 +371,9 @@ class MCPEndpoint:
             runtime, scope, receive, send, body, message if isinstance(message, dict) else None
         )
 
-    async def _over_limit(self, principal: Principal, rid: Any, send: Send) -> bool:
+    async def _over_limit(
+        self, principal: Principal, rid: Any, scope: Scope, receive: Receive, send: Send
+    ) -> bool:
         """Take a token from `principal`'s bucket; if there is none, answer 429 and say so.
 
         Not audited, as refused credentials are not: a flood of refused requests must not
@@ -380,14 +382,8 @@ class MCPEndpoint:
         verdict = await self.gateway.limiter.check(principal, None)
         if verdict.allowed:
             return False
-        body = orjson.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": rid if type(rid) in (str, int) else None,
-                "error": rate_limit_error(verdict),
-            }
-        )
-        await reply(send, 429, body, [*JSON, (b"retry-after", str(verdict.retry_after_seconds).encode())])
+        answered = rid if type(rid) in (str, int) else None
+        await too_many_requests_response(verdict, jsonrpc_id=answered)(scope, receive, send)
         return True
 
     def _envelope_problem(self, message: dict[str, Any]) -> str | None:
