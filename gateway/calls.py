@@ -441,6 +441,13 @@ class Gateway:
         await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
         raise CallError(code, message, data=data)
 
+    async def spend_token(self, ctx: CallContext) -> None:
+        """Take a token from the principal's bucket for a request the gateway answers itself
+        (nothing decided, so not audited); refused as a call is."""
+        verdict = await self.limiter.check(ctx.principal, None)
+        if not verdict.allowed:
+            raise _rate_limited(verdict)
+
     async def _forward(
         self,
         ctx: CallContext,

@@ -515,9 +515,10 @@ class GatewayMCPServer:
             upstream = call.view.resource_upstream(uri)
             if upstream is not None:
                 resource, action = Resource(upstream=upstream, uri=uri), "resources/read"
-        if resource is None:
-            return types.CompleteResult(completion=types.Completion(values=[]))
         try:
+            if resource is None:  # nothing offers it: no values, but the request still counts
+                await self.gateway.spend_token(call)
+                return types.CompleteResult(completion=types.Completion(values=[]))
             raw = await self.gateway.forward_raw(
                 call, "completion/complete", action, resource, body, _wire_meta(ctx)
             )

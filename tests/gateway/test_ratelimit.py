@@ -33,7 +33,7 @@ from gateway.ratelimit import (
     too_many_requests_response,
 )
 from tests.gateway.conftest import GatewayProcess, counter_gateway
-from tests.gateway.test_gateway import _modern, _sample, _scrape
+from tests.gateway.test_gateway import _modern, _result, _sample, _scrape
 
 # Refill so slow that no token comes back during a test: outcomes do not depend on timing.
 SLOW = 0.001
@@ -337,3 +337,15 @@ def test_every_request_of_a_principal_takes_from_its_bucket(strict: GatewayProce
     assert _modern(url, "tools/list", {}, strict.key("viewer")).status_code == 200
     time.sleep(2.2)
     assert _modern(url, "tools/list", {}, key).status_code == 200
+
+
+def test_a_completion_the_gateway_answers_itself_still_takes_a_token(strict: GatewayProcess) -> None:
+    """A completion for a prompt the caller's view does not have is answered with no values
+    by the gateway, without asking an upstream; the request still takes from the bucket."""
+    key, url = strict.new_key("viewer", "completer"), strict.url + "/mcp"
+    params = {"ref": {"type": "ref/prompt", "name": "no_such_prompt"}, "argument": {"name": "a", "value": ""}}
+    answers = [_result(_modern(url, "completion/complete", params, key)) for _ in range(4)]
+    assert [answer["result"]["completion"]["values"] for answer in answers[:3]] == [[], [], []]
+    error = answers[3]["error"]
+    assert error["code"] == RATE_LIMITED_CODE
+    assert error["message"].startswith("rate limit exceeded (limit for completer: ")
