@@ -9,8 +9,10 @@ Over HTTP the server is a Starlette app under uvicorn with the MCP endpoint at `
 and an unauthenticated liveness route at `/healthz` (what the supervisor and a
 Kubernetes probe poll; it says nothing about any caller or data). The socket is bound
 before uvicorn starts, so a port in use fails fast with `PortInUseError` instead of a
-uvicorn traceback. SIGTERM and SIGINT shut down cleanly: the runtime (database pool,
-store, embedded-server hold) is always closed.
+uvicorn traceback. uvicorn runs the gateway's protocol (`bastion.http_protocol`): a
+request must arrive whole within `request_read_timeout`, or it is answered 408. SIGTERM
+and SIGINT shut down cleanly: the runtime (database pool, store, embedded-server hold)
+is always closed.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 
 from bastion import startup_objects
 from bastion.errors import ConfigError, PortInUseError
+from bastion.http_protocol import CoalescingHttpToolsProtocol
 from bastion.mcp.build import build_server
 from bastion.mcp.runtime import ServerRuntime, Transport
 from bastion.mcp.spec import ServerSpec
@@ -119,6 +122,9 @@ async def _serve_http(spec: ServerSpec, runtime: ServerRuntime, sock: socket.soc
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        # The gateway's protocol: one write per answer, and a request that stalls on its
+        # way in is answered 408 instead of holding its connection for ever.
+        http=CoalescingHttpToolsProtocol.reading_within(runtime.settings.request_read_timeout),
     )
     web = _UvicornServer(config)
     bound_host, bound_port = sock.getsockname()[:2]

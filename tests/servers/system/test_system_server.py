@@ -33,6 +33,7 @@ from servers.system.server import spec
 REPO = Path(__file__).resolve().parents[3]
 SERVE = [sys.executable, "-m", "bastion.cli", "serve", "system"]
 START_TIMEOUT = 90
+READ_TIMEOUT = 2  # seconds the HTTP server gives a request to arrive (the setting is 30 by default)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -97,7 +98,7 @@ def http_server(shared_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             [*SERVE, "--transport", "http", "--host", "127.0.0.1", "--port", str(port)],
-            env=_env(shared_home),
+            env={**_env(shared_home), "BASTION_REQUEST_READ_TIMEOUT": str(READ_TIMEOUT)},
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -126,6 +127,24 @@ def test_over_http_healthz_answers_without_credentials_and_names_the_server(http
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "ok" and body["server"] == "system" and body["uptime_s"] >= 0
+
+
+def test_over_http_a_request_that_stalls_halfway_is_answered_408_and_its_connection_closed(
+    http_server: str,
+) -> None:
+    """The server keeps the gateway's read deadline: a client that sends half a request
+    and stops holds its connection for `request_read_timeout`, not for ever."""
+    port = int(http_server.rsplit(":", 1)[1].split("/", 1)[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT * 10) as conn:
+        started = time.monotonic()
+        conn.sendall(b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n{")
+        raw = b""
+        while chunk := conn.recv(65536):  # the server closes it: recv returns b""
+            raw += chunk
+        waited = time.monotonic() - started
+    assert raw.startswith(b"HTTP/1.1 408 "), raw[:200]
+    assert b"did not arrive whole within 2 s" in raw
+    assert READ_TIMEOUT * 0.9 <= waited < READ_TIMEOUT * 5
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
