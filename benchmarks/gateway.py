@@ -28,8 +28,17 @@ its own configuration.
 upstream POST and the audit commit, with none of its logic) in the same rounds: what
 any gateway built from these parts adds on this machine at that moment.
 
+`--report FILE` prints the tables of a run saved with `--json`, measuring nothing.
+
+Besides each row's latency, throughput and the gateway's and its database's CPU per
+call, a last table gives how busy the whole machine was and what one call cost it all
+told (load generator, upstream, gateway or floor proxy, database; load.py's own
+accounting): in a closed loop of processes sharing the cores, rate = busy cores / CPU
+per call, so a ratio to direct is (busy share) x (direct CPU per call / CPU per call).
+
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
        [--max-concurrency N] [--floor]
+       python benchmarks/gateway.py --report FILE
 """
 
 from __future__ import annotations
@@ -353,12 +362,33 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in runs)
 
 
+def _machine(result: dict[str, Any]) -> tuple[float, float] | None:
+    """(how busy the whole machine was, %; its CPU per answered call, ms) during one run."""
+    cpu = result.get("cpu") or {}
+    busy, cpus, rps = cpu.get("system_busy_pct"), cpu.get("cpus"), result.get("rps")
+    if busy is None or not cpus or not rps:
+        return None
+    return float(busy), float(busy) / 100 * float(cpus) * 1000 / float(rps)
+
+
+def _median_or_nan(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dict[str, float]:
     """Medians of one configuration: throughput, latency, added latency, CPU per call of the
-    gateway's process and of its database."""
+    gateway's process and of its database, and of the load generator and the whole machine
+    (what bounds a closed loop of processes sharing the cores: rate = busy cores / CPU per call)."""
     d, g = runs["direct"], runs[gateway]
     gw_cpu = [c for c in (_cpu_ms(r) for r in g) if c is not None]
     db_cpu = [c for c in (_cpu_ms(r, "database") for r in g) if c is not None]
+    machine = {
+        name: [m for m in map(_machine, rs) if m is not None] for name, rs in (("direct", d), ("gateway", g))
+    }
+    loadgen = {
+        name: [c for c in (_cpu_ms(r, "loadgen") for r in rs) if c is not None]
+        for name, rs in (("direct", d), ("gateway", g))
+    }
     row = {
         "direct_rps": _median(d, "rps"),
         "gateway_rps": _median(g, "rps"),
@@ -368,6 +398,12 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
         "gateway_p99": _median(g, "p99_ms"),
         "cpu": statistics.median(gw_cpu) if gw_cpu else float("nan"),
         "db_cpu": statistics.median(db_cpu) if db_cpu else float("nan"),
+        **{
+            f"{name}_{key}": _median_or_nan([m[i] for m in machine[name]])
+            for name in ("direct", "gateway")
+            for i, key in enumerate(("busy", "machine_cpu"))
+        },
+        **{f"{name}_loadgen_cpu": _median_or_nan(loadgen[name]) for name in ("direct", "gateway")},
     }
     row["ratio"] = row["gateway_rps"] / row["direct_rps"]
     row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
@@ -423,7 +459,30 @@ def report(results: dict[str, Any]) -> str:
     for other in ("floor", "baseline"):
         if any(other in runs for runs in results.values()):
             lines += ["", *_against(results, other)]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_machine_table(results)])
+
+
+def _machine_table(results: dict[str, Any]) -> list[str]:
+    """How busy the machine was and what one call cost it all told (every process: load
+    generator, upstream, gateway or floor proxy, database), per target."""
+    names = [n for n in ("direct", "gateway", "floor", "baseline") if any(n in r for r in results.values())]
+    legend = " / ".join(names)
+    lines = [
+        f"| durability / era / clients | machine busy % ({legend}) | machine CPU ms/call ({legend}) "
+        f"| load generator CPU ms/call ({legend}) |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, runs in results.items():
+        rows = {n: _row(runs, n) for n in names if n != "direct" and n in runs}
+        first = next(iter(rows.values()))
+        busy = [first["direct_busy"], *(r["gateway_busy"] for r in rows.values())]
+        cpu = [first["direct_machine_cpu"], *(r["gateway_machine_cpu"] for r in rows.values())]
+        gen = [first["direct_loadgen_cpu"], *(r["gateway_loadgen_cpu"] for r in rows.values())]
+        lines.append(
+            f"| {label} | {' / '.join(f'{v:.0f}' for v in busy)} | {' / '.join(f'{v:.3f}' for v in cpu)} "
+            f"| {' / '.join(f'{v:.3f}' for v in gen)} |"
+        )
+    return lines
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -458,7 +517,22 @@ def main() -> None:
         action="store_true",
         help="also run benchmarks/floor_proxy.py (the gateway's own I/O, none of its logic), interleaved",
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: print the tables of an earlier run saved with --json",
+    )
     args = parser.parse_args()
+    if args.report is not None:
+        try:
+            saved = json.loads(args.report.read_text())
+            if not isinstance(saved, dict) or not saved:
+                raise ValueError("no results in it")
+            print(report(saved))
+        except (OSError, ValueError, KeyError, TypeError, StopIteration) as exc:
+            parser.error(f"--report {args.report}: not a results file written by --json ({exc})")
+        return
     if args.baseline is not None and not (args.baseline / "bastion" / "cli").is_dir():
         parser.error(f"--baseline {args.baseline} is not a checkout of this repository (no bastion/cli)")
     baseline = args.baseline.resolve() if args.baseline else None
