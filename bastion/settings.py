@@ -229,6 +229,13 @@ class Settings(BaseSettings):
     audit_durability: Literal["flush", "commit"] = Field(
         default="flush", description="flush: wait for the WAL on disk; commit: survive gateway crashes only"
     )
+    audit_refusal_window: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="seconds: refused credentials and principal rate-limit refusals are audited "
+        "once per source in each, the rest counted into one event",
+    )
     policy_dir: Path | None = Field(
         default=None, description="folder of Rego policies and data; unset: the shipped one"
     )

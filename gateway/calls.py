@@ -30,6 +30,7 @@ from gateway.argument_manifest import ArgumentManifest
 from gateway.argument_schema import ArgumentSchemas
 from gateway.audit import AuditEvent, AuditWriter, digest_arguments
 from gateway.audit import Decision as AuditDecision
+from gateway.audit.refusals import RefusalRecorder
 from gateway.auth.principal import Principal
 from gateway.catalog import Entry, View
 from gateway.policy import (
@@ -139,6 +140,8 @@ class CallContext:
     # Closes this request's SSE stream to the client (which resumes with Last-Event-ID): an
     # HTTP upstream that closes its stream mid-call has the client's closed too.
     close_stream: Callable[[], Awaitable[None]] | None = None
+    # `time.perf_counter()` when the request reached the gateway (0: not known).
+    arrived: float = 0.0
 
 
 class Gateway:
@@ -152,13 +155,18 @@ class Gateway:
         limiter: RateLimiter,
         audit: AuditWriter,
         instance_key: bytes,
+        refusal_window: float = 60.0,
     ) -> None:
+        """`refusal_window`: see `RefusalRecorder` (refusals before any decision)."""
         self.upstreams = upstreams
         self.policy = policy
         self._arguments = ArgumentManifest.from_data(policy.loaded_data())
         self._arguments_revision = policy.revision
         self.limiter = limiter
         self.audit = audit
+        # Refusals before any decision (credentials, the principal's own bucket): audited
+        # once per source and window, the rest counted, so a flood is not a flood of writes.
+        self.refusals = RefusalRecorder(audit, window=refusal_window)
         self.instance_key = instance_key
         self._signed: dict[tuple[Any, ...], tuple[dict[str, Any], float]] = {}
         self._principals: dict[Principal, PolicyPrincipal] = {}
@@ -441,12 +449,33 @@ class Gateway:
         await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
         raise CallError(code, message, data=data)
 
-    async def spend_token(self, ctx: CallContext) -> None:
+    async def spend_token(self, ctx: CallContext, action: str) -> None:
         """Take a token from the principal's bucket for a request the gateway answers itself
-        (nothing decided, so not audited); refused as a call is."""
+        (nothing decided); refused as a call is, and audited as `rate_limit_refused` says."""
         verdict = await self.limiter.check(ctx.principal, None)
         if not verdict.allowed:
+            await self.rate_limit_refused(ctx, action, verdict)
             raise _rate_limited(verdict)
+
+    async def rate_limit_refused(self, ctx: CallContext, action: str, verdict: RateVerdict) -> None:
+        """Audit `action`, refused by the principal's own bucket before any decision: one
+        event per principal and window, the others counted into the next (`RefusalRecorder`)."""
+        latency = (time.perf_counter() - ctx.arrived) * 1000 if ctx.arrived else 0.0
+        principal = ctx.principal
+        await self.refusals.refused(
+            ("rate_limited", principal.tenant, principal.subject),
+            AuditEvent(
+                time=datetime.now(UTC) - timedelta(milliseconds=latency),
+                principal=principal,
+                action=action,
+                decision="deny",
+                reasons=(f"rate limit exceeded ({verdict.limit})",),
+                latency_ms=latency,
+                outcome="rate_limited",
+                request_id=ctx.request_id,
+                client_address=ctx.client_address,
+            ),
+        )
 
     async def _forward(
         self,

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +44,16 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
-from gateway.auth import Authenticator, AuthFailure, AuthUnavailableError, Principal, unauthorized_response
+from gateway.audit import AuditEvent
+from gateway.auth import (
+    Authenticator,
+    AuthFailure,
+    AuthUnavailableError,
+    Principal,
+    bearer_token,
+    parse_key,
+    unauthorized_response,
+)
 from gateway.calls import CallContext, Gateway
 from gateway.catalog import View
 from gateway.event_store import SessionManager
@@ -187,6 +198,7 @@ class MCPEndpoint:
         return known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()
         path: str = scope["path"].rstrip("/")
         name = path[len("/mcp/") :] if path.startswith("/mcp/") else ""
         runtime = self.views.get(name)
@@ -262,6 +274,8 @@ class MCPEndpoint:
             )
             return
         if not isinstance(verdict, Principal):
+            if verdict is not None and verdict.reason != "missing":
+                await self._credentials_refused(verdict, headers, scope, client_host, rid, arrived)
             await unauthorized_response(verdict)(scope, receive, send)
             return
         principal = verdict
@@ -279,10 +293,11 @@ class MCPEndpoint:
             client_address=client_host,
             request_id=rid,
             modern=modern,
+            arrived=arrived,
         )
         scope[SCOPE_KEY] = call
         if scope["method"] != "POST":
-            if await self._over_limit(principal, None, scope, receive, send):
+            if await self._over_limit(call, f"{scope['method']} {scope['path']}", None, scope, receive, send):
                 return
             await self._to_sdk(runtime, scope, receive, send, None)
             return
@@ -355,7 +370,7 @@ class MCPEndpoint:
             if (
                 method is not None  # not the client's answer to a request the gateway relayed
                 and method not in CHARGED_WHEN_DECIDED
-                and await self._over_limit(principal, message.get("id"), scope, receive, send)
+                and await self._over_limit(call, str(method), message.get("id"), scope, receive, send)
             ):
                 return
             if (
@@ -372,16 +387,18 @@ class MCPEndpoint:
         )
 
     async def _over_limit(
-        self, principal: Principal, rid: Any, scope: Scope, receive: Receive, send: Send
+        self, call: CallContext, action: str, rid: Any, scope: Scope, receive: Receive, send: Send
     ) -> bool:
-        """Take a token from `principal`'s bucket; if there is none, answer 429 and say so.
+        """Take a token from the caller's bucket; if there is none, answer 429 and say so.
 
-        Not audited, as refused credentials are not: a flood of refused requests must not
-        become a flood of writes (`bastion_rate_limited_total{scope="principal"}` counts them).
+        Audited as the gateway's other refusals before any decision are: once per principal
+        and window, the rest counted (`bastion_rate_limited_total{scope="principal"}` counts
+        each), so a flood of refused requests is not a flood of writes.
         """
-        verdict = await self.gateway.limiter.check(principal, None)
+        verdict = await self.gateway.limiter.check(call.principal, None)
         if verdict.allowed:
             return False
+        await self.gateway.rate_limit_refused(call, action, verdict)
         answered = rid if type(rid) in (str, int) else None
         await too_many_requests_response(verdict, jsonrpc_id=answered)(scope, receive, send)
         return True
@@ -408,6 +425,47 @@ class MCPEndpoint:
         # on pushing it for as long as it liked.
         body = rpc_error(None, -32600, f"request body over {self.max_body} bytes; send at most that much")
         await reply(send, 413, body, [*JSON, (b"connection", b"close")])
+
+    async def _credentials_refused(
+        self,
+        failure: AuthFailure,
+        headers: Mapping[bytes, bytes],
+        scope: Scope,
+        client_host: str | None,
+        rid: str,
+        arrived: float,
+    ) -> None:
+        """Audit presented credentials the gateway refused: once per client address and
+        reason (and key, for a revoked or expired one) per window, the rest counted.
+
+        Credentials not presented at all are not audited: asking without them is how every
+        client learns that it must authenticate.
+        """
+        reasons = [failure.message]
+        source: tuple[str | None, ...] = ("unauthenticated", client_host, failure.reason)
+        if failure.reason in ("revoked", "expired"):
+            # A key that exists: its public id says which. (An unknown id is the client's
+            # invention, and one source per invented id would let it choose how much is written.)
+            token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+            parsed = parse_key(token) if isinstance(token, str) else None
+            if parsed is not None:
+                reasons.append(f"key id {parsed.id}")
+                source = (*source, parsed.id)
+        latency = (time.perf_counter() - arrived) * 1000
+        await self.gateway.refusals.refused(
+            source,
+            AuditEvent(
+                time=datetime.now(UTC) - timedelta(milliseconds=latency),
+                principal=None,
+                action=f"{scope['method']} {scope['path']}",
+                decision="deny",
+                reasons=tuple(reasons),
+                latency_ms=latency,
+                outcome="unauthenticated",
+                request_id=rid,
+                client_address=client_host,
+            ),
+        )
 
     async def _authenticate(
         self, headers: Mapping[bytes, bytes], client_host: str | None, runtime: ViewRuntime

@@ -517,7 +517,7 @@ class GatewayMCPServer:
                 resource, action = Resource(upstream=upstream, uri=uri), "resources/read"
         try:
             if resource is None:  # nothing offers it: no values, but the request still counts
-                await self.gateway.spend_token(call)
+                await self.gateway.spend_token(call, "completion/complete")
                 return types.CompleteResult(completion=types.Completion(values=[]))
             raw = await self.gateway.forward_raw(
                 call, "completion/complete", action, resource, body, _wire_meta(ctx)

@@ -120,7 +120,10 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             limiter=limiter,
             audit=audit,
             instance_key=instance_key,
+            refusal_window=settings.audit_refusal_window,
         )
+        # (Callbacks run last first: what the refusals counted is written before the writer closes.)
+        stack.push_async_callback(gateway.refusals.close)
 
         configs = view_configs(settings, set(specs))
         tables = {

@@ -34,6 +34,7 @@ OUTCOMES = (
     "invalid_request",  # an unknown tool, or arguments that fail the tool's input schema
     "upstream_error",  # the upstream failed, crashed or timed out
     "cancelled",  # the client cancelled it
+    "unauthenticated",  # its credentials were refused (the request went no further)
 )
 
 

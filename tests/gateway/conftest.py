@@ -63,6 +63,16 @@ class GatewayProcess:
         )
         return cast(dict[str, Any], json.loads(done.stdout))
 
+    def revoke_key(self, key_id: str) -> None:
+        """`bastion keys revoke ID` for this gateway's database."""
+        subprocess.run(
+            [sys.executable, "-m", "bastion.cli", "keys", "revoke", key_id],
+            env=self.env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+
 
 def listen_request(
     key: str, uris: list[str], request_id: str = "", *, tools_changed: bool = False

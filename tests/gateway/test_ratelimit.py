@@ -313,8 +313,9 @@ def _initialize(url: str, key: str) -> httpx.Response:
 
 def test_every_request_of_a_principal_takes_from_its_bucket(strict: GatewayProcess) -> None:
     """Not only calls: lists, `initialize` and the rest are limited too (a listing is
-    decided and audited, an `initialize` writes a session record), and a refusal of
-    those is counted, not audited."""
+    decided and audited, an `initialize` writes a session record); each refusal is
+    counted, and the principal's first in a window is audited (the rest are counted into
+    one event when the window ends: tests/gateway/test_refusals_audited.py)."""
     key, url = strict.new_key("viewer", "lister"), strict.url + "/mcp"
     refused_before = _sample(_scrape(strict), "bastion_rate_limited_total", scope="principal")
     assert [_modern(url, "tools/list", {}, key).status_code for _ in range(3)] == [200, 200, 200]
@@ -332,7 +333,10 @@ def test_every_request_of_a_principal_takes_from_its_bucket(strict: GatewayProce
         events = conn.execute(
             "SELECT action, outcome FROM gateway.audit_events WHERE subject = 'lister' ORDER BY id"
         ).fetchall()
-    assert events == [("tools/list", "ok")] * 3 + [("tools/call", "rate_limited")]
+    assert events == [("tools/list", "ok")] * 3 + [
+        ("tools/list", "rate_limited"),
+        ("tools/call", "rate_limited"),
+    ]
     # Another principal has its own bucket, and this one refills.
     assert _modern(url, "tools/list", {}, strict.key("viewer")).status_code == 200
     time.sleep(2.2)

@@ -48,6 +48,7 @@ def test_every_authentication_failure_reason_is_documented(reason: str) -> None:
         "rate_limit_tool_per_second",
         "rate_limit_tool_burst",
         "audit_durability",
+        "audit_refusal_window",
     ],
 )
 def test_every_gateway_auth_setting_is_documented(setting: str) -> None:
