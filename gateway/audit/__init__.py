@@ -3,6 +3,7 @@
 events      AuditEvent, digest_arguments
 writer      AuditWriter (the interface), MemoryAuditWriter, AuditWriteError
 postgres    PostgresAuditWriter: group commit into `gateway.audit_events`
+refusals    RefusalRecorder: refusals before any decision, once per source and window
 """
 
 from gateway.audit.events import OUTCOMES, AuditEvent, Decision, digest_arguments
