@@ -439,27 +439,27 @@ class Gateway:
     ) -> NoReturn:
         """Audit and refuse a request for something the caller's view does not have: the
         message's part before the colon (`unknown tool 'x'`) is the event's reason. It takes
-        a token from the principal's bucket, as a call does (no tool, so no tool bucket)."""
-        verdict = await self.limiter.check(ctx.principal, None)
-        if not verdict.allowed:
-            reasons = (f"rate limit exceeded ({verdict.limit})",)
-            await self._audit(ctx, action, None, target, digest, "deny", reasons, started, "rate_limited")
-            raise _rate_limited(verdict)
+        a token from the principal's bucket, as a call does (no tool, so no tool bucket), and
+        is refused before any decision when there is none (`spend_token`)."""
+        await self.spend_token(ctx, action, target)
         reason = message.split(" '", 1)[0]
         await self._audit(ctx, action, None, target, digest, "error", (reason,), started, "invalid_request")
         raise CallError(code, message, data=data)
 
-    async def spend_token(self, ctx: CallContext, action: str) -> None:
+    async def spend_token(self, ctx: CallContext, action: str, target: str | None = None) -> None:
         """Take a token from the principal's bucket for a request the gateway answers itself
         (nothing decided); refused as a call is, and audited as `rate_limit_refused` says."""
         verdict = await self.limiter.check(ctx.principal, None)
         if not verdict.allowed:
-            await self.rate_limit_refused(ctx, action, verdict)
+            await self.rate_limit_refused(ctx, action, verdict, target)
             raise _rate_limited(verdict)
 
-    async def rate_limit_refused(self, ctx: CallContext, action: str, verdict: RateVerdict) -> None:
-        """Audit `action`, refused by the principal's own bucket before any decision: one
-        event per principal and window, the others counted into the next (`RefusalRecorder`)."""
+    async def rate_limit_refused(
+        self, ctx: CallContext, action: str, verdict: RateVerdict, target: str | None = None
+    ) -> None:
+        """Audit `action` (on `target`, when it names one), refused by the principal's own
+        bucket before any decision: one event per principal and window, the others counted
+        into the next (`RefusalRecorder`)."""
         latency = (time.perf_counter() - ctx.arrived) * 1000 if ctx.arrived else 0.0
         principal = ctx.principal
         await self.refusals.refused(
@@ -468,6 +468,7 @@ class Gateway:
                 time=datetime.now(UTC) - timedelta(milliseconds=latency),
                 principal=principal,
                 action=action,
+                tool=target,
                 decision="deny",
                 reasons=(f"rate limit exceeded ({verdict.limit})",),
                 latency_ms=latency,
