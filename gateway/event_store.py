@@ -4,11 +4,15 @@ another replica opened.
 
 A bounded in-memory store: the newest `max_events` events of all sessions together, per
 gateway process. A client that reconnects to the same process within that window gets
-what it missed. An id this process does not hold (too old, or given by another gateway
-replica) resumes nothing, with one difference: the events of a session's GET stream carry
-ids of their own (`g` and a number), so a client reconnecting its GET stream with such an
-id gets that stream back, live from now on, instead of one that ends at once (the client
-would reconnect with the same id again and again).
+what it missed. Event ids carry a tag of the process that gave them, so an id this
+process does not hold (too old, given by another gateway replica or by this gateway
+before a restart) is never mistaken for one of its own. Such an id resumes nothing of a
+request's stream; a session's GET stream (its events' ids start with `g`) comes back
+live instead of ending at once (the client would reconnect with the same id again and
+again), and since what the client missed is not here, it is first told that everything
+it follows may have changed: a `list_changed` for each kind of list the session was
+shown and a `resources/updated` for each resource it subscribes to (`missed`), so it
+takes them again rather than miss a change.
 
 Each session sees only its own events. The SDK names a stream by the JSON-RPC id of the
 request it answers (or `_GET_stream`), which clients of different sessions reuse all the
@@ -21,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import secrets
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -43,13 +50,21 @@ from starlette.types import Message, Receive, Scope
 __all__ = ["MemoryEventStore", "SessionEvents", "SessionManager"]
 
 _GET_STREAM_ID = "g"  # what the ids of GET stream events start with
+# `[g]<tag>-<number>`; `[g]<number>` is an id of a gateway from before ids had tags.
+_EVENT_ID = re.compile(r"(g?)(?:([0-9a-f]+)-)?([0-9]+)")
+
+# What a session whose GET stream resumes after events this process does not hold is
+# told first (see the module's docstring): session id -> notifications.
+Missed = Callable[[str], Sequence[JSONRPCNotification]]
 
 
 class MemoryEventStore:
     """Every session's events, the newest `max_events` of them."""
 
-    def __init__(self, max_events: int = 10_000) -> None:
+    def __init__(self, max_events: int = 10_000, *, missed: Missed | None = None) -> None:
         self.max_events = max_events
+        self.missed = missed
+        self.tag = secrets.token_hex(4)  # this process's: ids it did not give are not its own
         self._ids = itertools.count(1)
         # event number -> (session id, stream id, message)
         self._events: OrderedDict[int, tuple[str, str, JSONRPCMessage | None]] = OrderedDict()
@@ -62,29 +77,39 @@ class MemoryEventStore:
         self._events[number] = (session_id, stream_id, message)
         while len(self._events) > self.max_events:
             self._events.popitem(last=False)
-        return _event_id(number, stream_id)
+        return self._event_id(number, stream_id)
 
     async def replay(self, session_id: str, last_event_id: str, send_callback: EventCallback) -> str | None:
         """Send `session_id`'s events after `last_event_id` on its stream and name that
-        stream; None for an id that is unknown, too old or another session's, except that
-        such an id of a GET stream names the session's GET stream (nothing replayed)."""
-        standalone = last_event_id.startswith(_GET_STREAM_ID)
-        digits = last_event_id[len(_GET_STREAM_ID) :] if standalone else last_event_id
-        if not digits.isdigit():
+        stream. An id that is malformed, or not held here for a request's stream: None.
+        An id not held here for the session's GET stream (unknown, too old, another
+        session's): that stream, after the notifications of `missed`."""
+        parsed = _EVENT_ID.fullmatch(last_event_id)
+        if parsed is None:
             return None
-        last = int(digits)
-        found = self._events.get(last)
+        standalone = parsed[1] == _GET_STREAM_ID
+        found = self._events.get(int(parsed[3])) if parsed[2] == self.tag else None
         if found is None or found[0] != session_id:
-            return GET_STREAM_KEY if standalone else None
-        stream_id = found[1]
+            if standalone:
+                await self._catch_up(session_id, send_callback)
+                return GET_STREAM_KEY
+            return None
+        last, stream_id = int(parsed[3]), found[1]
         for number, (session, stream, message) in list(self._events.items()):
             if number > last and session == session_id and stream == stream_id and message is not None:
-                await send_callback(EventMessage(message, _event_id(number, stream)))
+                await send_callback(EventMessage(message, self._event_id(number, stream)))
         return stream_id
 
+    async def _catch_up(self, session_id: str, send_callback: EventCallback) -> None:
+        """Tell a session that resumes its GET stream after events lost to it that what
+        it follows may have changed; each notification is an event of that stream."""
+        for message in self.missed(session_id) if self.missed is not None else ():
+            event_id = self.store(session_id, GET_STREAM_KEY, message)
+            await send_callback(EventMessage(message, event_id))
 
-def _event_id(number: int, stream_id: str) -> str:
-    return f"{_GET_STREAM_ID}{number}" if stream_id == GET_STREAM_KEY else str(number)
+    def _event_id(self, number: int, stream_id: str) -> str:
+        own = f"{self.tag}-{number}"
+        return _GET_STREAM_ID + own if stream_id == GET_STREAM_KEY else own
 
 
 class SessionEvents(EventStore):

@@ -31,7 +31,7 @@ from mcp.shared.subscriptions import (
     ResourceUpdated,
     ToolsListChanged,
 )
-from mcp_types import INTERNAL_ERROR
+from mcp_types import INTERNAL_ERROR, JSONRPCNotification
 
 from bastion import __version__
 from bastion.errors import BastionError
@@ -322,6 +322,24 @@ class GatewayMCPServer:
             subscribers.discard(sid)
             if not subscribers:
                 del self._subscribers[uri]
+
+    def missed(self, session_id: str) -> list[JSONRPCNotification]:
+        """What session `session_id` is told when its stream resumes after events this
+        replica does not hold (gateway/event_store.py): everything it follows may have
+        changed, a `list_changed` for each kind of list it was shown and a
+        `resources/updated` for each resource it subscribes to, so that it takes them
+        again rather than miss a change."""
+        key = _session_key(session_id)
+        lists = [
+            JSONRPCNotification(jsonrpc="2.0", method=_LIST_NOTIFICATIONS[kind])
+            for kind in KINDS
+            if self.changes.showing(key, kind)
+        ]
+        updates = [
+            JSONRPCNotification(jsonrpc="2.0", method="notifications/resources/updated", params={"uri": uri})
+            for uri in sorted(uri for uri, ids in self._subscribers.items() if session_id in ids)
+        ]
+        return lists + updates
 
     def forget(self, session_id: str) -> None:
         """Session `session_id` ended: nothing more is sent to it."""

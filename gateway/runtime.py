@@ -135,7 +135,7 @@ async def open_gateway(settings: Settings) -> AsyncGenerator[GatewayRuntime]:
             server = GatewayMCPServer(gateway, name, lambda v=view: v.instructions)
             manager = SessionManager(
                 server.server,
-                events=MemoryEventStore(),
+                events=MemoryEventStore(missed=server.missed),  # what a resumed stream is told first
                 retry_interval=1000,
                 session_idle_timeout=settings.session_idle_timeout,
             )

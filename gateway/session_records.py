@@ -24,7 +24,8 @@ if nothing happened.
   `CHANGED_CHANNEL`; each replica holding a copy takes it on, so the one carrying the
   session's GET stream tells the client, wherever the client listed or subscribed. A
   replica that opens a copy later takes them from the record. The GET stream itself,
-  with the events it can replay, stays on its replica.
+  with the events it can replay, stays on its replica; resumed on another, it is told
+  that all the session follows may have changed (gateway/event_store.py).
 """
 
 from __future__ import annotations

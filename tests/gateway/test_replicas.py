@@ -404,19 +404,30 @@ def test_a_log_level_set_on_one_replica_brings_the_log_lines_of_calls_on_the_oth
     assert lines[0]["params"]["data"] == "chatty was called", lines  # type: ignore[index]
 
 
-async def test_a_stream_resumed_on_another_replica_goes_on_live(
+async def test_a_stream_resumed_on_another_replica_is_told_what_may_have_changed_then_goes_on_live(
     replicas: tuple[GatewayProcess, GatewayProcess], opened: tuple[str, str]
 ) -> None:
     """A client whose GET stream broke reconnects with `Last-Event-ID`, and the balancer
-    sends it to the other replica, which never saw that event: it gets its stream back,
-    live, rather than one that ends at once (on which it would reconnect forever)."""
+    sends it to the other replica, which never saw that event: it is first told that what
+    it follows may have changed (what it missed stayed on the first replica), then gets its
+    stream back live, rather than one that ends at once (on which it would reconnect
+    forever)."""
     one, two = replicas
     key, sid = opened
+    uri = "counter://status"
     listed = await asyncio.to_thread(_on_session, one, key, sid, "tools/list", {})
     assert "counter_echo" in json.dumps(_answer(listed)["result"])
+    subscribed = await asyncio.to_thread(_on_session, one, key, sid, "resources/subscribe", {"uri": uri})
+    assert "error" not in _answer(subscribed), subscribed.text
     ids: list[str] = []
     async with _stream(one, key, sid, event_ids=ids) as heard:
         assert await _told_of_a_list_change(one, heard)
     assert ids, "the first replica's stream carried no event id"
-    async with _stream(two, key, sid, last_event_id=ids[-1]) as heard:
+    resumed: list[str] = []
+    async with _stream(two, key, sid, last_event_id=ids[-1], event_ids=resumed) as heard:
+        # Without a change on this replica: its tool list and its resource, to take again.
+        assert await _hears(heard, "notifications/tools/list_changed", 10) is not None
+        update = await _hears(heard, "notifications/resources/updated", 10)
+        assert update is not None and update["params"] == {"uri": uri}, update
+        assert resumed and not set(resumed) & set(ids)  # events of this replica's own
         assert await _told_of_a_list_change(two, heard)
