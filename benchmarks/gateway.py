@@ -33,8 +33,10 @@ any gateway built from these parts adds on this machine at that moment.
 Besides each row's latency, throughput and the gateway's and its database's CPU per
 call, a last table gives how busy the whole machine was and what one call cost it all
 told (load generator, upstream, gateway or floor proxy, database; load.py's own
-accounting): in a closed loop of processes sharing the cores, rate = busy cores / CPU
-per call, so a ratio to direct is (busy share) x (direct CPU per call / CPU per call).
+accounting), with the load generator's and the upstream's own CPU per call apart (a
+forwarder changes what they spend too: each wakes for fewer or more calls at once). In a
+closed loop of processes sharing the cores, rate = busy cores / CPU per call, so a ratio
+to direct is (busy share) x (direct CPU per call / CPU per call).
 
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
        [--max-concurrency N] [--floor]
@@ -244,6 +246,7 @@ def _load(
     key: str | None,
     pid: int,
     database_pid: int | None = None,
+    upstream_pid: int | None = None,
 ) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -264,6 +267,8 @@ def _load(
     ]
     if database_pid is not None:
         argv += ["--pid", f"database={database_pid}"]
+    if upstream_pid is not None:
+        argv += ["--pid", f"upstream={upstream_pid}"]
     if key:
         argv += ["--token", key]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
@@ -343,7 +348,7 @@ def measure(
                             for name in order[shift:] + order[:shift]:
                                 url, token, pid, database = targets[name]
                                 runs[name].append(
-                                    _load(url, protocol, workers, duration, token, pid, database)
+                                    _load(url, protocol, workers, duration, token, pid, database, echo.pid)
                                 )
                         results[label] = runs
                         print(summarise_one(label, runs), file=sys.stderr, flush=True)
@@ -389,6 +394,11 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
         name: [c for c in (_cpu_ms(r, "loadgen") for r in rs) if c is not None]
         for name, rs in (("direct", d), ("gateway", g))
     }
+    # The upstream's own CPU per call: run directly, it is the measured server.
+    upstream = {
+        name: [c for c in (_cpu_ms(r, label) for r in rs) if c is not None]
+        for name, rs, label in (("direct", d, "server"), ("gateway", g, "upstream"))
+    }
     row = {
         "direct_rps": _median(d, "rps"),
         "gateway_rps": _median(g, "rps"),
@@ -404,6 +414,7 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
             for i, key in enumerate(("busy", "machine_cpu"))
         },
         **{f"{name}_loadgen_cpu": _median_or_nan(loadgen[name]) for name in ("direct", "gateway")},
+        **{f"{name}_upstream_cpu": _median_or_nan(upstream[name]) for name in ("direct", "gateway")},
     }
     row["ratio"] = row["gateway_rps"] / row["direct_rps"]
     row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
@@ -464,13 +475,14 @@ def report(results: dict[str, Any]) -> str:
 
 def _machine_table(results: dict[str, Any]) -> list[str]:
     """How busy the machine was and what one call cost it all told (every process: load
-    generator, upstream, gateway or floor proxy, database), per target."""
+    generator, upstream, gateway or floor proxy, database), per target, with the load
+    generator's and the upstream's own share (a forwarder changes what they spend too)."""
     names = [n for n in ("direct", "gateway", "floor", "baseline") if any(n in r for r in results.values())]
     legend = " / ".join(names)
     lines = [
         f"| durability / era / clients | machine busy % ({legend}) | machine CPU ms/call ({legend}) "
-        f"| load generator CPU ms/call ({legend}) |",
-        "|---|---:|---:|---:|",
+        f"| load generator CPU ms/call ({legend}) | upstream CPU ms/call ({legend}) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for label, runs in results.items():
         rows = {n: _row(runs, n) for n in names if n != "direct" and n in runs}
@@ -478,9 +490,10 @@ def _machine_table(results: dict[str, Any]) -> list[str]:
         busy = [first["direct_busy"], *(r["gateway_busy"] for r in rows.values())]
         cpu = [first["direct_machine_cpu"], *(r["gateway_machine_cpu"] for r in rows.values())]
         gen = [first["direct_loadgen_cpu"], *(r["gateway_loadgen_cpu"] for r in rows.values())]
+        up = [first["direct_upstream_cpu"], *(r["gateway_upstream_cpu"] for r in rows.values())]
         lines.append(
             f"| {label} | {' / '.join(f'{v:.0f}' for v in busy)} | {' / '.join(f'{v:.3f}' for v in cpu)} "
-            f"| {' / '.join(f'{v:.3f}' for v in gen)} |"
+            f"| {' / '.join(f'{v:.3f}' for v in gen)} | {' / '.join(f'{v:.3f}' for v in up)} |"
         )
     return lines
 
