@@ -33,6 +33,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -99,7 +100,8 @@ def _row(index: int) -> str:
     return "(" + ", ".join(f"${first + i}::{kind}" for i, kind in enumerate(_TYPES)) + ")"
 
 
-_Pending = tuple[AuditEvent, "asyncio.Future[None]"]
+# An event, the future its writer awaits, and what to call the moment it is durable.
+_Pending = tuple[AuditEvent, "asyncio.Future[None]", Callable[[], None] | None]
 
 
 def _storable(value: str) -> str:
@@ -199,12 +201,12 @@ class PostgresAuditWriter(AuditWriter):
         self._expiry: asyncio.TimerHandle | None = None
         self._gathering = False  # a batch of several just committed: its writers write again soon
 
-    async def write(self, event: AuditEvent) -> None:
+    async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None:
         if self._closed:
             raise AuditWriteError("the audit writer is closed; no event can be recorded")
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done))
+        self._pending.append((event, done, on_durable))
         if not self._busy and not self._gathering:
             self._dispatch()
         await done
@@ -228,7 +230,7 @@ class PostgresAuditWriter(AuditWriter):
                 del self._pending[: len(batch)]
                 self._busy = True
                 try:
-                    params = [value for event, _ in batch for value in _params(event)]
+                    params = [value for event, _, _ in batch for value in _params(event)]
                 except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
                     self._busy = False
                     self._failed(batch, exc)
@@ -252,9 +254,7 @@ class PostgresAuditWriter(AuditWriter):
             self._expiry.cancel()
             self._expiry = None
         if error is None:
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            _durable(batch)
         else:
             self._fresh_connection = True
             self._failed(batch, error)
@@ -382,7 +382,7 @@ class PostgresAuditWriter(AuditWriter):
     async def _commit(self, batch: list[_Pending]) -> None:
         AUDIT_BATCH_SIZE.observe(len(batch))
         try:
-            params = [value for event, _ in batch for value in _params(event)]
+            params = [value for event, _, _ in batch for value in _params(event)]
             # A stalled database (a lock, a lost network, a synchronous standby down) fails
             # the batch closed after WRITE_TIMEOUT rather than holding every call forever.
             async with asyncio.timeout(WRITE_TIMEOUT + _UNANSWERED_GRACE):
@@ -396,9 +396,7 @@ class PostgresAuditWriter(AuditWriter):
             if not isinstance(exc, Exception):
                 raise  # cancelled: the waiters are failed, the flusher stops
             return
-        for _, done in batch:
-            if not done.done():
-                done.set_result(None)
+        _durable(batch)
 
     def _statement(self, rows: int) -> bytes:
         statement = self._statements.get(rows)
@@ -409,10 +407,21 @@ class PostgresAuditWriter(AuditWriter):
         return statement
 
 
+def _durable(batch: list[_Pending]) -> None:
+    for _, done, on_durable in batch:
+        if not done.done():
+            if on_durable is not None:
+                try:
+                    on_durable()
+                except Exception:  # a defect in the caller's hook: its own write still succeeds
+                    logger.exception("an audit event's on_durable hook failed")
+            done.set_result(None)
+
+
 def _fail(batch: list[_Pending], cause: BaseException) -> None:
     AUDIT_WRITE_FAILURES.inc(len(batch))
     reason = str(cause).strip() or type(cause).__name__
-    for _, done in batch:
+    for _, done, _ in batch:
         if not done.done():
             # One exception per waiter: a shared instance would collect every waiter's traceback.
             error = AuditWriteError(f"the audit event could not be written ({reason}); the call was refused")

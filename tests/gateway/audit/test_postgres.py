@@ -540,3 +540,61 @@ async def test_writers_that_write_again_at_once_commit_together_and_encode_each_
     assert events - events_before == 160
     assert (events - events_before) / (count - count_before) >= 12  # 16 but for the odd straggler
     assert len(encoded) == len(set(encoded)) == 160
+
+
+async def test_on_durable_runs_once_each_event_is_committed_and_before_write_returns(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    """Both ways a batch leaves (sent by `write` itself, or by the group-commit task under
+    concurrent writers): when the hook runs, another connection already sees the event,
+    and `write` has not returned."""
+    seen_when_told: dict[str, tuple[int, bool]] = {}
+    returned: set[str] = set()
+
+    async def write(request_id: str) -> None:
+        def durable() -> None:
+            with psycopg.connect(gateway_db.dsn) as conn:  # blocks the loop a moment: a test
+                found = conn.execute(
+                    "SELECT count(*) FROM gateway.audit_events WHERE request_id = %s", (request_id,)
+                ).fetchone()
+            seen_when_told[request_id] = (found[0] if found else 0, request_id in returned)
+
+        await writer.write(event(request_id), on_durable=durable)
+        returned.add(request_id)
+
+    await write(run_id + "alone")
+    await asyncio.gather(*(write(f"{run_id}{i}") for i in range(16)))
+    assert len(seen_when_told) == 17 and set(seen_when_told.values()) == {(1, False)}
+
+
+async def test_on_durable_is_not_called_for_an_event_that_was_not_written(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    told: list[str] = []
+    with pytest.raises(AuditWriteError):
+        await writer.write(
+            event(run_id + "bad", argument_digest="not-a-digest"), on_durable=lambda: told.append("bad")
+        )
+    assert told == []
+
+
+async def test_a_failing_on_durable_hook_spoils_neither_its_write_nor_the_others(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("a defect in the hook")
+
+    told: list[int] = []
+    await asyncio.gather(
+        writer.write(event(run_id + "broken"), on_durable=broken),
+        *(writer.write(event(f"{run_id}{i}"), on_durable=lambda i=i: told.append(i)) for i in range(4)),
+    )
+    assert sorted(told) == [0, 1, 2, 3] and len(await rows(gateway_db, run_id)) == 5
+    assert "on_durable hook failed" in caplog.text
+
+
+async def test_the_memory_writer_calls_on_durable_once_the_event_is_kept() -> None:
+    memory = MemoryAuditWriter()
+    told: list[int] = []
+    await memory.write(event("a"), on_durable=lambda: told.append(len(memory.events)))
+    assert told == [1]
