@@ -8,6 +8,7 @@ EXPECTED = {
     "AUDIT_BATCH_SIZE",
     "AUDIT_WRITE_SECONDS",
     "OUTCOMES",
+    "AuditDraft",
     "AuditDurability",
     "AuditEvent",
     "AuditWriteError",

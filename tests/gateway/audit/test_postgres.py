@@ -598,3 +598,70 @@ async def test_the_memory_writer_calls_on_durable_once_the_event_is_kept() -> No
     told: list[int] = []
     await memory.write(event("a"), on_durable=lambda: told.append(len(memory.events)))
     assert told == [1]
+
+
+async def test_a_drafted_event_is_written_with_the_outcome_and_latency_given_later(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str
+) -> None:
+    template = event(run_id + "drafted", outcome="pending", latency_ms=0.0)
+    draft = writer.draft(template)
+    told: list[str] = []
+    await draft.write("tool_error", 3.5, on_durable=lambda: told.append("durable"))
+    [row] = await rows(gateway_db, run_id)
+    assert row[0] == run_id + "drafted" and row[12:14] == (3.5, "tool_error") and row[15] == template.time
+    assert row[1:12] == (
+        "alice",
+        "acme",
+        ["analyst", "viewer"],
+        "api_key",
+        "0123456789ab",
+        "tools/call",
+        "analytics",
+        "analytics_query",
+        template.argument_digest,
+        "allow",
+        ["analyst may query granted datasets"],
+    )
+    assert told == ["durable"]
+    with pytest.raises(RuntimeError, match="written once"):
+        await draft.write("ok", 1.0)
+
+
+async def test_a_draft_refuses_what_an_event_refuses_and_a_closed_writer_refuses_it(
+    gateway_db: Database, run_id: str
+) -> None:
+    audit = PostgresAuditWriter(gateway_db.pool)
+    template = event(run_id + "x", outcome="pending", latency_ms=0.0)
+    for outcome, latency in (("", 1.0), ("ok", -1.0), ("ok", float("nan"))):
+        with pytest.raises(ValueError, match=r"outcome must be non-empty|latency_ms must be a finite"):
+            await audit.draft(template).write(outcome, latency)
+    late = audit.draft(template)
+    await audit.close()
+    with pytest.raises(AuditWriteError, match="closed"):
+        await late.write("ok", 1.0)
+    assert await rows(gateway_db, run_id) == []
+
+
+async def test_an_event_that_cannot_be_encoded_fails_its_own_write_closed(
+    writer: PostgresAuditWriter, gateway_db: Database, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params_of = postgres_module._params
+
+    def failing(audited: AuditEvent) -> tuple[bytes | None, ...]:
+        if audited.request_id == run_id + "bad":
+            raise TypeError("a defect")
+        return params_of(audited)
+
+    monkeypatch.setattr(postgres_module, "_params", failing)
+    results = await asyncio.gather(
+        writer.write(event(run_id + "bad")), writer.write(event(run_id + "good")), return_exceptions=True
+    )
+    assert isinstance(results[0], AuditWriteError) and "a defect" in str(results[0]) and results[1] is None
+    assert [row[0] for row in await rows(gateway_db, run_id)] == [run_id + "good"]
+
+
+async def test_the_memory_writer_writes_a_draft_as_the_whole_event() -> None:
+    memory = MemoryAuditWriter()
+    template = event("a", outcome="pending", latency_ms=0.0)
+    await memory.draft(template).write("ok", 2.0)
+    assert memory.events == [event("a", outcome="ok", latency_ms=2.0, time=template.time)]
