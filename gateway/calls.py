@@ -741,8 +741,20 @@ class Gateway:
     ) -> None:
         """Draft an allowed call's event (`_audit` writes it once the outcome is known)."""
         elapsed = time.perf_counter() - started
-        # Outcome and latency are placeholders: the draft's write gives the real ones.
-        template = _event(ctx, action, upstream, target, digest, "allow", reasons, elapsed, "pending", 0.0)
+        template = AuditEvent(
+            time=datetime.now(UTC) - timedelta(seconds=elapsed),  # when the call arrived
+            principal=ctx.principal,
+            action=action,
+            upstream=upstream,
+            tool=target,
+            argument_digest=digest,
+            decision="allow",
+            reasons=tuple(reasons),
+            latency_ms=0.0,
+            outcome="pending",  # placeholders: the draft's write gives the real ones
+            request_id=ctx.request_id,
+            client_address=ctx.client_address,
+        )
         staged.append(self.audit.draft(template))
 
     async def _audit(
@@ -764,43 +776,27 @@ class Gateway:
         if draft is not None:
             await draft.write(outcome, latency, on_durable)
             return
-        event = _event(
-            ctx, action, upstream, target, digest, decision, reasons, latency / 1000, outcome, latency
+        await self.audit.write(
+            AuditEvent(
+                time=datetime.now(UTC) - timedelta(milliseconds=latency),  # when the call arrived
+                principal=ctx.principal,
+                action=action,
+                upstream=upstream,
+                tool=target,
+                argument_digest=digest,
+                decision=decision,
+                reasons=tuple(reasons),
+                latency_ms=latency,
+                outcome=outcome,
+                request_id=ctx.request_id,
+                client_address=ctx.client_address,
+            ),
+            on_durable=on_durable,
         )
-        await self.audit.write(event, on_durable=on_durable)
 
 
 _HOP_META = frozenset({META_KEY, "progressToken"})
 _ENVELOPE = "io.modelcontextprotocol/"
-
-
-def _event(
-    ctx: CallContext,
-    action: str,
-    upstream: str | None,
-    target: str | None,
-    digest: str | None,
-    decision: AuditDecision,
-    reasons: tuple[str, ...],
-    elapsed: float,
-    outcome: str,
-    latency_ms: float,
-) -> AuditEvent:
-    """The audit event of `ctx`'s request, which arrived `elapsed` seconds ago."""
-    return AuditEvent(
-        time=datetime.now(UTC) - timedelta(seconds=elapsed),
-        principal=ctx.principal,
-        action=action,
-        upstream=upstream,
-        tool=target,
-        argument_digest=digest,
-        decision=decision,
-        reasons=tuple(reasons),
-        latency_ms=latency_ms,
-        outcome=outcome,
-        request_id=ctx.request_id,
-        client_address=ctx.client_address,
-    )
 
 
 def _count_call(upstream: str, label: str, outcome: str, seconds: float) -> None:

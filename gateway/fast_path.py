@@ -141,8 +141,6 @@ class FastPath:
                 rounds=rounds,
                 early=early,
             )
-            if early is not None and early.sent:
-                return True  # answered the moment its event was durable (`finally` still runs)
             if modern:
                 result = self._stamped(result, view)
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
