@@ -5,10 +5,8 @@ reads the client's HTTP request (uvloop and httptools, as uvicorn does), forward
 `tools/call` and `tools/list` to the upstream over the gateway's own 2026-07-28
 client (`DirectHTTPClient` on the keep-alive pool), commits one audit event per call
 with the gateway's `PostgresAuditWriter` (same durability, same group commit, in the
-gateway's embedded PostgreSQL), and answers in one write. As the gateway does, it drafts
-a call's audit event while the upstream works and writes a call's answer the moment its
-event is durable. No ASGI, authentication, `Origin` check, policy, rate limit, metrics
-or argument validation.
+gateway's embedded PostgreSQL), and answers in one write. No ASGI, authentication,
+`Origin` check, policy, rate limit, metrics or argument validation.
 
 `benchmarks/gateway.py --floor` runs it beside the gateway in the same run, so the
 gateway's added latency and CPU can be read against what the extra hop and the audit
@@ -30,7 +28,6 @@ import argparse
 import asyncio
 import secrets
 import signal
-from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -40,7 +37,7 @@ import uvloop
 from mcp.shared.exceptions import MCPError
 from psycopg_pool import AsyncConnectionPool
 
-from gateway.audit import AuditDraft, AuditEvent, PostgresAuditWriter, digest_arguments
+from gateway.audit import AuditEvent, PostgresAuditWriter, digest_arguments
 from gateway.auth import Principal
 from gateway.upstreams.direct import DirectHTTPClient
 
@@ -56,8 +53,8 @@ class Forwarder:
         self.upstream = upstream
         self.audit = audit
 
-    async def answer(self, message: dict[str, Any], early: EarlyAnswer) -> tuple[bytes, list[bytes]]:
-        """The JSON-RPC answer to one request, and extra header lines (unless `early` sent it)."""
+    async def answer(self, message: dict[str, Any]) -> tuple[bytes, list[bytes]]:
+        """The JSON-RPC answer to one request, and extra header lines."""
         method = message.get("method")
         params = message.get("params") or {}
         headers: list[bytes] = []
@@ -78,76 +75,40 @@ class Forwarder:
             elif method == "tools/list":
                 result = await self.upstream.request("tools/list", {})
             elif method == "tools/call":
-                result = await self._call(
-                    params, lambda result: early.prepare(self._payload(message, result)), early.send
-                )
+                result = await self._call(params)
             else:
                 raise MCPError(code=-32601, message=f"the floor proxy does not serve {method!r}")
         except MCPError as exc:
             error = {"code": exc.error.code, "message": exc.error.message}
             return orjson.dumps({"jsonrpc": "2.0", "id": message.get("id"), "error": error}), headers
-        return self._payload(message, result), headers
-
-    @staticmethod
-    def _payload(message: dict[str, Any], result: dict[str, Any]) -> bytes:
-        params = message.get("params") or {}
         if "_meta" in params:  # a 2026-07-28 request
             result = {**result, "resultType": "complete"}
-        return orjson.dumps({"jsonrpc": "2.0", "id": message.get("id"), "result": result})
+        return orjson.dumps({"jsonrpc": "2.0", "id": message.get("id"), "result": result}), headers
 
-    async def _call(
-        self,
-        params: dict[str, Any],
-        prepare: Callable[[dict[str, Any]], None],
-        on_durable: Callable[[], None],
-    ) -> dict[str, Any]:
+    async def _call(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         arguments = params.get("arguments") or {}
         outgoing = {"name": params.get("name"), "arguments": arguments}
-        template = AuditEvent(
-            action="tools/call",
-            decision="allow",
-            outcome="pending",
-            latency_ms=0.0,
-            principal=PRINCIPAL,
-            upstream="echo",
-            tool=str(params.get("name")),
-            argument_digest=digest_arguments(arguments),
-        )
-        staged: list[AuditDraft] = []
-        loop.call_soon(lambda: staged.append(self.audit.draft(template)))  # while the upstream works
-        outcome, result = "ok", None
+        outcome = "ok"
         try:
-            result = await self.upstream.request("tools/call", outgoing)
-            return result
+            return await self.upstream.request("tools/call", outgoing)
         except MCPError:
             outcome = "upstream_error"
             raise
         finally:
-            if result is not None:
-                loop.call_soon(prepare, result)  # while the event commits
-            draft = staged[0] if staged else self.audit.draft(template)
-            await draft.write(
-                outcome, (loop.time() - started) * 1000, on_durable if result is not None else None
+            await self.audit.write(
+                AuditEvent(
+                    action="tools/call",
+                    decision="allow",
+                    outcome=outcome,
+                    latency_ms=(loop.time() - started) * 1000,
+                    principal=PRINCIPAL,
+                    upstream="echo",
+                    tool=str(params.get("name")),
+                    argument_digest=digest_arguments(arguments),
+                )
             )
-
-
-class EarlyAnswer:
-    """A call's answer, written by the audit writer's callback the moment its event is durable."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.payload: bytes | None = None
-        self.sent = False
-
-    def prepare(self, payload: bytes) -> None:
-        self.payload = payload
-
-    def send(self) -> None:
-        if self.payload is not None:
-            self.connection.send(200, self.payload, [])
-            self.sent = True
 
 
 class Connection(asyncio.Protocol):
@@ -167,7 +128,7 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.send(400, b'{"error": "malformed HTTP request"}', [])
+            self._send(400, b'{"error": "malformed HTTP request"}', [])
             if self.transport is not None:
                 self.transport.close()
 
@@ -182,20 +143,18 @@ class Connection(asyncio.Protocol):
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
-            self.send(400, b'{"error": "the body is not JSON"}', [])
+            self._send(400, b'{"error": "the body is not JSON"}', [])
             return
         if not isinstance(message, dict):
-            self.send(400, b'{"error": "send one JSON-RPC message"}', [])
+            self._send(400, b'{"error": "send one JSON-RPC message"}', [])
             return
         if "id" not in message:  # a notification
-            self.send(202, b"", [])
+            self._send(202, b"", [])
             return
-        early = EarlyAnswer(self)
-        payload, headers = await self.forwarder.answer(message, early)
-        if not early.sent:
-            self.send(200, payload, headers)
+        payload, headers = await self.forwarder.answer(message)
+        self._send(200, payload, headers)
 
-    def send(self, status: int, payload: bytes, headers: list[bytes]) -> None:
+    def _send(self, status: int, payload: bytes, headers: list[bytes]) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         status_line = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"

@@ -28,7 +28,7 @@ from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
 from bastion.metrics import REGISTRY
 from gateway.argument_manifest import ArgumentManifest
 from gateway.argument_schema import ArgumentSchemas
-from gateway.audit import AuditDraft, AuditEvent, AuditWriter, digest_arguments
+from gateway.audit import AuditEvent, AuditWriter, digest_arguments
 from gateway.audit import Decision as AuditDecision
 from gateway.audit.refusals import RefusalRecorder
 from gateway.auth.principal import Principal
@@ -578,11 +578,6 @@ class Gateway:
         envelope = (
             {k: v for k, v in meta.items() if k.startswith(_ENVELOPE)} if meta and connection.modern else None
         )
-        # The call's audit event, drafted while the upstream works: this runs once the
-        # request is written and this task waits (if the call ends first, it is not used).
-        staged: list[AuditDraft] = []
-        loop = asyncio.get_running_loop()
-        loop.call_soon(self._stage, staged, ctx, action, upstream, target, digest, decision.reasons, started)
         outcome = "ok"
         result: dict[str, Any] | None = None
         try:
@@ -624,6 +619,7 @@ class Gateway:
         finally:
             # Counted, and the answer built, while the audit event commits: not on the
             # answer's path.
+            loop = asyncio.get_running_loop()
             loop.call_soon(_count_call, upstream, label, outcome, time.perf_counter() - started)
             on_durable = None
             if early is not None and result is not None:
@@ -640,7 +636,6 @@ class Gateway:
                 started,
                 outcome,
                 on_durable=on_durable,
-                draft=staged[0] if staged else None,
             )
 
     async def _send(
@@ -728,35 +723,6 @@ class Gateway:
         self._signed[key] = (wire, now + CALLER_TTL)
         return wire
 
-    def _stage(
-        self,
-        staged: list[AuditDraft],
-        ctx: CallContext,
-        action: str,
-        upstream: str,
-        target: str,
-        digest: str | None,
-        reasons: tuple[str, ...],
-        started: float,
-    ) -> None:
-        """Draft an allowed call's event (`_audit` writes it once the outcome is known)."""
-        elapsed = time.perf_counter() - started
-        template = AuditEvent(
-            time=datetime.now(UTC) - timedelta(seconds=elapsed),  # when the call arrived
-            principal=ctx.principal,
-            action=action,
-            upstream=upstream,
-            tool=target,
-            argument_digest=digest,
-            decision="allow",
-            reasons=tuple(reasons),
-            latency_ms=0.0,
-            outcome="pending",  # placeholders: the draft's write gives the real ones
-            request_id=ctx.request_id,
-            client_address=ctx.client_address,
-        )
-        staged.append(self.audit.draft(template))
-
     async def _audit(
         self,
         ctx: CallContext,
@@ -769,13 +735,8 @@ class Gateway:
         started: float,
         outcome: str,
         on_durable: Callable[[], None] | None = None,
-        draft: AuditDraft | None = None,
     ) -> None:
-        """Write the event; `draft`: this event drafted already (`_stage`), with its outcome to come."""
         latency = (time.perf_counter() - started) * 1000 if started else 0.0
-        if draft is not None:
-            await draft.write(outcome, latency, on_durable)
-            return
         await self.audit.write(
             AuditEvent(
                 time=datetime.now(UTC) - timedelta(milliseconds=latency),  # when the call arrived

@@ -18,7 +18,7 @@ import orjson
 
 from gateway.auth.principal import Principal
 
-__all__ = ["OUTCOMES", "AuditEvent", "Decision", "check_outcome", "digest_arguments"]
+__all__ = ["OUTCOMES", "AuditEvent", "Decision", "digest_arguments"]
 
 Decision = Literal["allow", "deny", "error"]
 DECISIONS: frozenset[str] = frozenset({"allow", "deny", "error"})
@@ -64,17 +64,10 @@ class AuditEvent:
             raise ValueError(f"decision must be allow, deny or error, got {self.decision!r}")
         if self.time.tzinfo is None:
             raise ValueError("time must be timezone-aware (use datetime.now(UTC))")
-        if not self.action:
-            raise ValueError("action must be non-empty")
-        check_outcome(self.outcome, self.latency_ms)
-
-
-def check_outcome(outcome: str, latency_ms: float) -> None:
-    """What `AuditEvent` asks of an outcome and a latency (also asked of an `AuditDraft`'s)."""
-    if not math.isfinite(latency_ms) or latency_ms < 0:
-        raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
-    if not outcome:
-        raise ValueError("outcome must be non-empty")
+        if not math.isfinite(self.latency_ms) or self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be a finite number >= 0, got {self.latency_ms!r}")
+        if not self.action or not self.outcome:
+            raise ValueError("action and outcome must be non-empty")
 
 
 def digest_arguments(arguments: Any) -> str:

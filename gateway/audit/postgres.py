@@ -33,7 +33,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -43,9 +43,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from bastion.metrics import REGISTRY
-from gateway.audit.events import AuditEvent, check_outcome
+from gateway.audit.events import AuditEvent
 from gateway.audit.pq_channel import PqChannel
-from gateway.audit.writer import AuditDraft, AuditWriteError, AuditWriter
+from gateway.audit.writer import AuditWriteError, AuditWriter
 
 __all__ = ["AUDIT_BATCH_SIZE", "AUDIT_WRITE_SECONDS", "AuditDurability", "PostgresAuditWriter"]
 
@@ -100,9 +100,8 @@ def _row(index: int) -> str:
     return "(" + ", ".join(f"${first + i}::{kind}" for i, kind in enumerate(_TYPES)) + ")"
 
 
-# An event's columns (`_params`), the future its writer awaits, and what to call the moment
-# it is durable.
-_Pending = tuple["Sequence[bytes | None]", "asyncio.Future[None]", Callable[[], None] | None]
+# An event, the future its writer awaits, and what to call the moment it is durable.
+_Pending = tuple[AuditEvent, "asyncio.Future[None]", Callable[[], None] | None]
 
 
 def _storable(value: str) -> str:
@@ -203,17 +202,11 @@ class PostgresAuditWriter(AuditWriter):
         self._gathering = False  # a batch of several just committed: its writers write again soon
 
     async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None:
-        await self._enqueue(_encoded(event), on_durable)
-
-    def draft(self, template: AuditEvent) -> AuditDraft:
-        return _PostgresDraft(self, template)
-
-    async def _enqueue(self, params: Sequence[bytes | None], on_durable: Callable[[], None] | None) -> None:
         if self._closed:
             raise AuditWriteError("the audit writer is closed; no event can be recorded")
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((params, done, on_durable))
+        self._pending.append((event, done, on_durable))
         if not self._busy and not self._gathering:
             self._dispatch()
         await done
@@ -236,7 +229,13 @@ class PostgresAuditWriter(AuditWriter):
             if channel.ready(statement):
                 del self._pending[: len(batch)]
                 self._busy = True
-                params = [value for columns, _, _ in batch for value in columns]
+                try:
+                    params = [value for event, _, _ in batch for value in _params(event)]
+                except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
+                    self._busy = False
+                    self._failed(batch, exc)
+                    self._dispatch()
+                    return
                 loop = asyncio.get_running_loop()
                 self._expiry = loop.call_later(WRITE_TIMEOUT + _UNANSWERED_GRACE, self._expired, channel)
                 # (`_sent` may run before this returns, when the connection breaks on sending.)
@@ -383,7 +382,7 @@ class PostgresAuditWriter(AuditWriter):
     async def _commit(self, batch: list[_Pending]) -> None:
         AUDIT_BATCH_SIZE.observe(len(batch))
         try:
-            params = [value for columns, _, _ in batch for value in columns]
+            params = [value for event, _, _ in batch for value in _params(event)]
             # A stalled database (a lock, a lost network, a synchronous standby down) fails
             # the batch closed after WRITE_TIMEOUT rather than holding every call forever.
             async with asyncio.timeout(WRITE_TIMEOUT + _UNANSWERED_GRACE):
@@ -406,39 +405,6 @@ class PostgresAuditWriter(AuditWriter):
             statement = f"INSERT INTO gateway.audit_events ({_COLUMNS}) VALUES {values}".encode()
             self._statements[rows] = statement
         return statement
-
-
-def _encoded(event: AuditEvent) -> tuple[bytes | None, ...]:
-    """`_params(event)`; a defect in encoding fails that event's write alone, closed."""
-    try:
-        return _params(event)
-    except Exception as exc:
-        AUDIT_WRITE_FAILURES.inc()
-        logger.exception("audit event could not be encoded")
-        raise AuditWriteError(f"the audit event could not be written ({exc}); the call was refused") from exc
-
-
-_LATENCY, _OUTCOME = 12, 13  # their places in `_params` (`_COLUMNS` order)
-
-
-class _PostgresDraft(AuditDraft):
-    """A drafted event's columns, encoded at once but for its outcome and latency."""
-
-    def __init__(self, writer: PostgresAuditWriter, template: AuditEvent) -> None:
-        super().__init__(writer, template)
-        self._postgres = writer
-        self._columns: list[bytes | None] | None = list(_encoded(template))
-
-    async def write(
-        self, outcome: str, latency_ms: float, on_durable: Callable[[], None] | None = None
-    ) -> None:
-        check_outcome(outcome, latency_ms)
-        columns, self._columns = self._columns, None
-        if columns is None:
-            raise RuntimeError("an audit draft is written once")
-        columns[_LATENCY] = repr(float(latency_ms)).encode()
-        columns[_OUTCOME] = _text(outcome)
-        await self._postgres._enqueue(columns, on_durable)  # pyright: ignore[reportPrivateUsage]  # its own writer
 
 
 def _durable(batch: list[_Pending]) -> None:

@@ -7,10 +7,6 @@ The contract, for every writer:
   `write(event, on_durable=f)` also calls `f()` the moment the event is durable, from
   whatever callback learns it and before `write` returns, so an answer can leave without
   waiting for the writer's caller to run again; `f` must be quick and must not raise.
-- `draft(template)` takes an event before its outcome is known (the template's outcome
-  and latency are placeholders) and prepares what it can of it now; its
-  `write(outcome, latency_ms)` then writes the whole event as `write` would. The gateway
-  drafts a call's event while the upstream works, so less is left to do once it answers.
 - A failure raises `AuditWriteError`; the gateway then fails the call closed.
 - `close()` writes what is pending, then refuses new events; it is idempotent.
 
@@ -20,14 +16,13 @@ callers keep this interface.
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from bastion.errors import RuntimeFailure
-from gateway.audit.events import AuditEvent, check_outcome
+from gateway.audit.events import AuditEvent
 
-__all__ = ["AuditDraft", "AuditWriteError", "AuditWriter", "MemoryAuditWriter"]
+__all__ = ["AuditWriteError", "AuditWriter", "MemoryAuditWriter"]
 
 
 class AuditWriteError(RuntimeFailure):
@@ -42,28 +37,8 @@ class AuditWriter(ABC):
     @abstractmethod
     async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None: ...
 
-    def draft(self, template: AuditEvent) -> AuditDraft:
-        """`template` (its outcome and latency placeholders) prepared for a later `write`."""
-        return AuditDraft(self, template)
-
     @abstractmethod
     async def close(self) -> None: ...
-
-
-class AuditDraft:
-    """An event waiting for its outcome and latency; written once (see `AuditWriter.draft`).
-    This one keeps the template; a writer may prepare more of it (PostgreSQL: its columns)."""
-
-    def __init__(self, writer: AuditWriter, template: AuditEvent) -> None:
-        self._writer = writer
-        self._template = template
-
-    async def write(
-        self, outcome: str, latency_ms: float, on_durable: Callable[[], None] | None = None
-    ) -> None:
-        check_outcome(outcome, latency_ms)
-        event = dataclasses.replace(self._template, outcome=outcome, latency_ms=latency_ms)
-        await self._writer.write(event, on_durable)
 
 
 class MemoryAuditWriter(AuditWriter):

@@ -8,7 +8,6 @@ EXPECTED = {
     "AUDIT_BATCH_SIZE",
     "AUDIT_WRITE_SECONDS",
     "OUTCOMES",
-    "AuditDraft",
     "AuditDurability",
     "AuditEvent",
     "AuditWriteError",
