@@ -24,13 +24,6 @@ reading, so a late request is closed 1 to 1.25 timeouts after it began, and a re
 pays nothing for it (a deadline set and cleared per request measured about 5,000
 instructions, 0.6% of a gateway call's).
 
-A whole answer written from any callback: an app that knows its answer before its
-request's task can run again (the gateway's fast path learns it in the callback that
-reads the audit commit) writes it there, through the `ANSWER_EXTENSION` of the request's
-scope (`WholeAnswer`), instead of waking the task to send it through ASGI. The task
-then returns without sending anything. Measured at one client, the task's wake-up and
-uvicorn's two `send` steps were about a sixth of the gateway's own time per call.
-
 Use it as `uvicorn.Config(http=CoalescingHttpToolsProtocol.reading_within(seconds))`.
 """
 
@@ -41,24 +34,9 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-__all__ = [
-    "ANSWER_EXTENSION",
-    "REQUEST_READ_TIMEOUT",
-    "CoalescingHttpToolsProtocol",
-    "CoalescingTransport",
-    "WholeAnswer",
-]
-
-ANSWER_EXTENSION = "bastion.whole_answer"  # scope["extensions"] key of a request's `WholeAnswer`
+__all__ = ["REQUEST_READ_TIMEOUT", "CoalescingHttpToolsProtocol", "CoalescingTransport"]
 
 REQUEST_READ_TIMEOUT = 30.0  # seconds; the `request_read_timeout` setting's default
 CHECKS_PER_TIMEOUT = 4  # a late request is closed 1 to 1.25 timeouts after its first byte
@@ -119,63 +97,6 @@ class CoalescingTransport:
             self._transport.writelines(pending)
 
 
-class WholeAnswer:
-    """Writes one request's whole answer at once, from any callback of its event loop.
-
-    `prepare` turns an answer (status, headers, a body of known length) into the bytes
-    uvicorn would write for it; `send` writes them as the request's answer and completes
-    the request as uvicorn's own final `send` does (keep-alive or close, the next request
-    of the connection). After a `send` that returned True, the app must send nothing.
-    """
-
-    __slots__ = ("_cycle",)
-
-    def __init__(self, cycle: RequestResponseCycle) -> None:
-        self._cycle = cycle
-
-    def prepare(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[int, bytes, bytes] | None:
-        """The answer's status, head (without its last line break) and body; None when
-        uvicorn would refuse a header (the app then answers through ASGI, which says why)."""
-        head = [STATUS_LINE[status]]
-        for name, value in (*self._cycle.default_headers, *headers):
-            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
-                return None
-            head += (name.lower(), b": ", value, b"\r\n")
-        head += (b"content-length: ", str(len(body)).encode(), b"\r\n")
-        return status, b"".join(head), body
-
-    def send(self, prepared: tuple[int, bytes, bytes]) -> bool:
-        """Write `prepared` as the whole answer; False (nothing written) when an answer has
-        begun or the client is gone."""
-        cycle = self._cycle
-        if cycle.response_started or cycle.disconnected:
-            return False
-        cycle.response_started = True
-        cycle.waiting_for_100_continue = False
-        status, head, body = prepared
-        if cycle.access_log:  # the line uvicorn's own `send` logs
-            scope = cycle.scope
-            cycle.access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                get_client_addr(scope),
-                scope["method"],
-                get_path_with_query_string(scope),
-                scope["http_version"],
-                status,
-            )
-        # Keep-alive is read now: the server may have begun shutting down since `prepare`.
-        close = b"" if cycle.keep_alive else b"connection: close\r\n"
-        cycle.transport.write(b"".join((head, close, b"\r\n", body)))
-        cycle.response_complete = True
-        cycle.message_event.set()
-        if not cycle.keep_alive:
-            cycle.transport.close()
-        cycle.on_response()
-        return True
-
-
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol over a `CoalescingTransport`, with a deadline for
     each request to arrive whole."""
@@ -213,17 +134,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        cycle = cast("RequestResponseCycle | None", self.cycle)
-        if cycle is not None and cycle.scope is self.scope:  # (not an upgrade)
-            # (uvicorn's scope type leaves no room for an extension of the server's own)
-            extensions: dict[str, object] = {
-                **self.scope.get("extensions", {}),
-                ANSWER_EXTENSION: WholeAnswer(cycle),
-            }
-            self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
 
     def on_response_complete(self) -> None:
         # The answer is whole: the client gets it before the rest of this step runs.

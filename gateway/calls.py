@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR
@@ -97,19 +97,6 @@ CALLER_TTL = 60.0
 ROUND_TRIP_FIELDS = ("inputResponses", "requestState")
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-
-
-class EarlyAnswer(Protocol):
-    """A caller's answer to a call, sent the moment the call's audit event is durable
-    rather than once the caller runs again (at one client, that wake-up and the answer's
-    building were a sixth of the gateway's own time per call)."""
-
-    def prepare(self, result: dict[str, Any]) -> None:
-        """Build the answer to `result` (called while its audit event commits)."""
-
-    def send(self) -> None:
-        """The event is durable: send the answer prepared (called from the audit writer's
-        callback; quick, and never raising)."""
 
 
 class CallError(Exception):
@@ -296,13 +283,10 @@ class Gateway:
         meta: Mapping[str, Any] | None = None,
         on_progress: ProgressFn | None = None,
         rounds: Mapping[str, Any] | None = None,
-        early: EarlyAnswer | None = None,
     ) -> dict[str, Any]:
         """Decide, limit, forward and audit one `tools/call`; return the upstream's result.
 
         `rounds`: a 2026-07-28 client's `inputResponses` and `requestState`, passed through.
-        `early`: told of the upstream's result, and when its event is durable (a result
-        the gateway makes itself, such as arguments failing the schema, is only returned).
         """
         started = time.perf_counter()
         entry = ctx.view.tools.get(exposed)
@@ -331,7 +315,6 @@ class Gateway:
             on_progress,
             digest=digest,
             checked=entry,
-            early=early,
         )
 
     async def get_prompt(
@@ -509,7 +492,6 @@ class Gateway:
         digest: str | None = None,
         checked: Entry | None = None,
         label: str | None = None,
-        early: EarlyAnswer | None = None,
     ) -> dict[str, Any]:
         """Decide, limit, check `checked`'s arguments against its schema, send, audit.
 
@@ -579,7 +561,6 @@ class Gateway:
             {k: v for k, v in meta.items() if k.startswith(_ENVELOPE)} if meta and connection.modern else None
         )
         outcome = "ok"
-        result: dict[str, Any] | None = None
         try:
             result = await self._send(
                 connection,
@@ -617,25 +598,12 @@ class Gateway:
                 f"({type(exc).__name__}: {exc}); its log has the details",
             ) from None
         finally:
-            # Counted, and the answer built, while the audit event commits: not on the
-            # answer's path.
-            loop = asyncio.get_running_loop()
-            loop.call_soon(_count_call, upstream, label, outcome, time.perf_counter() - started)
-            on_durable = None
-            if early is not None and result is not None:
-                loop.call_soon(early.prepare, result)
-                on_durable = early.send
+            # Counted while the audit event commits: not on the answer's path.
+            asyncio.get_running_loop().call_soon(
+                _count_call, upstream, label, outcome, time.perf_counter() - started
+            )
             await self._audit(
-                ctx,
-                action,
-                upstream,
-                target,
-                digest,
-                "allow",
-                decision.reasons,
-                started,
-                outcome,
-                on_durable=on_durable,
+                ctx, action, upstream, target, digest, "allow", decision.reasons, started, outcome
             )
 
     async def _send(
@@ -734,7 +702,6 @@ class Gateway:
         reasons: tuple[str, ...],
         started: float,
         outcome: str,
-        on_durable: Callable[[], None] | None = None,
     ) -> None:
         latency = (time.perf_counter() - started) * 1000 if started else 0.0
         await self.audit.write(
@@ -751,8 +718,7 @@ class Gateway:
                 outcome=outcome,
                 request_id=ctx.request_id,
                 client_address=ctx.client_address,
-            ),
-            on_durable=on_durable,
+            )
         )
 
 

@@ -43,7 +43,6 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from bastion.http_protocol import ANSWER_EXTENSION
 from bastion.net import LOOPBACK_NAMES, authority_host, is_loopback
 from gateway.audit import AuditEvent
 from gateway.auth import (
@@ -377,16 +376,7 @@ class MCPEndpoint:
             if (
                 not folded
                 and media_ok
-                and await self.fast_path.serve(
-                    call,
-                    runtime.manager,
-                    headers,
-                    message,
-                    receive,
-                    send,
-                    scope.get("extensions", {}).get(ANSWER_EXTENSION),
-                    named,
-                )
+                and await self.fast_path.serve(call, runtime.manager, headers, message, receive, send)
             ):
                 return
             if self.fast_path.cancel(principal, headers, message):

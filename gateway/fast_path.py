@@ -6,10 +6,6 @@ server machinery, whose per-message cost is larger than the gateway's whole budg
 Everything it does not take, it hands back (False) for the SDK path, which answers with
 the same codes and messages.
 
-The answer leaves the moment the call's audit event is durable: it is built while the
-event commits and written from the callback that learns of the commit (`_EarlyReply`,
-through the HTTP server's `WholeAnswer`), not once the request's task runs again.
-
 Cancellation: a handshake-era session's `notifications/cancelled` names the request
 (`cancel`); a 2026-07-28 client cancels by closing its request, which a watch on the
 connection notices for calls still running after `DISCONNECT_WATCH_AFTER`.
@@ -20,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -36,7 +32,6 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Send
 
 from bastion.errors import BastionError
-from bastion.http_protocol import WholeAnswer
 from bastion.logs import request_id
 from gateway.auth import Principal
 from gateway.calls import RATE_LIMITED, ROUND_TRIP_FIELDS, CallContext, CallError, Gateway
@@ -78,15 +73,10 @@ class FastPath:
         message: dict[str, Any],
         receive: Receive,
         send: Send,
-        whole: WholeAnswer | None = None,
-        named: tuple[bytes, bytes] | None = None,
     ) -> bool:
         """Answer a plain `tools/call` here; False hands the request to the SDK.
 
         The caller has checked the request's media types (JSON in, JSON or SSE accepted).
-        `whole`: the HTTP server's way to answer from any callback, for the answer to leave
-        as soon as the call's audit event is durable; `named`: the header naming the request
-        that `send` adds to every answer, and such an answer must carry too.
         """
         if message.get("method") != "tools/call":
             return False
@@ -126,12 +116,6 @@ class FastPath:
         handle = asyncio.get_running_loop().call_later(DISCONNECT_WATCH_AFTER, watch.start) if watch else None
         token = request_id.set(call.request_id)
         status, extra = 200, []
-        view = call.view.config.name
-        early = (
-            _EarlyReply(whole, message["id"], view if modern else None, self._stamped, named)
-            if whole is not None
-            else None
-        )
         try:
             result = await self.gateway.call_tool(
                 call,
@@ -139,10 +123,9 @@ class FastPath:
                 arguments,
                 meta if isinstance(meta, dict) else None,
                 rounds=rounds,
-                early=early,
             )
             if modern:
-                result = self._stamped(result, view)
+                result = self._stamped(result, call.view.config.name)
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
         except CallError as exc:
             payload = orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": exc.to_error()})
@@ -179,8 +162,6 @@ class FastPath:
             self._client_cancelled.discard(current)
             if key is not None:
                 self._inflight.pop(key, None)
-        if early is not None and early.sent:
-            return True  # answered the moment its event was durable
         await reply(send, status, payload, [*JSON, *extra])  # the client accepts JSON (checked)
         return True
 
@@ -211,42 +192,6 @@ class FastPath:
         if info is not None and unstamped:
             stamped["_meta"] = {**(meta or {}), SERVER_INFO_META_KEY: info}
         return stamped
-
-
-class _EarlyReply:
-    """The fast path's answer to a call's result, written the moment the call's audit
-    event is durable (`gateway.calls.EarlyAnswer`)."""
-
-    __slots__ = ("_headers", "_id", "_prepared", "_stamp", "_view", "_whole", "sent")
-
-    def __init__(
-        self,
-        whole: WholeAnswer,
-        rid: Any,
-        view: str | None,
-        stamp: Callable[[dict[str, Any], str], dict[str, Any]],
-        named: tuple[bytes, bytes] | None,
-    ) -> None:
-        self._whole = whole
-        self._id = rid
-        self._view = view  # the 2026-07-28 endpoint whose stamp the result takes; None: no stamp
-        self._stamp = stamp
-        self._headers = [*JSON, named] if named is not None else JSON
-        self._prepared: tuple[int, bytes, bytes] | None = None
-        self.sent = False
-
-    def prepare(self, result: dict[str, Any]) -> None:
-        if self._view is not None:
-            result = self._stamp(result, self._view)
-        try:
-            body = orjson.dumps({"jsonrpc": "2.0", "id": self._id, "result": result})
-        except orjson.JSONEncodeError:
-            return  # the task's own answer says what is wrong
-        self._prepared = self._whole.prepare(200, self._headers, body)
-
-    def send(self) -> None:
-        if self._prepared is not None:
-            self.sent = self._whole.send(self._prepared)
 
 
 def modern_route(params: dict[str, Any], meta: Any, headers: Mapping[bytes, bytes]) -> bool:

@@ -33,7 +33,6 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 import orjson
@@ -100,8 +99,7 @@ def _row(index: int) -> str:
     return "(" + ", ".join(f"${first + i}::{kind}" for i, kind in enumerate(_TYPES)) + ")"
 
 
-# An event, the future its writer awaits, and what to call the moment it is durable.
-_Pending = tuple[AuditEvent, "asyncio.Future[None]", Callable[[], None] | None]
+_Pending = tuple[AuditEvent, "asyncio.Future[None]"]
 
 
 def _storable(value: str) -> str:
@@ -201,12 +199,12 @@ class PostgresAuditWriter(AuditWriter):
         self._expiry: asyncio.TimerHandle | None = None
         self._gathering = False  # a batch of several just committed: its writers write again soon
 
-    async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None:
+    async def write(self, event: AuditEvent) -> None:
         if self._closed:
             raise AuditWriteError("the audit writer is closed; no event can be recorded")
         started = time.perf_counter()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((event, done, on_durable))
+        self._pending.append((event, done))
         if not self._busy and not self._gathering:
             self._dispatch()
         await done
@@ -230,7 +228,7 @@ class PostgresAuditWriter(AuditWriter):
                 del self._pending[: len(batch)]
                 self._busy = True
                 try:
-                    params = [value for event, _, _ in batch for value in _params(event)]
+                    params = [value for event, _ in batch for value in _params(event)]
                 except Exception as exc:  # a defect in encoding: that batch fails, the writer goes on
                     self._busy = False
                     self._failed(batch, exc)
@@ -254,7 +252,9 @@ class PostgresAuditWriter(AuditWriter):
             self._expiry.cancel()
             self._expiry = None
         if error is None:
-            _durable(batch)
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
         else:
             self._fresh_connection = True
             self._failed(batch, error)
@@ -382,7 +382,7 @@ class PostgresAuditWriter(AuditWriter):
     async def _commit(self, batch: list[_Pending]) -> None:
         AUDIT_BATCH_SIZE.observe(len(batch))
         try:
-            params = [value for event, _, _ in batch for value in _params(event)]
+            params = [value for event, _ in batch for value in _params(event)]
             # A stalled database (a lock, a lost network, a synchronous standby down) fails
             # the batch closed after WRITE_TIMEOUT rather than holding every call forever.
             async with asyncio.timeout(WRITE_TIMEOUT + _UNANSWERED_GRACE):
@@ -396,7 +396,9 @@ class PostgresAuditWriter(AuditWriter):
             if not isinstance(exc, Exception):
                 raise  # cancelled: the waiters are failed, the flusher stops
             return
-        _durable(batch)
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
 
     def _statement(self, rows: int) -> bytes:
         statement = self._statements.get(rows)
@@ -407,21 +409,10 @@ class PostgresAuditWriter(AuditWriter):
         return statement
 
 
-def _durable(batch: list[_Pending]) -> None:
-    for _, done, on_durable in batch:
-        if not done.done():
-            if on_durable is not None:
-                try:
-                    on_durable()
-                except Exception:  # a defect in the caller's hook: its own write still succeeds
-                    logger.exception("an audit event's on_durable hook failed")
-            done.set_result(None)
-
-
 def _fail(batch: list[_Pending], cause: BaseException) -> None:
     AUDIT_WRITE_FAILURES.inc(len(batch))
     reason = str(cause).strip() or type(cause).__name__
-    for _, done, _ in batch:
+    for _, done in batch:
         if not done.done():
             # One exception per waiter: a shared instance would collect every waiter's traceback.
             error = AuditWriteError(f"the audit event could not be written ({reason}); the call was refused")

@@ -4,9 +4,6 @@ The contract, for every writer:
 
 - `write(event)` returns only once the event is durable as the writer promises
   (committed, for the PostgreSQL writer); the gateway answers the client after that.
-  `write(event, on_durable=f)` also calls `f()` the moment the event is durable, from
-  whatever callback learns it and before `write` returns, so an answer can leave without
-  waiting for the writer's caller to run again; `f` must be quick and must not raise.
 - A failure raises `AuditWriteError`; the gateway then fails the call closed.
 - `close()` writes what is pending, then refuses new events; it is idempotent.
 
@@ -17,7 +14,6 @@ callers keep this interface.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 from bastion.errors import RuntimeFailure
 from gateway.audit.events import AuditEvent
@@ -35,7 +31,7 @@ class AuditWriter(ABC):
     """Appends audit events; see the module docstring for the contract."""
 
     @abstractmethod
-    async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None: ...
+    async def write(self, event: AuditEvent) -> None: ...
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -48,12 +44,10 @@ class MemoryAuditWriter(AuditWriter):
         self.events: list[AuditEvent] = []
         self._closed = False
 
-    async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None:
+    async def write(self, event: AuditEvent) -> None:
         if self._closed:
             raise AuditWriteError("the audit writer is closed; no event can be recorded")
         self.events.append(event)
-        if on_durable is not None:
-            on_durable()
 
     async def close(self) -> None:
         self._closed = True

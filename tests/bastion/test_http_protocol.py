@@ -1,11 +1,9 @@
-"""CoalescingHttpToolsProtocol: uvicorn over it answers with one write per loop step, and
-lets an app write a whole answer from any callback (`WholeAnswer`)."""
+"""CoalescingHttpToolsProtocol: uvicorn over it answers with one write per loop step."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -17,12 +15,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from bastion.http_protocol import (
-    ANSWER_EXTENSION,
-    CoalescingHttpToolsProtocol,
-    CoalescingTransport,
-    WholeAnswer,
-)
+from bastion.http_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
 
 
 class RecordingTransport:
@@ -100,34 +93,8 @@ READ_TIMEOUT = 0.5  # the deadline of the servers below that set one
 bodies_cut_off: list[bytes] = []  # what the app had of each body whose client left
 
 
-whole_sends: list[bool] = []  # what each `WholeAnswer.send` of `answer_whole` returned
-
-
-async def answer_whole(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers from a callback of the loop through the request's `WholeAnswer` (the task
-    sends nothing), or through ASGI where `WholeAnswer` refuses."""
-    whole: WholeAnswer = scope["extensions"][ANSWER_EXTENSION]
-    await receive()
-    value = b"line\nbreak" if scope["path"] == "/whole-bad-header" else b"yes"
-    prepared = whole.prepare(201, [(b"Content-Type", b"application/json"), (b"x-whole", value)], b'{"ok":1}')
-    if prepared is None:  # uvicorn's own send names what is wrong with it
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"7")]})
-        await send({"type": "http.response.body", "body": b"refused"})
-        return
-    if scope["path"] == "/whole-after-start":
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
-    sent = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_soon(lambda: sent.set_result(whole.send(prepared)))
-    whole_sends.append(await sent)
-    if not whole_sends[-1]:
-        await send({"type": "http.response.body", "body": b"asgi"})
-
-
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
-        return
-    if scope["path"].startswith("/whole"):
-        await answer_whole(scope, receive, send)
         return
     if scope["path"] in ("/stream", "/slow-stream"):
         pause = 2 * READ_TIMEOUT / 3 if scope["path"] == "/slow-stream" else 0
@@ -302,38 +269,3 @@ def test_a_deadline_must_be_positive() -> None:
         with pytest.raises(ValueError, match="must be > 0 seconds"):
             CoalescingHttpToolsProtocol.reading_within(seconds)
     assert CoalescingHttpToolsProtocol.reading_within(2.5).read_timeout == 2.5
-
-
-async def test_a_whole_answer_written_from_a_callback_completes_its_request(
-    server_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Status, the server's default headers, the app's headers and a length, on a
-    connection that goes on serving, with uvicorn's access log line; the task sent nothing
-    through ASGI."""
-    whole_sends.clear()
-    caplog.set_level(logging.INFO, logger="uvicorn.access")
-    async with httpx.AsyncClient(base_url=server_url) as client:
-        for _ in range(2):
-            answer = await client.post("/whole", content=b"{}")
-            assert answer.status_code == 201 and answer.json() == {"ok": 1}
-            assert answer.headers["content-type"] == "application/json" and answer.headers["x-whole"] == "yes"
-            assert answer.headers["content-length"] == "8" and "date" in answer.headers
-            assert "connection" not in answer.headers  # kept alive
-        echoed = await client.post("/echo", content=b"after")  # the connection still serves
-        assert echoed.content == b"after"
-        closing = await client.post("/whole", content=b"{}", headers={"connection": "close"})
-        assert closing.status_code == 201 and closing.headers["connection"] == "close"
-    assert whole_sends == [True, True, True]
-    assert sum('"POST /whole HTTP/1.1" 201' in record.getMessage() for record in caplog.records) == 3
-
-
-async def test_a_whole_answer_is_refused_where_uvicorn_would_refuse_it_or_has_answered(
-    server_url: str,
-) -> None:
-    whole_sends.clear()
-    async with httpx.AsyncClient(base_url=server_url) as client:
-        bad = await client.post("/whole-bad-header", content=b"{}")
-        assert bad.status_code == 200 and bad.content == b"refused"  # prepare said no: ASGI answered
-        begun = await client.post("/whole-after-start", content=b"{}")
-        assert begun.status_code == 200 and begun.content == b"asgi"  # the answer had begun
-    assert whole_sends == [False]

@@ -115,7 +115,7 @@ async def test_close_writes_what_is_counted_and_then_records_nothing() -> None:
 
 
 class _BrokenWriter(AuditWriter):
-    async def write(self, event: AuditEvent, on_durable: Callable[[], None] | None = None) -> None:
+    async def write(self, event: AuditEvent) -> None:
         raise AuditWriteError("the database is gone")
 
     async def close(self) -> None:
