@@ -13,7 +13,8 @@ Method (the same load generator, the same upstream, the same run, interleaved):
   apart, its embedded PostgreSQL's (started detached, outside that tree) are accounted
   with `--pid`;
 - everything is repeated for both protocol eras (2026-07-28 stateless, 2025-11-25
-  handshake), for 1 and 16 clients, and for both audit durability modes.
+  handshake), for 1 and 16 clients, and for both audit durability modes (`--era`,
+  `--clients` and `--durability` measure fewer rows, for a variant that concerns one).
 
 The benchmark principal gets a subject grant that lifts the policy's per-role rate so
 the limiter does not shape the load; every other part of the path is the default.
@@ -39,7 +40,7 @@ closed loop of processes sharing the cores, rate = busy cores / CPU per call, so
 to direct is (busy share) x (direct CPU per call / CPU per call).
 
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
-       [--max-concurrency N] [--floor]
+       [--max-concurrency N] [--floor] [--era modern|handshake] [--clients 1|16]
        python benchmarks/gateway.py --report FILE
 """
 
@@ -65,6 +66,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
 ECHO = BENCH / "echo_server.py"
 LOAD = BENCH / "load.py"
+# load.py's names of the protocol eras (2026-07-28 stateless, 2025-11-25 handshake), and
+# the closed-loop client counts the targets name
+ERAS = ("modern", "handshake")
+CLIENTS = (1, 16)
 
 
 def free_port() -> int:
@@ -290,6 +295,8 @@ def measure(
     baseline: Path | None = None,
     max_concurrency: int | None = None,
     floor: bool = False,
+    eras: tuple[str, ...] = ERAS,
+    clients: tuple[int, ...] = CLIENTS,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = free_port()
@@ -315,8 +322,8 @@ def measure(
                 keys = {name: gateway.key() for name, gateway in gateways.items()}
                 if floor:
                     floor_proxy = Floor(gateways["gateway"], echo_url, durability)
-                for protocol in ("modern", "handshake"):
-                    for workers in (1, 16):
+                for protocol in eras:
+                    for workers in clients:
                         label = f"{durability}/{protocol}/{workers}"
                         # (url, token, pid, its database's pid) of everything measured, in
                         # the order of the first round
@@ -531,6 +538,19 @@ def main() -> None:
         help="also run benchmarks/floor_proxy.py (the gateway's own I/O, none of its logic), interleaved",
     )
     parser.add_argument(
+        "--era",
+        action="append",
+        choices=ERAS,
+        help="protocol eras to measure: modern (2026-07-28), handshake (2025-11-25) (default both)",
+    )
+    parser.add_argument(
+        "--clients",
+        action="append",
+        type=int,
+        choices=CLIENTS,
+        help="closed-loop client counts to measure (default both)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         metavar="JSON",
@@ -558,6 +578,8 @@ def main() -> None:
         baseline,
         args.max_concurrency,
         args.floor,
+        tuple(dict.fromkeys(args.era or ERAS)),
+        tuple(dict.fromkeys(args.clients or CLIENTS)),
     )
     print(report(results))
     if args.json:
