@@ -25,6 +25,10 @@ the others, so a change is measured against the code before it in one run.
 `--max-concurrency N` sets the echo upstream's `max_concurrency` on the gateway under
 test (0: no limit; unset: the default for a server on this machine); the baseline keeps
 its own configuration.
+`--stdio-upstream` also runs a second gateway of this checkout that starts the echo server
+as its own stdio child (as it starts the built-in servers) instead of reaching it over
+HTTP; that gateway's CPU then holds its upstream's, and the load generator still calls
+the HTTP echo server for "direct".
 `--floor` also runs `benchmarks/floor_proxy.py` (the gateway's own per-call I/O, the
 upstream POST and the audit commit, with none of its logic) in the same rounds: what
 any gateway built from these parts adds on this machine at that moment.
@@ -40,7 +44,7 @@ closed loop of processes sharing the cores, rate = busy cores / CPU per call, so
 to direct is (busy share) x (direct CPU per call / CPU per call).
 
 Usage: python benchmarks/gateway.py [--duration 8] [--rounds 2] [--json FILE] [--baseline DIR]
-       [--max-concurrency N] [--floor] [--era modern|handshake] [--clients 1|16]
+       [--max-concurrency N] [--floor] [--stdio-upstream] [--era modern|handshake] [--clients 1|16]
        python benchmarks/gateway.py --report FILE
 """
 
@@ -137,21 +141,29 @@ class Gateway:
         policies: Path,
         source: Path | None = None,
         max_concurrency: int | None = None,
+        stdio_upstream: bool = False,
     ) -> None:
-        """A gateway on its own home; `source`: run the code of that checkout instead of this one."""
+        """A gateway on its own home; `source`: run the code of that checkout instead of this one;
+        `stdio_upstream`: start the echo server as its stdio child instead of calling `echo_url`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cwd = source  # `python -m` imports from the working directory first
-        name = f"{durability}-{'baseline' if source else 'gateway'}"
+        name = f"{durability}-{'baseline' if source else 'stdio' if stdio_upstream else 'gateway'}"
         work = work / name
         work.mkdir()
         config = work / f"bastion-{durability}.toml"
+        upstream = (
+            f'transport = "stdio"\ncommand = {json.dumps(sys.executable)}\n'
+            f'args = [{json.dumps(str(ECHO))}, "--transport", "stdio"]\n'
+            if stdio_upstream
+            else f'transport = "http"\nurl = "{echo_url}"\n'
+        )
         config.write_text(
             "builtin_servers = []\n"
             f'policy_dir = "{policies}"\n'
             "rate_limit_per_second = 0\nrate_limit_tool_per_second = 0\n"
             f'audit_durability = "{durability}"\n'
-            f'[upstreams.echo]\ntransport = "http"\nurl = "{echo_url}"\n'
+            f"[upstreams.echo]\n{upstream}"
             + (f"max_concurrency = {max_concurrency}\n" if max_concurrency is not None else "")
         )
         self.env = {
@@ -297,6 +309,7 @@ def measure(
     floor: bool = False,
     eras: tuple[str, ...] = ERAS,
     clients: tuple[int, ...] = CLIENTS,
+    stdio_upstream: bool = False,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bgb-", dir="/tmp"))
     echo_port = free_port()
@@ -319,6 +332,8 @@ def measure(
                 )
                 if baseline is not None:
                     gateways["baseline"] = Gateway(work, echo_url, durability, policies, source=baseline)
+                if stdio_upstream:
+                    gateways["stdio"] = Gateway(work, echo_url, durability, policies, stdio_upstream=True)
                 keys = {name: gateway.key() for name, gateway in gateways.items()}
                 if floor:
                     floor_proxy = Floor(gateways["gateway"], echo_url, durability)
@@ -442,7 +457,8 @@ def summarise_one(label: str, runs: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def _against(results: dict[str, Any], other: str) -> list[str]:
-    """The gateway under test beside `other` (the floor proxy or a baseline gateway)."""
+    """The gateway under test beside `other` (the floor proxy, a baseline gateway, or the
+    gateway with a stdio upstream)."""
     lines = [
         f"| durability / era / clients | {other} rps / ratio | gateway rps / ratio "
         f"| {other} added p50 ms | gateway added p50 ms | gateway - {other} p50 ms "
@@ -474,7 +490,7 @@ def report(results: dict[str, Any]) -> str:
             f"| {r['gateway_p50']:.2f} / {r['gateway_p99']:.2f} "
             f"| {r['added_p50']:.2f} / {r['added_p99']:.2f} | {r['cpu']:.3f} | {r['db_cpu']:.3f} |"
         )
-    for other in ("floor", "baseline"):
+    for other in ("floor", "baseline", "stdio"):
         if any(other in runs for runs in results.values()):
             lines += ["", *_against(results, other)]
     return "\n".join([*lines, "", *_machine_table(results)])
@@ -484,7 +500,8 @@ def _machine_table(results: dict[str, Any]) -> list[str]:
     """How busy the machine was and what one call cost it all told (every process: load
     generator, upstream, gateway or floor proxy, database), per target, with the load
     generator's and the upstream's own share (a forwarder changes what they spend too)."""
-    names = [n for n in ("direct", "gateway", "floor", "baseline") if any(n in r for r in results.values())]
+    known = ("direct", "gateway", "floor", "baseline", "stdio")
+    names = [n for n in known if any(n in r for r in results.values())]
     legend = " / ".join(names)
     lines = [
         f"| durability / era / clients | machine busy % ({legend}) | machine CPU ms/call ({legend}) "
@@ -538,6 +555,11 @@ def main() -> None:
         help="also run benchmarks/floor_proxy.py (the gateway's own I/O, none of its logic), interleaved",
     )
     parser.add_argument(
+        "--stdio-upstream",
+        action="store_true",
+        help="also run a gateway that starts the echo server as its stdio child, interleaved",
+    )
+    parser.add_argument(
         "--era",
         action="append",
         choices=ERAS,
@@ -580,6 +602,7 @@ def main() -> None:
         args.floor,
         tuple(dict.fromkeys(args.era or ERAS)),
         tuple(dict.fromkeys(args.clients or CLIENTS)),
+        args.stdio_upstream,
     )
     print(report(results))
     if args.json:
