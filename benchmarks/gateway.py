@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -416,10 +417,12 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
         name: [c for c in (_cpu_ms(r, "loadgen") for r in rs) if c is not None]
         for name, rs in (("direct", d), ("gateway", g))
     }
-    # The upstream's own CPU per call: run directly, it is the measured server.
+    # The upstream's own CPU per call: run directly, it is the measured server; a gateway
+    # with a stdio upstream holds it in its own process tree (the HTTP echo server idles).
     upstream = {
         name: [c for c in (_cpu_ms(r, label) for r in rs) if c is not None]
         for name, rs, label in (("direct", d, "server"), ("gateway", g, "upstream"))
+        if not (name == "gateway" and gateway == "stdio")
     }
     row = {
         "direct_rps": _median(d, "rps"),
@@ -436,7 +439,7 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
             for i, key in enumerate(("busy", "machine_cpu"))
         },
         **{f"{name}_loadgen_cpu": _median_or_nan(loadgen[name]) for name in ("direct", "gateway")},
-        **{f"{name}_upstream_cpu": _median_or_nan(upstream[name]) for name in ("direct", "gateway")},
+        **{f"{name}_upstream_cpu": _median_or_nan(upstream.get(name, [])) for name in ("direct", "gateway")},
     }
     row["ratio"] = row["gateway_rps"] / row["direct_rps"]
     row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
@@ -517,9 +520,13 @@ def _machine_table(results: dict[str, Any]) -> list[str]:
         up = [first["direct_upstream_cpu"], *(r["gateway_upstream_cpu"] for r in rows.values())]
         lines.append(
             f"| {label} | {' / '.join(f'{v:.0f}' for v in busy)} | {' / '.join(f'{v:.3f}' for v in cpu)} "
-            f"| {' / '.join(f'{v:.3f}' for v in gen)} | {' / '.join(f'{v:.3f}' for v in up)} |"
+            f"| {' / '.join(f'{v:.3f}' for v in gen)} | {' / '.join(_ms_or_dash(v) for v in up)} |"
         )
     return lines
+
+
+def _ms_or_dash(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.3f}"
 
 
 def _interrupted(signum: int, frame: object) -> None:
