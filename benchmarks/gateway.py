@@ -25,7 +25,7 @@ the others, so a change is measured against the code before it in one run.
 `--max-concurrency N` sets the echo upstream's `max_concurrency` on the gateway under
 test (0: no limit; unset: the default for a server on this machine); the baseline keeps
 its own configuration.
-`--stdio-upstream` also runs a second gateway of this checkout that starts the echo server
+`--stdio-upstream` also runs one more gateway of this checkout that starts the echo server
 as its own stdio child (as it starts the built-in servers) instead of reaching it over
 HTTP; that gateway's CPU then holds its upstream's, and the load generator still calls
 the HTTP echo server for "direct".
@@ -417,13 +417,13 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
         name: [c for c in (_cpu_ms(r, "loadgen") for r in rs) if c is not None]
         for name, rs in (("direct", d), ("gateway", g))
     }
-    # The upstream's own CPU per call: run directly, it is the measured server; a gateway
-    # with a stdio upstream holds it in its own process tree (the HTTP echo server idles).
+    # The upstream's own CPU per call: run directly, it is the measured server.
     upstream = {
         name: [c for c in (_cpu_ms(r, label) for r in rs) if c is not None]
         for name, rs, label in (("direct", d, "server"), ("gateway", g, "upstream"))
-        if not (name == "gateway" and gateway == "stdio")
     }
+    if gateway == "stdio":
+        upstream["gateway"] = []  # its echo server is in its own process tree; the HTTP one idles
     row = {
         "direct_rps": _median(d, "rps"),
         "gateway_rps": _median(g, "rps"),
@@ -439,7 +439,7 @@ def _row(runs: dict[str, list[dict[str, Any]]], gateway: str = "gateway") -> dic
             for i, key in enumerate(("busy", "machine_cpu"))
         },
         **{f"{name}_loadgen_cpu": _median_or_nan(loadgen[name]) for name in ("direct", "gateway")},
-        **{f"{name}_upstream_cpu": _median_or_nan(upstream.get(name, [])) for name in ("direct", "gateway")},
+        **{f"{name}_upstream_cpu": _median_or_nan(upstream[name]) for name in ("direct", "gateway")},
     }
     row["ratio"] = row["gateway_rps"] / row["direct_rps"]
     row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
