@@ -101,8 +101,9 @@ async def get_dataset(conn: AsyncConnection[Any], name: str, *, lock: bool = Fal
 
 
 async def save_dataset(conn: AsyncConnection[Any], record: DatasetRecord) -> None:
-    """Insert or replace the catalog row; `created_at` survives a reload."""
-    await conn.execute(
+    """Insert or replace the catalog row; `created_at` survives a reload. The record takes the
+    row's timestamps, so what a load returns says when it was loaded."""
+    cur = await conn.execute(
         """
         INSERT INTO analytics.datasets (name, owner, format, origin, row_count, columns, description, stats)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
@@ -110,6 +111,7 @@ async def save_dataset(conn: AsyncConnection[Any], record: DatasetRecord) -> Non
             owner = EXCLUDED.owner, format = EXCLUDED.format, origin = EXCLUDED.origin,
             row_count = EXCLUDED.row_count, columns = EXCLUDED.columns,
             description = EXCLUDED.description, stats = EXCLUDED.stats, loaded_at = now()
+        RETURNING created_at, loaded_at
         """,
         (
             record.name,
@@ -122,6 +124,9 @@ async def save_dataset(conn: AsyncConnection[Any], record: DatasetRecord) -> Non
             Jsonb(record.stats),
         ),
     )
+    row = await cur.fetchone()
+    assert row is not None  # an upsert with RETURNING always yields its row
+    record.created_at, record.loaded_at = row[0], row[1]
 
 
 async def delete_dataset(conn: AsyncConnection[Any], name: str) -> None:

@@ -178,7 +178,12 @@ class AnalyticsService:
         progress: Progress | None = None,
     ) -> DatasetRecord:
         check_name(name)
-        if (path is None) == (content is None):
+        if path is None and content is None:
+            raise LoadError(
+                "nothing to load: give `path` (a file on the server) or `content` (the data "
+                "itself); an empty `content` counts as none"
+            )
+        if path is not None and content is not None:
             raise LoadError(
                 "give exactly one of `path` (a file on the server) or `content` (the data itself)"
             )

@@ -186,6 +186,17 @@ async def test_a_missing_file_and_an_empty_file_are_clear_errors(
         missing = await c.error("load_dataset", name=unique("m"), path=str(tmp_path / "nope.csv"))
         blank = await c.error("load_dataset", name=unique("m"), path=str(empty))
         both = await c.error("load_dataset", name=unique("m"), path=str(empty), content="a\n1\n")
+        neither = await c.error("load_dataset", name=unique("m"), content="")
     assert "no such file" in missing
     assert "the file is empty" in blank
     assert "exactly one of `path`" in both
+    assert "nothing to load" in neither
+    assert "an empty `content` counts as none" in neither
+
+
+async def test_a_load_answers_with_when_it_was_loaded(load_csv: Loader, tools: ClientFactory) -> None:
+    loaded = await load_csv(ORIGINAL, "when")
+    async with tools(None) as c:
+        described = await c.ok("describe", dataset=loaded["name"])
+    assert loaded["loaded_at"] is not None
+    assert loaded["loaded_at"] == described["loaded_at"]
