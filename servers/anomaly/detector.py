@@ -44,13 +44,15 @@ class DetectorConfig:
 
 @dataclass
 class Detection:
-    """Per point: score in [0, 1), the dominant kind, expected value and robust scale."""
+    """Per point: score in [0, 1), the dominant kind, expected value, robust scale, and whether
+    enough history stood behind the point to know the scale at all."""
 
     score: FloatArray
     kind: npt.NDArray[np.int64]
     expected: FloatArray
     scale: FloatArray  # robust scale of the residuals around `expected`
     novelty: FloatArray  # one row per kind (KINDS order)
+    settled: npt.NDArray[np.bool_]  # False in the warm-up, where `scale` is only a placeholder
 
 
 def _clean(z: pd.Series | FloatArray) -> FloatArray:
@@ -120,4 +122,5 @@ def detect(y: FloatArray, season_length: int, config: DetectorConfig, floors: tu
     best = np.max(novelties, axis=0)
     score = best / (1.0 + best)
     score[: c.min_history] = 0.0
-    return Detection(score, np.argmax(novelties, axis=0), _clean(expected), band, novelties)
+    settled = ~unsettled
+    return Detection(score, np.argmax(novelties, axis=0), _clean(expected), band, novelties, settled)

@@ -115,8 +115,9 @@ def score_series(
             "value": None if missing[i] else float(y[i]),
             "score": round(float(detection.score[i]), 6),
             "expected": float(detection.expected[i]),
-            "lower": float(lower[i]),
-            "upper": float(upper[i]),
+            # No band in the warm-up: the scale is not known yet, and nothing there is flagged.
+            "lower": float(lower[i]) if detection.settled[i] else None,
+            "upper": float(upper[i]) if detection.settled[i] else None,
             "is_anomaly": bool(flags[i]),
         }
         for i in range(y.size)

@@ -90,7 +90,8 @@ async def score_series(
     """Score every point of a series (causal: each point is judged on earlier points only, so a
     stream can be scored point by point). Returns {points: [{ds, value, score, expected, lower,
     upper, is_anomaly}], anomalies: [{start, end, peak, peak_score, points, kind}], season_length,
-    freq, threshold, warnings}; kind is spike, level_shift, variance_change or seasonal."""
+    freq, threshold, warnings}; kind is spike, level_shift, variance_change or seasonal. The
+    first 21 points have no band (lower and upper null): the scale is not known yet."""
     from servers.anomaly.series import score_series as run
 
     def outcome(result: dict[str, Any]) -> str:

@@ -30,6 +30,16 @@ def test_the_result_follows_the_contract_and_finds_the_spike() -> None:
     assert sum(p["is_anomaly"] for p in result["points"]) <= 3
 
 
+def test_the_warm_up_has_no_band_and_flags_nothing() -> None:
+    # A jumpy start: the first points deviate wildly, but there is no scale to judge them by.
+    values = [0.0, 100.0, -80.0, 250.0, 5.0, *_spiky()]
+    points = score_series(values)["points"]
+    warm_up, settled = points[:21], points[21:]
+    assert all(p["lower"] is None and p["upper"] is None for p in warm_up)
+    assert not any(p["is_anomaly"] or p["score"] for p in warm_up)
+    assert all(p["lower"] < p["expected"] < p["upper"] for p in settled)
+
+
 def test_higher_sensitivity_flags_at_least_as_much_with_narrower_bands() -> None:
     low, high = score_series(_spiky(), sensitivity="low"), score_series(_spiky(), sensitivity="high")
     assert sum(p["is_anomaly"] for p in high["points"]) >= sum(p["is_anomaly"] for p in low["points"])
