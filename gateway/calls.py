@@ -507,7 +507,9 @@ class Gateway:
             _child(CALLS, upstream, label, "denied").inc()
             raise CallError(
                 DENIED,
-                f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}",
+                f"{action} {resource.name or target!r} denied by policy: {'; '.join(reasons)}. "
+                "Access comes from the policy's role and subject grants: ask an administrator "
+                "(docs/policy.md)",
                 data={"reasons": list(reasons)},
             )
         if decision.obligations.require_approval and ctx.approval != "approved":

@@ -108,6 +108,7 @@ async def test_a_denied_call_never_reaches_the_upstream(gateway: GatewayProcess,
             await viewer.call_tool("counter_echo", {"text": "forbidden"})
     assert denied.value.error.code == -32003
     assert "counter_echo" in denied.value.error.message and "viewer" in denied.value.error.message
+    assert "ask an administrator" in denied.value.error.message
     assert gateway.counted() == before
 
 
