@@ -86,7 +86,7 @@ async def query(
     sql: str,
     ctx: Context[ServerRuntime, Any],
     params: Params = None,
-    max_rows: int = 1000,
+    max_rows: Annotated[int, Field(ge=0, description="At most this many rows (0: the columns only).")] = 1000,
     source: str | None = None,
 ) -> Annotated[CallToolResult, QueryResult]:
     """Run one read-only statement (SELECT, WITH, VALUES or EXPLAIN) on the datasets, or on the

@@ -122,6 +122,10 @@ async def test_a_result_over_the_row_cap_is_truncated_and_flagged(tools: ClientF
     async with tools(None) as c:
         capped = await c.ok("query", sql="SELECT g FROM generate_series(1, 5000) g", max_rows=10)
         exact = await c.ok("query", sql="SELECT g FROM generate_series(1, 10) g", max_rows=10)
+        columns_only = await c.ok("query", sql="SELECT g FROM generate_series(1, 10) g", max_rows=0)
+        negative = await c.error("query", sql="SELECT 1", max_rows=-1)
+    assert "max_rows" in negative and "greater than or equal to 0" in negative
+    assert columns_only["columns"] == [{"name": "g", "type": "int4"}] and columns_only["rows"] == []
     assert capped["row_count"] == 10
     assert capped["truncated"] is True
     assert capped["truncated_by"] == "max_rows"
