@@ -3,6 +3,7 @@ headers, footers, scripts or forms; block elements become paragraphs, `<h1>`-`<h
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from servers.retrieval.errors import ExtractionError, missing_extra
@@ -61,6 +62,12 @@ _BLOCKS = {
     "h6",
 }
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+# A page that names its encoding (`<meta charset>`, `http-equiv`, an XML declaration) is read
+# as it says; browsers look for the declaration in the first 1,024 bytes. libxml2 reads the
+# `<meta>` forms itself, not the XML declaration.
+_META_CHARSET = re.compile(rb"<meta[^>]+charset", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 
 def extract_html(data: bytes) -> Extracted:
@@ -69,7 +76,7 @@ def extract_html(data: bytes) -> Extracted:
     except ImportError:
         raise missing_extra("lxml") from None
     try:
-        root: Any = lxml.html.document_fromstring(data)
+        root: Any = lxml.html.document_fromstring(data, parser=_parser_for(data, lxml.html))
     except Exception as exc:  # lxml raises ParserError or ValueError on garbage
         raise ExtractionError(f"not readable as HTML ({exc})") from None
     title_el = root.find(".//title")
@@ -86,6 +93,24 @@ def extract_html(data: bytes) -> Extracted:
         first = next((b for b in builder.blocks if b.kind == "heading"), None)
         title = builder.text()[first.start : first.end] if first else ""
     return Extracted(text=builder.text(), type="html", title=title, blocks=builder.blocks)
+
+
+def _parser_for(data: bytes, html: Any) -> Any:
+    """A page that declares no encoding is UTF-8 when it decodes as UTF-8 (libxml2 would read
+    it as Latin-1: "Café" as "CafÃ©"), else windows-1252, the web's legacy default."""
+    if data.startswith(_BOMS) or _META_CHARSET.search(data, 0, 1024):
+        return None
+    declared = _XML_ENCODING.match(data)
+    if declared:
+        try:
+            return html.HTMLParser(encoding=declared.group(1).decode())
+        except LookupError:
+            pass  # an encoding libxml2 does not know: judge the bytes as if none were named
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return html.HTMLParser(encoding="windows-1252")
+    return html.HTMLParser(encoding="utf-8")
 
 
 def _dropped(element: Any) -> bool:

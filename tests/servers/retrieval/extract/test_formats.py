@@ -45,6 +45,23 @@ def test_html_keeps_the_main_content_without_navigation_scripts_or_footers() -> 
     ]
 
 
+@pytest.mark.parametrize(
+    ("page", "text"),
+    [
+        # No declaration: UTF-8 when the bytes are UTF-8, else windows-1252 (smart quotes).
+        ("<p>Café über 日本</p>".encode(), "Café über 日本"),
+        (b"<p>Caf\xe9 \x93quoted\x94</p>", "Café \u201cquoted\u201d"),
+        # Declared: as the page says, in a <meta> or an XML declaration; a byte-order mark wins.
+        (b'<meta charset="iso-8859-1"><p>Caf\xe9</p>', "Café"),
+        ('<?xml version="1.0" encoding="euc-jp"?><p>日本</p>'.encode("euc-jp"), "日本"),
+        ('<?xml version="1.0" encoding="no-such"?><p>Café</p>'.encode(), "Café"),
+        ("<p>Café</p>".encode("utf-16"), "Café"),
+    ],
+)
+def test_html_is_read_in_its_encoding(page: bytes, text: str) -> None:
+    assert extract_bytes(page, "html").text == text
+
+
 def test_pdf_pages_are_kept_apart_and_numbered() -> None:
     doc = extract_bytes(make_pdf([["Page one line."], ["Page two line.", "And more."]]), "pdf")
     assert doc.page_starts is not None and len(doc.page_starts) == 2
