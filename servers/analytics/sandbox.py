@@ -229,6 +229,11 @@ def _failure(exc: psycopg.Error, limits: Limits, query: CheckedQuery) -> QueryFa
         )
     detail = f" ({diag.message_detail})" if diag.message_detail else ""
     hint = f" Hint: {diag.message_hint}" if diag.message_hint else ""
+    if not hint and isinstance(exc, psycopg.errors.UndefinedTable):
+        hint = (
+            " Hint: list_datasets shows the tables you may read; on a source, name a table "
+            "outside `public` with its schema (schema.table)."
+        )
     position = ""
     if diag.statement_position:
         # Positions count from the start of what was sent: DECLARE ... FOR precedes a SELECT.

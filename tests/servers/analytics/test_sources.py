@@ -38,6 +38,7 @@ async def test_a_registered_source_is_listed_described_and_queried_and_its_dsn_s
                 source=name,
             )
             chart = await c.ok("chart", sql=f"SELECT name, amount FROM {schema}.victim LIMIT 3", source=name)
+            unqualified = await c.error("query", sql="SELECT id FROM victim", source=name)
         async with service.database.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT dsn_ciphertext, display FROM analytics.sources WHERE name = %s", (name,)
@@ -64,6 +65,8 @@ async def test_a_registered_source_is_listed_described_and_queried_and_its_dsn_s
     assert profiled["columns"][0]["max"] == "75.0"
     assert rows["rows"] == [[1, 1.5], [2, 3]]
     assert len(chart["data"]["values"]) == 3
+    assert 'relation "victim" does not exist' in unqualified
+    assert "with its schema (schema.table)" in unqualified
     assert stored is not None
     assert password.encode() not in bytes(stored[0])
     assert password not in stored[1]
