@@ -65,8 +65,18 @@ def _novelty(z: FloatArray, window: int, floor: float) -> FloatArray:
     return z / np.maximum(np.maximum(past, floor), 1e-12)
 
 
-def detect(y: FloatArray, season_length: int, config: DetectorConfig, floors: tuple[float, ...]) -> Detection:
-    """Scores for `y` (no NaN). `floors` are per-kind minimum deviations for a point to be novel."""
+def detect(
+    y: FloatArray,
+    season_length: int,
+    config: DetectorConfig,
+    floors: tuple[float, ...],
+    season_ago: npt.NDArray[np.intp] | None = None,
+) -> Detection:
+    """Scores for `y` (no NaN). `floors` are per-kind minimum deviations for a point to be novel.
+
+    `season_ago[i]`: the point one season of time before point i, or -1 when the timestamps
+    skipped that step; by default `season_length` points before it.
+    """
     c = config
     s = pd.Series(y)
     before = s.shift(1)
@@ -94,7 +104,10 @@ def detect(y: FloatArray, season_length: int, config: DetectorConfig, floors: tu
     band = scale.copy()
     seasonal = np.zeros(y.size)
     if season_length > 1 and y.size > 2 * season_length:
-        ago = s.shift(season_length)
+        if season_ago is None:
+            ago = s.shift(season_length)
+        else:
+            ago = pd.Series(np.where(season_ago >= 0, y[np.maximum(season_ago, 0)], np.nan))
         seasonal_residual = s - ago
         seasonal_mad = (
             seasonal_residual.abs().shift(1).rolling(c.scale_window, min_periods=c.min_history).median()

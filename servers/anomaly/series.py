@@ -3,7 +3,11 @@
 Input is repaired as the forecast server does it, except that points are never
 moved onto a grid (each input point keeps its own score): unsorted timestamps are
 sorted, repeated ones averaged, missing values interpolated for the detector (and
-reported with value null and never flagged). Each repair is a warning.
+reported with value null and never flagged). Each repair is a warning. Where the
+timestamps skip steps, "one season ago" is still a season of time, not of points (a
+point whose step a season back was skipped has no seasonal deviation); the other
+deviations compare a point with the points sent before it, so a jump across a gap
+still reads as one.
 
 Sensitivity sets how new a deviation must be (its novelty, see `detector`) and how
 large in absolute terms, and how wide the bands are:
@@ -21,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from bastion.timeseries import (
     SeriesInputError,
@@ -84,6 +91,7 @@ def score_series(
     warnings: list[str] = []
     labels: list[Any] = list(range(y.size))
     freq = None
+    index = None
     if timestamps is not None:
         index = parse_timestamps(timestamps, y.size)
         y, index = sort_by_time(y, index, warnings)
@@ -105,7 +113,10 @@ def score_series(
     m = _season(y, freq, season_length)
     if is_constant(y):
         warnings.append("the series is constant: nothing deviates, so nothing is flagged.")
-    detection = detect(y, m, DetectorConfig(), level.floors)
+    season_ago = None
+    if index is not None and freq is not None and m > 1:
+        season_ago = _season_ago(index, freq, m, warnings)
+    detection = detect(y, m, DetectorConfig(), level.floors, season_ago)
     flags = (detection.score >= level.threshold) & ~missing
     lower = detection.expected - level.band * detection.scale
     upper = detection.expected + level.band * detection.scale
@@ -130,6 +141,56 @@ def score_series(
         "threshold": round(level.threshold, 6),
         "warnings": warnings,
     }
+
+
+def _season_ago(
+    index: pd.DatetimeIndex, freq: str, m: int, warnings: list[str]
+) -> npt.NDArray[np.intp] | None:
+    """For each point, the point `m` steps of `freq` before it in time (-1 where that step was
+    skipped); None when no step is skipped, or the timestamps fit no grid of `freq`."""
+    try:
+        step = to_offset(freq)
+        # A fixed step gives the grid's size before it is built: sparse timestamps of a fine
+        # frequency would otherwise make a grid of millions.
+        too_sparse = (index[-1] - index[0]).value // step.nanos + 1 > 2 * len(index)
+    except ValueError:
+        too_sparse = False  # months, quarters, years: steps of varying length, few of them
+    if too_sparse:
+        warnings.append(
+            f"the timestamps skip more steps of {freq!r} than they hold: a point is compared "
+            f"with the one {m} points before it, which may not be one season earlier. Send one "
+            "value per step (null where unknown)."
+        )
+        return None
+    try:
+        grid = pd.date_range(index[0], index[-1], freq=freq)
+    except ValueError:
+        return None
+    if len(grid) == len(index):
+        return None
+    position = grid.get_indexer(index)
+    if (position < 0).any() or len(grid) > 2 * len(index):
+        # Off the grid (a sampler's jitter) or mostly gaps: keep comparing by count, and say
+        # so when steps are missing, as then a count is not a season.
+        skipped = len(grid) - int(np.unique(grid.get_indexer(index, method="nearest")).size)
+        if skipped:
+            warnings.append(
+                f"the timestamps skip {skipped} steps of {freq!r} and are not all on its grid: "
+                f"a point is compared with the one {m} points before it, which may not be one "
+                "season earlier. Send one value per step (null where unknown)."
+            )
+        return None
+    skipped = len(grid) - len(index)
+    first = format_timestamps(pd.DatetimeIndex(grid[np.setdiff1d(np.arange(len(grid)), position)[:1]]))
+    warnings.append(
+        f"{skipped} steps were missing from the timestamps (first at {first[0]}): seasonal "
+        "comparisons still look one season back in time, and a point whose step a season "
+        "earlier is missing gets none."
+    )
+    point_at = np.full(len(grid), -1, dtype=np.intp)
+    point_at[position] = np.arange(len(index))
+    back = position - m
+    return np.where(back >= 0, point_at[np.maximum(back, 0)], -1).astype(np.intp)
 
 
 def _season(y: np.ndarray, freq: str | None, season_length: object | None) -> int:

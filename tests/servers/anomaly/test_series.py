@@ -56,6 +56,34 @@ def test_timestamps_label_points_and_set_the_season() -> None:
     assert "2024-01-11T10:00:00" in [a["start"] for a in result["anomalies"]]
 
 
+def _hourly_daily_cycle(days: int = 30) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    n = 24 * days
+    y = 100 + 50 * np.sin(2 * np.pi * np.arange(n) / 24) + np.random.default_rng(1).normal(size=n)
+    return pd.date_range("2024-01-01", periods=n, freq="h"), y
+
+
+def test_skipped_steps_keep_one_season_ago_a_season_of_time() -> None:
+    index, y = _hourly_daily_cycle()
+    y[600] += 40
+    keep = np.ones(y.size, dtype=bool)
+    keep[400:405] = False  # five hours never sent: counting points, "a day ago" would be off by five
+    result = score_series([float(v) for v in y[keep]], [str(t) for t in index[keep]])
+    assert len(result["points"]) == int(keep.sum())
+    assert any("5 steps were missing" in w and "2024-01-17T16:00:00" in w for w in result["warnings"])
+    assert [(a["start"], a["kind"]) for a in result["anomalies"]] == [("2024-01-26T00:00:00", "seasonal")]
+
+
+def test_sparse_timestamps_of_a_fine_step_are_compared_by_count_and_say_so() -> None:
+    # Pairs one second apart, a day between pairs: the typical step is a second, and a grid of
+    # seconds would hold 1.7 million steps for 40 points.
+    days = pd.date_range("2024-01-01", periods=20, freq="D")
+    stamps = [str(t) for d in days for t in (d, d + pd.Timedelta(seconds=1))]
+    values = [float(v) for v in np.tile([1.0, 2.0], 20) + np.arange(40) % 7]
+    result = score_series(values, stamps, season_length=2)
+    assert len(result["points"]) == 40
+    assert any("skip more steps of 's' than they hold" in w for w in result["warnings"])
+
+
 def test_unsorted_and_repeated_timestamps_and_nulls_are_repaired_with_warnings() -> None:
     stamps = [str(t) for t in pd.date_range("2024-01-01", periods=60, freq="D")]
     stamps[3], stamps[4] = stamps[4], stamps[3]
