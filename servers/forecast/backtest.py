@@ -15,7 +15,7 @@ from bastion.timeseries import SeriesInputError
 from bastion.timeseries.validation import is_positive_int
 from servers.forecast.candidates import auto_candidates
 from servers.forecast.crossval import cross_validate
-from servers.forecast.engine import ForecastRequest, min_train, prepare
+from servers.forecast.engine import ForecastRequest, min_train, prepare, well_scaled
 from servers.forecast.models import resolve_model
 
 __all__ = ["MAX_WINDOWS", "run_backtest"]
@@ -33,6 +33,7 @@ def run_backtest(request: ForecastRequest, models: Sequence[str] | None = None) 
             f"`windows` must be an integer from 1 to {MAX_WINDOWS}, got {request.windows!r}."
         )
     series, y, _ = prepare(request)
+    y, _ = well_scaled(y)  # the errors are ratios: the scale drops out
     if models:
         names = [resolve_model(m) for m in models]
         if "auto" in names:

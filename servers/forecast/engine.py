@@ -7,6 +7,7 @@ prepare the series -> check the horizon -> candidates -> rolling-origin CV -> ch
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from servers.forecast.intervals import conformal_bounds, validate_levels, widen_
 from servers.forecast.models import parse_model, resolve_model
 from servers.forecast.selection import Choice, choose, combine, cv_report
 
-__all__ = ["DEFAULT_WINDOWS", "MAX_FIT_POINTS", "ForecastRequest", "run_forecast"]
+__all__ = ["DEFAULT_WINDOWS", "MAX_FIT_POINTS", "ForecastRequest", "run_forecast", "well_scaled"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ FloatArray = npt.NDArray[np.float64]
 DEFAULT_WINDOWS = 2
 # Models see at most this many recent points: older history adds cost, not accuracy.
 MAX_FIT_POINTS = 5_000
+# Beyond these magnitudes the models' squares overflow or underflow a double (1e160 squared
+# is infinite, 1e-300 squared is zero): such series are fitted rescaled.
+_SAFE_MAGNITUDES = (1e-100, 1e100)
 
 
 @dataclass
@@ -76,6 +80,27 @@ def prepare(request: ForecastRequest) -> tuple[PreparedSeries, FloatArray, list[
     return series, y, levels
 
 
+def well_scaled(y: FloatArray) -> tuple[FloatArray, float]:
+    """`y` divided by a power of two that brings it near 1 when its magnitude is extreme, and
+    that factor (1 otherwise). A power of two divides and multiplies back exactly, and sMAPE
+    and MASE do not depend on scale."""
+    largest = float(np.max(np.abs(y))) if y.size else 0.0
+    if largest == 0.0 or _SAFE_MAGNITUDES[0] <= largest <= _SAFE_MAGNITUDES[1]:
+        return y, 1.0
+    scale = math.ldexp(1.0, math.frexp(largest)[1])
+    return y / scale, scale
+
+
+def _rescaled(fit: ModelForecast, scale: float) -> ModelForecast:
+    if scale == 1.0:
+        return fit
+    return ModelForecast(
+        fit.mean * scale,
+        {lv: b * scale for lv, b in fit.lower.items()},
+        {lv: b * scale for lv, b in fit.upper.items()},
+    )
+
+
 def min_train(series: PreparedSeries) -> int:
     return max(8, 2 * series.season_length + 1)
 
@@ -85,9 +110,10 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
     if not is_positive_int(request.windows):
         raise SeriesInputError(f"`windows` must be a positive integer, got {request.windows!r}.")
     series, y, levels = prepare(request)
+    y, scale = well_scaled(y)
     h = request.horizon
     if series.constant:
-        flat = np.full(h, y[-1])
+        flat = np.full(h, y[-1] * scale)
         bounds = {lv: flat for lv in levels}
         return Outcome(series, "Naive", ModelForecast(flat, bounds, dict(bounds)), levels, None, None)
     if model == "auto":
@@ -98,13 +124,40 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
         info.make(explicit or series.season_length, series.seasons)  # fails early on a missing season
         names, skipped = [model], {}
     cv = cross_validate(y, h, names, request.windows, series.season_length, series.seasons, min_train(series))
-    if model == "auto":
-        choice = _choose(cv, y, request.combinations, series)
-    else:
-        choice = Choice(model, [model], "single")
     skipped.update(cv.failures)
-    fitted = _fit_members(choice, y, h, series, levels, cv)
-    return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
+    if model != "auto":
+        choice = Choice(model, [model], "single")
+        try:
+            fitted = _fit_members(choice, y, h, series, levels, cv)
+        except ModelFailure as failure:
+            raise SeriesInputError(
+                f"{failure.model} could not be fitted to this series ({failure.reason}). Choose "
+                "another model, or model='auto' to compare several."
+            ) from None
+        fitted = _rescaled(fitted, scale)
+        return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
+    # A model that did well on the windows can still fail on the whole history (numbers its
+    # optimiser cannot handle): leave it out and choose again from the rest.
+    ranked = CrossValidation(cv.horizon, cv.season_length, cv.origins, cv.actuals, cv.histories)
+    ranked.forecasts = dict(cv.forecasts)
+    failed: list[str] = []
+    for _ in range(len(names) + 2):
+        choice = _choose(ranked, y, request.combinations, series)
+        try:
+            fitted = _fit_members(choice, y, h, series, levels, ranked)
+        except ModelFailure as failure:
+            skipped[failure.model] = f"could not be fitted to the whole series ({failure.reason})"
+            failed.append(failure.model)
+            if failure.model not in ranked.forecasts:
+                break  # the fallback itself failed: nothing is left to try
+            del ranked.forecasts[failure.model]
+            continue
+        fitted = _rescaled(fitted, scale)
+        return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
+    raise SeriesInputError(
+        f"no model could be fitted to this series ({'; '.join(f'{m}: {skipped[m]}' for m in failed)}). "
+        "Check the values for extreme magnitudes (rescale them, e.g. to thousands) or outliers."
+    )
 
 
 def _choose(cv: CrossValidation, y: FloatArray, combinations: bool, series: PreparedSeries) -> Choice:
@@ -128,13 +181,7 @@ def _fit_members(
 ) -> ModelForecast:
     fits: list[ModelForecast] = []
     for member in choice.members:
-        try:
-            fit = fit_forecast(member, y, h, series.season_length, series.seasons, levels)
-        except ModelFailure as failure:
-            raise SeriesInputError(
-                f"{member} could not be fitted to this series ({failure.reason}). Choose another "
-                "model, or model='auto' to compare several."
-            ) from None
+        fit = fit_forecast(member, y, h, series.season_length, series.seasons, levels)
         if not parse_model(member)[0].native_intervals:
             residuals = cv.residuals(cv.forecasts[member]) if member in cv.forecasts and cv.origins else None
             fit.lower, fit.upper = conformal_bounds(fit.mean, residuals, y, levels)

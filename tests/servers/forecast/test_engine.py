@@ -88,6 +88,42 @@ def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
     assert "constant" in result["warnings"][0]
 
 
+@pytest.mark.parametrize("scale", [1e160, 1e300, 1e-160, 1e-300])
+def test_extreme_magnitudes_forecast_as_their_rescaled_series_does(scale: float) -> None:
+    # Squares of these overflow or vanish in a double; the models see the series near 1.
+    base = [1 + 0.01 * i + 0.005 * math.sin(i) for i in range(40)]
+    reference = run_forecast(ForecastRequest(base, 3))
+    result = run_forecast(ForecastRequest([v * scale for v in base], 3))
+    assert result["model"] == reference["model"]
+    for got, want in zip(result["forecast"], reference["forecast"], strict=True):
+        assert got["mean"] / scale == pytest.approx(want["mean"], rel=1e-9)
+        assert got["lower"]["95"] / scale == pytest.approx(want["lower"]["95"], rel=1e-9)
+        assert got["upper"]["80"] / scale == pytest.approx(want["upper"]["80"], rel=1e-9)
+
+
+def test_auto_leaves_out_a_model_that_fails_on_the_whole_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A model can do well on the windows and still fail on the whole history; the engine's
+    # own fit is made to fail for whichever model `auto` picks first.
+    from servers.forecast import engine
+    from servers.forecast.fitting import ModelFailure
+
+    y = [100 + 10 * math.sin(i / 3) + i for i in range(60)]
+    first = run_forecast(ForecastRequest(y, 4, combinations=False))["model"]
+    real_fit = engine.fit_forecast
+
+    def failing(model: str, *args: object, **kwargs: object) -> object:
+        if model == first:
+            raise ModelFailure(model, "the optimiser did not converge")
+        return real_fit(model, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "fit_forecast", failing)
+    result = run_forecast(ForecastRequest(y, 4, combinations=False))
+    assert result["model"] != first
+    reason = "could not be fitted to the whole series (the optimiser did not converge)"
+    assert result["skipped"][first] == reason
+    assert first in result["cv"]  # its windows are still reported
+
+
 def test_a_series_too_short_for_cross_validation_falls_back_and_says_so() -> None:
     result = run_forecast(ForecastRequest([1.0, 3.0, 2.0, 4.0, 3.0, 5.0, 4.0, 6.0, 5.0, 7.0], 5))
     assert result["model"] == "AutoTheta"
