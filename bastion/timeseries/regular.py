@@ -137,10 +137,10 @@ def fill_missing(
     present = np.flatnonzero(~missing)
     lo, hi = int(present[0]), int(present[-1]) + 1
     if lo or hi < values.size:
-        warnings.append(
-            f"{lo} missing points before the first observation and {values.size - hi} after the last "
-            "were dropped."
-        )
+        edges = [f"{lo} before the first observation"] if lo else []
+        if hi < values.size:
+            edges.append(f"{values.size - hi} after the last" + ("" if lo else " observation"))
+        warnings.append(f"missing points were dropped: {' and '.join(edges)}.")
     interior = values[lo:hi].copy()
     holes = np.isnan(interior)
     if holes.any():

@@ -48,8 +48,11 @@ def test_nulls_are_interpolated_and_edges_dropped_with_warnings() -> None:
     warnings: list[str] = []
     values, _ = fill_missing(np.array([np.nan, 1.0, np.nan, 3.0, 4.0, np.nan]), None, warnings)
     assert values.tolist() == [1.0, 2.0, 3.0, 4.0]
-    assert any("1 missing points before the first observation and 1 after" in w for w in warnings)
+    assert "missing points were dropped: 1 before the first observation and 1 after the last." in warnings
     assert any("1 values were null" in w for w in warnings)
+    trailing: list[str] = []
+    fill_missing(np.array([1.0, 2.0, 3.0, np.nan, np.nan]), None, trailing)
+    assert trailing == ["missing points were dropped: 2 after the last observation."]
 
 
 def test_a_mostly_missing_series_is_refused() -> None:
