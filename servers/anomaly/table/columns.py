@@ -104,6 +104,8 @@ def to_matrix(rows: object, features: object | None) -> Matrix:
                     f"column {name!r} is infinite at rows[{i}]: replace it with null or a finite value."
                 )
             data[i, j] = float(v)
+    if keyed and explicit:
+        _check_named_columns(rows, names)
     keep = [j for j, name in enumerate(names) if name not in text_columns]
     if text_columns:
         listed = ", ".join(f"{n} (e.g. {v})" for n, v in list(text_columns.items())[:5])
@@ -131,8 +133,24 @@ def _repair(values: npt.NDArray[np.float64], names: list[str], warnings: list[st
         )
     keep = [j for j, n in enumerate(names) if n not in empty and n not in constant]
     if not keep:
+        # Say what was left out and why: that is what the caller has to change.
+        left_out = f" ({'; '.join(w.rstrip('.') for w in warnings)})" if warnings else ""
         raise SeriesInputError(
-            "no numeric column varies: there is nothing to score. Send numeric `features` that "
-            "differ between rows."
+            f"no numeric column varies: there is nothing to score{left_out}. Send numeric "
+            "`features` that differ between rows."
         )
     return Matrix(values[:, keep], [names[j] for j in keep], warnings)
+
+
+def _check_named_columns(rows: Sequence[object], names: list[str]) -> None:
+    present: dict[str, None] = {}
+    for row in rows:
+        if isinstance(row, Mapping):
+            present.update(dict.fromkeys(str(k) for k in row))  # pyright: ignore[reportUnknownVariableType]
+    absent = [n for n in names if n not in present]
+    if absent:
+        listed = ", ".join(list(present)[:20]) or "none"
+        raise SeriesInputError(
+            f"`features` names {', '.join(repr(n) for n in absent)}, which no row has; the rows' "
+            f"columns are: {listed}."
+        )

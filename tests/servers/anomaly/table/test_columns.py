@@ -37,7 +37,18 @@ def test_nulls_are_imputed_with_the_median_and_constant_columns_dropped() -> Non
         ([{"a": math.inf}, {"a": 1}], None, "infinite"),
         ([[1, 2], [1]], None, r"`rows\[1\]` is not an array of 2 values"),
         ([[1, 2]], ["a"], "names 1 columns"),
-        ([{"a": 1}, {"a": 1}], None, "no numeric column varies"),
+        ([{"a": 1}, {"a": 1}], None, r"no numeric column varies: .*constant columns .* left out: a\)"),
+        # Numbers sent as text: the refusal names the column it left out, and why.
+        (
+            [{"a": "1"}, {"a": "2"}],
+            None,
+            r"nothing to score \(non-numeric columns were left out: a \(e\.g\. '1'\)\)",
+        ),
+        (
+            [{"a": 1, "b": 2}, {"a": 2, "b": 3}],
+            ["a", "zzz"],
+            "names 'zzz', which no row has; the rows' columns are: a, b",
+        ),
         (["text"], None, "each row must be an object"),
         ([{"a": 1}], [], "non-empty list of column names"),
     ],
