@@ -37,6 +37,7 @@ from bastion.timeseries.validation import (
     check_length,
     is_constant,
     to_float_array,
+    unit_scale,
 )
 
 __all__ = [
@@ -64,4 +65,5 @@ __all__ = [
     "seasonality_test",
     "sort_by_time",
     "to_float_array",
+    "unit_scale",
 ]

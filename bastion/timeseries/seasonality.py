@@ -9,10 +9,10 @@ seasonal indices as per-position means of the detrended series, normalised.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
+
+from bastion.timeseries.validation import unit_scale
 
 __all__ = [
     "acf",
@@ -27,11 +27,9 @@ FloatArray = npt.NDArray[np.float64]
 
 def acf(y: FloatArray, max_lag: int) -> FloatArray:
     """Sample autocorrelations r_1..r_max_lag (index 0 is lag 1), computed by FFT."""
-    largest = float(np.max(np.abs(y))) if y.size else 0.0
-    if largest > 0.0:
-        # r is a ratio: bring the values near 1 first, by a power of two (exact), so that
-        # squares of extreme magnitudes (1e200, 1e-200) neither overflow nor vanish.
-        y = y / math.ldexp(1.0, math.frexp(largest)[1])
+    # r is a ratio: bring the values near 1 first, exactly, so that squares of extreme
+    # magnitudes (1e200, 1e-200) neither overflow nor vanish.
+    y = y / unit_scale(y)
     x = y - y.mean()
     n = x.size
     denom = float(np.dot(x, x))

@@ -24,6 +24,7 @@ __all__ = [
     "is_constant",
     "is_positive_int",
     "to_float_array",
+    "unit_scale",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -93,6 +94,13 @@ def check_horizon(horizon: object, n: int, limits: SeriesLimits) -> None:
             f"`horizon` {horizon} is longer than the {n}-point history: the data cannot support it. "
             f"Ask for at most {n} steps, or send a longer history."
         )
+
+
+def unit_scale(y: FloatArray) -> float:
+    """The power of two just above max |y| (1 when y is all zero or empty): dividing by it
+    brings y near 1, and dividing or multiplying back by a power of two is exact."""
+    largest = float(np.max(np.abs(y))) if y.size else 0.0
+    return math.ldexp(1.0, math.frexp(largest)[1]) if largest > 0.0 else 1.0
 
 
 def is_constant(y: FloatArray) -> bool:

@@ -7,7 +7,6 @@ prepare the series -> check the horizon -> candidates -> rolling-origin CV -> ch
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from bastion.timeseries import (
     SeriesLimits,
     check_horizon,
     prepare_series,
+    unit_scale,
 )
 from bastion.timeseries.validation import is_positive_int
 from servers.forecast.candidates import auto_candidates, is_intermittent
@@ -87,7 +87,7 @@ def well_scaled(y: FloatArray) -> tuple[FloatArray, float]:
     largest = float(np.max(np.abs(y))) if y.size else 0.0
     if largest == 0.0 or _SAFE_MAGNITUDES[0] <= largest <= _SAFE_MAGNITUDES[1]:
         return y, 1.0
-    scale = math.ldexp(1.0, math.frexp(largest)[1])
+    scale = unit_scale(y)
     return y / scale, scale
 
 

@@ -55,5 +55,5 @@ def test_the_public_surface_is_pinned() -> None:
         "format_timestamps", "infer_frequency", "is_constant", "merge_duplicates", "normalize_frequency",
         "parse_timestamps", "prepare_series", "regularize", "require_extra", "season_lengths_for",
         "seasonal_indices",
-        "seasonality_test", "sort_by_time", "to_float_array",
+        "seasonality_test", "sort_by_time", "to_float_array", "unit_scale",
     ]  # fmt: skip
