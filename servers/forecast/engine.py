@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -138,8 +138,7 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
         return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
     # A model that did well on the windows can still fail on the whole history (numbers its
     # optimiser cannot handle): leave it out and choose again from the rest.
-    ranked = CrossValidation(cv.horizon, cv.season_length, cv.origins, cv.actuals, cv.histories)
-    ranked.forecasts = dict(cv.forecasts)
+    ranked = replace(cv, forecasts=dict(cv.forecasts))
     failed: list[str] = []
     for _ in range(len(names) + 2):
         choice = _choose(ranked, y, request.combinations, series)
