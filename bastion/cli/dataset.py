@@ -40,6 +40,15 @@ def load(
         list[str] | None,
         typer.Option("--type", "-t", help="override a column's type: COLUMN=TYPE (repeatable)"),
     ] = None,
+    nulls: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--null",
+            help="CSV: a word that means a missing value in a column of numbers, dates or booleans "
+            "(repeatable; replaces the defaults NA, N/A, #N/A, NaN, NULL, None, ...; --null '' keeps "
+            "every value as written)",
+        ),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -70,7 +79,14 @@ def load(
 
     async def go():
         return await load_file(
-            settings, file, name, fmt=fmt, column_types=overrides, description=description, progress=progress
+            settings,
+            file,
+            name,
+            fmt=fmt,
+            column_types=overrides,
+            null_values=nulls or None,  # typer gives [] for an option never given
+            description=description,
+            progress=progress,
         )
 
     try:

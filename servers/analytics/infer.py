@@ -4,7 +4,9 @@ Inference picks the narrowest type every non-empty sample value fits, from
 boolean, bigint, numeric, date, timestamp, timestamptz and text; JSON values may also
 be jsonb. Values with leading zeros (`007`, zip codes) stay text: as numbers they would
 lose what makes them identifiers. Only ISO 8601 dates and times are recognised, so
-`03/04/2024` is never silently read as March or April.
+`03/04/2024` is never silently read as March or April. In CSV, the words exports write
+for a missing value (R's `NA`, `NaN`, `NULL`, Excel's `#N/A`, ...) do not make a column
+of numbers, dates or booleans text: there they load as NULL.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 
 from servers.analytics.errors import LoadError
 
-__all__ = ["TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
+__all__ = ["MISSING_MARKERS", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
+
+# What spreadsheets, R, pandas, NumPy and SQL exports write for a missing value (the
+# defaults of pandas' `read_csv`, but for its rarest). They mean NULL only in a column
+# whose other values are numbers, dates or booleans; a text column keeps them as
+# written, since there `NA` may be Namibia.
+MISSING_MARKERS = frozenset(
+    {"NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None"}
+)
 
 _BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
 _INT = re.compile(r"^[+-]?\d+$")
@@ -108,12 +118,12 @@ def _merge(kinds: set[str]) -> str:
     return "text"
 
 
-def infer_text_type(values: Iterable[str]) -> str:
-    """The type of a CSV column from its sample values; empty values are NULL."""
+def infer_text_type(values: Iterable[str], missing: frozenset[str] = MISSING_MARKERS) -> str:
+    """The type of a CSV column from its sample values; empty values and `missing` are NULL."""
     kinds: set[str] = set()
     # Each distinct value once, and stop as soon as only text fits.
     for value in set(values):
-        if value == "":
+        if value == "" or value in missing:
             continue
         kinds.add(_text_kind(value))
         if _merge(kinds) == "text":

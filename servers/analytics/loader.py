@@ -5,6 +5,8 @@ table with the planned types, COPY the data, ANALYZE it, then drop the old table
 rename the staging one, re-grant it to its reader roles and write the catalog row.
 A bad row anywhere aborts the whole transaction, so a dataset is either entirely
 the new file or entirely what it was; readers see the old table until the commit.
+A CSV whose typed column first shows a missing-value word (`NA`) after the sample
+the types came from is loaded once more, with such words read as NULL.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, LiteralString, cast
 
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 ReplaceCheck = Callable[[DatasetRecord], None]
 _LINE = re.compile(r"line (\d+)")
 _COLUMN = re.compile(r"column (\w+)")
+_VALUE = re.compile(r'column \w+: "(.*)"$', re.DOTALL)
 _TYPE_ERRORS = frozenset({"22P02", "22007", "22008", "22003", "22023", "22009"})
 
 
@@ -47,6 +50,7 @@ async def load_dataset(
     owner: str,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
+    null_values: Sequence[str] | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -56,10 +60,26 @@ async def load_dataset(
     config = config or AnalyticsConfig()
     check_name(name)
     chosen = detect_format(source, fmt)
-    plan = await anyio.to_thread.run_sync(build_plan, source, chosen, column_types, config.inference_rows)
+
+    def plan_for(rewrite_missing: bool) -> LoadPlan:
+        return build_plan(
+            source,
+            chosen,
+            column_types,
+            config.inference_rows,
+            null_values=null_values,
+            rewrite_missing=rewrite_missing,
+        )
+
+    plan = await anyio.to_thread.run_sync(plan_for, False)
     conn = await database.connect()
     try:
-        record = await _load(conn, name, source, plan, owner, description, may_replace, progress)
+        try:
+            record = await _load(conn, name, source, plan, owner, description, may_replace, progress)
+        except _MissingAfterSample as late:
+            logger.info("dataset %s: %r in %s after the sample; loading again", name, late.value, late.column)
+            plan = await anyio.to_thread.run_sync(plan_for, True)
+            record = await _load(conn, name, source, plan, owner, description, may_replace, progress)
     finally:
         await conn.close()
     logger.info(
@@ -119,8 +139,30 @@ async def _load(
             )
             await save_dataset(conn, record)
     except psycopg.Error as exc:
+        late = _missing_after_sample(exc, plan)
+        if late is not None:
+            raise late from None
         raise _load_error(exc, source, plan, staging, name) from None
     return record
+
+
+class _MissingAfterSample(Exception):
+    """COPY met a missing-value word in a typed CSV column the sample showed none in."""
+
+    def __init__(self, column: str, value: str) -> None:
+        super().__init__(column, value)
+        self.column = column
+        self.value = value
+
+
+def _missing_after_sample(exc: psycopg.Error, plan: LoadPlan) -> _MissingAfterSample | None:
+    if plan.format != "csv" or plan.rewrites_missing or exc.sqlstate not in _TYPE_ERRORS:
+        return None
+    context = exc.diag.context or ""
+    column, value = _COLUMN.search(context), _VALUE.search(context)
+    if column is None or value is None or value.group(1) not in plan.missing:
+        return None
+    return _MissingAfterSample(column.group(1), value.group(1))
 
 
 async def _estimated_stats(conn: AsyncConnection[Any], table: str, rows: int) -> dict[str, Any]:
@@ -160,7 +202,12 @@ def _load_error(exc: psycopg.Error, source: Input, plan: LoadPlan, staging: str,
     column = _COLUMN.search(context)
     if exc.sqlstate in _TYPE_ERRORS and column:
         spec = next((c for c in plan.columns if c["name"] == column.group(1)), None)
-        if spec is not None:
+        if spec is not None and spec["name"] in plan.chosen:
+            hint = (
+                f" Column {spec['name']!r} was loaded as {spec['type']}, as column_types asked; fix the "
+                f"value, or pass column_types={{{spec['name']!r}: 'text'}} (or the right type)."
+            )
+        elif spec is not None:
             hint = (
                 f" Column {spec['name']!r} was loaded as {spec['type']}"
                 f"{' (inferred from a sample)' if plan.format == 'csv' else ''}; pass "

@@ -4,7 +4,9 @@ A `LoadPlan` says which columns (names, PostgreSQL types, source headers) the ta
 gets, the COPY options, and how to feed the data. CSV is streamed to the server byte
 for byte, exactly as `psql \\copy` does, after inferring types from a sample; Parquet
 is converted to CSV by Arrow, keeping its declared types; JSON (lines or one array of
-objects) is parsed and written row by row.
+objects) is parsed and written row by row. A CSV whose columns of numbers, dates or
+booleans hold missing-value words (`NA`, `NaN`, ...) is parsed by Arrow and written
+again with those fields NULL.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import base64
 import csv
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import anyio.to_thread
 import orjson
 from psycopg import AsyncCopy, sql
 from psycopg.types.json import Jsonb
 
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
-from servers.analytics.infer import infer_json_type, infer_text_type, resolve_type
+from servers.analytics.infer import MISSING_MARKERS, infer_json_type, infer_text_type, resolve_type
 from servers.analytics.names import column_names
 
 __all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
@@ -88,6 +91,12 @@ class LoadPlan:
     feed: Feed
     # Where COPY's line N (1-based, the header included when there is one) came from.
     locate: Callable[[int], str] = lambda line: f"line {line}"
+    # Columns whose type the caller chose in `column_types` (the rest were inferred).
+    chosen: frozenset[str] = frozenset()
+    # CSV: the words that mean NULL in a column of numbers, dates or booleans, and
+    # whether the feed already turns them into NULL (else it streams the bytes as they are).
+    missing: frozenset[str] = frozenset()
+    rewrites_missing: bool = False
 
 
 def detect_format(source: Input, requested: str | None) -> Format:
@@ -107,10 +116,12 @@ def detect_format(source: Input, requested: str | None) -> Format:
     return "csv"
 
 
-def _apply_types(columns: list[ColumnSpec], overrides: dict[str, str] | None) -> list[ColumnSpec]:
+def _apply_types(columns: list[ColumnSpec], overrides: dict[str, str] | None) -> frozenset[str]:
+    """Set the types the caller chose; the names of the columns they apply to."""
     if not overrides:
-        return columns
+        return frozenset()
     by_name = {c["name"]: c for c in columns} | {c["source_name"]: c for c in columns}
+    chosen: set[str] = set()
     for key, requested in overrides.items():
         column = by_name.get(key)
         if column is None:
@@ -119,13 +130,32 @@ def _apply_types(columns: list[ColumnSpec], overrides: dict[str, str] | None) ->
                 f"column_types names {key!r}, which the file does not have. Its columns: {known}."
             )
         column["type"] = resolve_type(requested, key)
-    return columns
+        chosen.add(column["name"])
+    return frozenset(chosen)
 
 
-def build_plan(source: Input, fmt: Format, overrides: dict[str, str] | None, sample_rows: int) -> LoadPlan:
-    """Read enough of the input to know its columns and types (CPU-bound: run in a thread)."""
+def build_plan(
+    source: Input,
+    fmt: Format,
+    overrides: dict[str, str] | None,
+    sample_rows: int,
+    *,
+    null_values: Sequence[str] | None = None,
+    rewrite_missing: bool = False,
+) -> LoadPlan:
+    """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
+
+    `null_values` replaces the CSV words that mean NULL in a column of numbers, dates or
+    booleans (default `MISSING_MARKERS`); `rewrite_missing` turns them into NULL even
+    where the sample saw none.
+    """
     if fmt == "csv":
-        return _csv_plan(source, overrides, sample_rows)
+        missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
+        return _csv_plan(source, overrides, sample_rows, missing, rewrite_missing)
+    if null_values is not None:
+        raise LoadError(
+            f"null_values applies to CSV files only: {fmt} has its own nulls. Leave it out for this file."
+        )
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
     return _json_plan(source, overrides)
@@ -134,7 +164,13 @@ def build_plan(source: Input, fmt: Format, overrides: dict[str, str] | None, sam
 # -- CSV -------------------------------------------------------------------------
 
 
-def _csv_plan(source: Input, overrides: dict[str, str] | None, sample_rows: int) -> LoadPlan:
+def _csv_plan(
+    source: Input,
+    overrides: dict[str, str] | None,
+    sample_rows: int,
+    missing: frozenset[str],
+    rewrite_missing: bool,
+) -> LoadPlan:
     head = source.head(64 * 1024).decode("utf-8-sig", errors="replace")
     if not head.strip():
         raise LoadError(f"{source.label}: the file is empty; a CSV needs a header row")
@@ -168,13 +204,31 @@ def _csv_plan(source: Input, overrides: dict[str, str] | None, sample_rows: int)
     samples.extend(_csv_tail(source, delimiter, len(headers)))
     names = column_names(headers)
     columns: list[ColumnSpec] = [
-        {"name": name, "type": infer_text_type(row[i] for row in samples), "source_name": header}
+        {"name": name, "type": infer_text_type((row[i] for row in samples), missing), "source_name": header}
         for i, (name, header) in enumerate(zip(names, headers, strict=True))
     ]
+    chosen = _apply_types(columns, overrides)
     options = sql.SQL("(FORMAT csv, HEADER true, DELIMITER {}, ENCODING 'UTF8', FREEZE true)").format(
         sql.Literal(delimiter)
     )
-    return LoadPlan("csv", _apply_types(columns, overrides), options, source.size(), _stream(source))
+    typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
+    if missing and typed and not rewrite_missing:
+        rewrite_missing = any(row[i] in missing for row in samples for i in typed)
+    feed = (
+        _stream_missing_as_null(source, delimiter, len(headers), typed, missing)
+        if rewrite_missing
+        else _stream(source)
+    )
+    return LoadPlan(
+        "csv",
+        columns,
+        options,
+        source.size(),
+        feed,
+        chosen=chosen,
+        missing=missing,
+        rewrites_missing=rewrite_missing,
+    )
 
 
 def _csv_tail(source: Input, delimiter: str, width: int) -> list[list[str]]:
@@ -202,6 +256,71 @@ def _stream(source: Input) -> Feed:
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
+
+    return feed
+
+
+def _stream_missing_as_null(
+    source: Input, delimiter: str, width: int, typed: list[int], missing: frozenset[str]
+) -> Feed:
+    """Parse the CSV with Arrow and write it again with `missing` words as NULL in `typed` columns.
+
+    Every other field keeps what COPY would have read: an unquoted empty field stays NULL,
+    a quoted one an empty string; quoted newlines stay inside their fields, so COPY's
+    line numbers are still the file's. Arrow parses in blocks, in a worker thread.
+    """
+
+    async def feed(copy: AsyncCopy, progress: Progress | None) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+            import pyarrow.csv as pacsv
+        except ImportError:  # pragma: no cover - exercised only without the extra
+            raise LoadError("NA values in a CSV need pyarrow: pip install 'bastion[analytics]'") from None
+        names = [f"c{i}" for i in range(width)]
+        rewritten = frozenset(typed)
+        words = pa.array(sorted(missing), pa.string())
+        null = pa.scalar(None, pa.string())
+        written = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
+        total = source.size()
+
+        def next_block(reader: Any) -> bytes | None:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return None
+            # Compute functions are generated at import, so the type checker cannot see them.
+            is_in, if_else = pc.is_in, pc.if_else  # pyright: ignore[reportAttributeAccessIssue]
+            columns = [
+                if_else(is_in(column, value_set=words), null, column) if i in rewritten else column
+                for i, column in enumerate(batch.columns)
+            ]
+            out = io.BytesIO()
+            pacsv.write_csv(pa.RecordBatch.from_arrays(columns, names=names), out, written)
+            return out.getvalue()
+
+        with source.open() as raw:
+            try:
+                reader = pacsv.open_csv(
+                    raw,
+                    read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=CHUNK),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=dict.fromkeys(names, pa.string()),
+                        strings_can_be_null=True,
+                        quoted_strings_can_be_null=False,
+                        null_values=[""],
+                    ),
+                )
+                await copy.write(delimiter.join(names).encode() + b"\n")  # the header COPY skips
+                while (block := await anyio.to_thread.run_sync(next_block, reader)) is not None:
+                    await copy.write(block)
+                    if progress is not None:
+                        progress(min(raw.tell(), total), total)
+            except pa.ArrowInvalid as exc:
+                raise LoadError(f"{source.label}: malformed CSV ({exc}); nothing was loaded") from None
 
     return feed
 
@@ -279,13 +398,15 @@ def _parquet_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
     pacsv.write_csv(pa.table(arrays, names=names), buffer, pacsv.WriteOptions(include_header=True))
     data = buffer.getvalue()
     options = sql.SQL("(FORMAT csv, HEADER true, ENCODING 'UTF8', FREEZE true)")
+    chosen = _apply_types(columns, overrides)
     return LoadPlan(
         "parquet",
-        _apply_types(columns, overrides),
+        columns,
         options,
         len(data),
         _stream(Input(source.label, data=data)),
         lambda line: f"row {line - 1}",
+        chosen=chosen,
     )
 
 
@@ -343,7 +464,7 @@ def _json_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
         {"name": name, "type": infer_json_type(r.get(h) for _, r in records), "source_name": h}
         for name, h in zip(names, headers, strict=True)
     ]
-    columns = _apply_types(columns, overrides)
+    chosen = _apply_types(columns, overrides)
     types = [c["type"] for c in columns]
 
     async def feed(copy: AsyncCopy, progress: Progress | None) -> None:
@@ -356,4 +477,4 @@ def _json_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
     def locate(line: int) -> str:
         return records[line - 1][0] if 0 < line <= len(records) else f"row {line}"
 
-    return LoadPlan("json", columns, sql.SQL("(FREEZE true)"), len(records), feed, locate)
+    return LoadPlan("json", columns, sql.SQL("(FREEZE true)"), len(records), feed, locate, chosen=chosen)

@@ -155,12 +155,15 @@ async def load_dataset(
     content: str = "",
     format: str | None = None,
     column_types: dict[str, str] | None = None,
+    null_values: list[str] | None = None,
     description: str = "",
 ) -> dict[str, Any]:
     """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines or array)
     file at `path` on the server, or from `content` (text; Parquet as base64). Types are inferred;
-    `column_types` overrides them per column, e.g. {"zip": "text"}. An empty `description` keeps
-    the current one on a reload."""
+    `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of numbers,
+    dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load as
+    NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. An
+    empty `description` keeps the current one on a reload."""
     record = await _service(ctx).load(
         current_caller(),
         name,
@@ -168,6 +171,7 @@ async def load_dataset(
         content=content or None,
         fmt=format,
         column_types=column_types,
+        null_values=null_values,
         description=description or None,
     )
     return record.summary() | {"columns": column_summary(record.columns), "statistics": record.stats}

@@ -174,6 +174,7 @@ class AnalyticsService:
         content: str | None = None,
         fmt: str | None = None,
         column_types: dict[str, str] | None = None,
+        null_values: Sequence[str] | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -210,6 +211,7 @@ class AnalyticsService:
             owner=caller.subject,
             fmt=fmt,
             column_types=column_types,
+            null_values=null_values,
             description=description,
             config=self.config,
             progress=progress,

@@ -6,6 +6,7 @@ as the local owner, and closes everything again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from bastion.caller import CallerContext
@@ -27,6 +28,7 @@ async def load_file(
     *,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
+    null_values: Sequence[str] | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -45,6 +47,7 @@ async def load_file(
             path=str(path),
             fmt=fmt,
             column_types=column_types,
+            null_values=null_values,
             description=description,
             progress=progress,
         )

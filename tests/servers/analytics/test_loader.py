@@ -200,3 +200,108 @@ async def test_a_load_answers_with_when_it_was_loaded(load_csv: Loader, tools: C
         described = await c.ok("describe", dataset=loaded["name"])
     assert loaded["loaded_at"] is not None
     assert loaded["loaded_at"] == described["loaded_at"]
+
+
+async def test_missing_value_words_load_as_null_in_typed_columns_and_stay_in_text_ones(
+    load_csv: Loader, tools: ClientFactory
+) -> None:
+    # As R's write.csv, NumPy and spreadsheets write them; "NA" is also a country code.
+    text = (
+        "id,price,day,flag,country,note\n"
+        '1,1.5,2024-01-02,true,NA,"two\nlines"\n'
+        '2,NA,#N/A,NULL,DE,""\n'
+        "3,NaN,2024-01-04,false,NA,\n"
+    )
+    loaded = await load_csv(text, "na")
+    async with tools(None) as c:
+        rows = await c.ok("query", sql=f"SELECT * FROM {loaded['name']} ORDER BY id")
+        mean = await c.ok("query", sql=f"SELECT avg(price), count(day) FROM {loaded['name']}")
+    assert [c["type"] for c in loaded["columns"]] == ["bigint", "numeric", "date", "boolean", "text", "text"]
+    assert rows["rows"] == [
+        [1, 1.5, "2024-01-02", True, "NA", "two\nlines"],
+        # Every other field reads as COPY reads it: `""` is an empty string, a bare empty NULL.
+        [2, None, None, None, "DE", ""],
+        [3, None, "2024-01-04", False, "NA", None],
+    ]
+    assert mean["rows"] == [[1.5, 2]]
+
+
+async def test_a_missing_value_word_after_the_sample_loads_as_null_too(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(inference_rows=5))
+    name = unique("latena")
+    text = "id,v\n" + "".join(f"{i},{i}.5\n" for i in range(1, 30)) + '30,NA\n"31",\n'
+    async with tools(None) as c:
+        loaded = await c.ok("load_dataset", name=name, content=text, format="csv")
+        rows = await c.ok("query", sql=f"SELECT id, v FROM {name} WHERE v IS NULL ORDER BY id")
+        await c.ok("drop_dataset", name=name)
+    assert [c["type"] for c in loaded["columns"]] == ["bigint", "numeric"]
+    assert loaded["row_count"] == 31
+    assert rows["rows"] == [[30, None], [31, None]]
+
+
+async def test_null_values_replace_the_missing_value_words(load_csv: Loader, tools: ClientFactory) -> None:
+    text = "id,a,b\n1,?,1\n2,2,NA\n3,3,3\n"
+    custom = await load_csv(text, "nv", null_values=["?"])
+    written = await load_csv(text, "nv", null_values=[])
+    async with tools(None) as c:
+        rows = await c.ok("query", sql=f"SELECT a, b FROM {custom['name']} ORDER BY id")
+    assert [c["type"] for c in custom["columns"]] == ["bigint", "bigint", "text"]
+    assert rows["rows"] == [[None, "1"], [2, "NA"], [3, "3"]]
+    assert [c["type"] for c in written["columns"]] == ["bigint", "text", "text"]
+
+
+async def test_a_bad_value_after_missing_values_is_reported_at_its_own_line(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(inference_rows=5))
+    name = unique("nabad")
+    # A field spanning two lines keeps COPY's line count equal to the file's.
+    text = 'id,v,note\n1,NA,"a\nb"\n' + "".join(f"{i},{i},x\n" for i in range(2, 20)) + "20,oops,x\n"
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content=text, format="csv")
+    assert "line 22" in message
+    assert 'invalid input syntax for type bigint: "oops"' in message
+
+
+async def test_a_type_the_caller_chose_is_named_as_chosen_when_a_value_does_not_fit(
+    tools: ClientFactory,
+) -> None:
+    async with tools(None) as c:
+        message = await c.error(
+            "load_dataset", name=unique("ch"), content="id,v\n1,x\n", column_types={"v": "bigint"}
+        )
+        json_nulls = await c.error(
+            "load_dataset", name=unique("ch"), content='{"a": 1}\n', format="json", null_values=["?"]
+        )
+    assert "'v' was loaded as bigint, as column_types asked" in message
+    assert "inferred" not in message
+    assert "null_values applies to CSV files only" in json_nulls
+
+
+async def test_missing_values_are_read_whatever_the_delimiter_line_ends_or_bom(
+    load_csv: Loader, tools: ClientFactory
+) -> None:
+    for text in (
+        "\ufeffid;v;who\r\n1;NA;a\r\n2;2.5;x\r\n",
+        "id\tv\twho\n1\tNA\ta\n2\t2.5\tx\n",
+        "id|v|who\n1|NA|a\n2|2.5|x\n",
+    ):
+        loaded = await load_csv(text, "sep")
+        async with tools(None) as c:
+            rows = await c.ok("query", sql=f"SELECT id, v, who FROM {loaded['name']} ORDER BY id")
+        assert rows["row_count"] == 2, text
+        assert rows["rows"][0][1:] == [None, "a"], text
+
+
+async def test_a_blank_line_in_a_file_with_missing_values_is_refused_and_nothing_is_loaded(
+    tools: ClientFactory,
+) -> None:
+    name = unique("blank")
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content="id,v\n1,NA\n\n3,3\n", format="csv")
+        listed = await c.ok("list_datasets")
+    assert "malformed CSV" in message
+    assert "nothing was loaded" in message
+    assert name not in [d["name"] for d in listed["datasets"]]

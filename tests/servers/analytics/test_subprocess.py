@@ -66,11 +66,18 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
 ) -> None:
     name = unique("cli")
     data = tmp_path / "data.csv"
-    data.write_text("day,value\n" + "".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 29)))
+    days = "".join(f"2024-01-{d:02d},{d}\n" for d in range(1, 28))
+    data.write_text("day,value\n" + days + "2024-01-28,NA\n")
     cli = [sys.executable, "-m", "bastion.cli", "dataset", "load"]
     with anyio.fail_after(240):
         done = await anyio.run_process(
             [*cli, str(data), "--name", name], env=_env(shared_home), cwd=REPO, check=False
+        )
+        as_written = await anyio.run_process(
+            [*cli, str(data), "--name", f"{name}_text", "-q", "--null", ""],
+            env=_env(shared_home),
+            cwd=REPO,
+            check=False,
         )
         bad = await anyio.run_process(
             [*cli, str(tmp_path / "nope.csv"), "--name", name, "-q"],
@@ -82,9 +89,12 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     out = done.stdout.decode()
     assert f"loaded 28 rows into dataset '{name}' (day date, value bigint)" in out
     assert "loading data.csv" in out
+    assert as_written.returncode == 0, as_written.stderr.decode()
+    assert f"into dataset '{name}_text' (day date, value text)" in as_written.stdout.decode()
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines()[-1].startswith("bastion: error: ")
     assert "no such file" in bad.stderr.decode()
-    result = await service.query(CallerContext.local_owner(), f"SELECT count(*) FROM {name}")
-    assert result["rows"] == [[28]]
+    result = await service.query(CallerContext.local_owner(), f"SELECT count(*), count(value) FROM {name}")
+    assert result["rows"] == [[28, 27]]
     await service.drop(CallerContext.local_owner(), name)
+    await service.drop(CallerContext.local_owner(), f"{name}_text")

@@ -50,10 +50,21 @@ def test_names_are_checked_not_repaired() -> None:
         (["03/04/2024"], "text"),
         (["99999999999999999999"], "numeric"),
         ([""], "text"),
+        (["1.5", "NA", "NaN", "", "2"], "numeric"),
+        (["2024-01-01", "#N/A", "NULL"], "date"),
+        (["true", "None"], "boolean"),
+        (["NA", "N/A"], "text"),
+        (["NA", "Namibia"], "text"),
     ],
 )
 def test_csv_types_are_the_narrowest_that_fit_every_sample(values: list[str], expected: str) -> None:
     assert infer_text_type(values) == expected
+
+
+def test_the_words_for_a_missing_value_can_be_replaced() -> None:
+    assert infer_text_type(["1", "?", "NA"], frozenset({"?"})) == "text"
+    assert infer_text_type(["1", "?"], frozenset({"?"})) == "bigint"
+    assert infer_text_type(["1", "NA"], frozenset()) == "text"
 
 
 def test_json_types_follow_the_json_values() -> None:
