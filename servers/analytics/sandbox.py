@@ -109,6 +109,17 @@ def preamble(limits: Limits, *, role: str | None, superuser: bool) -> tuple[byte
     return (b"BEGIN READ ONLY", sql.SQL("SELECT {}").format(calls).as_bytes())
 
 
+def _param_mismatch(used: int, given: int) -> str:
+    gave = "none was" if given == 0 else f"{given} {'was' if given == 1 else 'were'}"
+    if used == 0:
+        return f"the query uses no parameters but {gave} given: leave `params` out, or write $1 where it goes"
+    plural = "s" if used > 1 else ""
+    return (
+        f"the query uses {used} parameter{plural} ($1..${used}) but {gave} given: give `params` "
+        f"as a list of {used} value{plural}, the first for $1"
+    )
+
+
 async def execute(
     conn: AsyncConnection[Any],
     query: CheckedQuery,
@@ -124,10 +135,7 @@ async def execute(
     server. Larger results fetch in batches and roll back afterwards.
     """
     if query.param_count != len(params or ()):
-        raise QueryRefusedError(
-            f"the query uses {query.param_count} parameter(s) ($1..${query.param_count}) "
-            f"but {len(params or ())} were given"
-        )
+        raise QueryRefusedError(_param_mismatch(query.param_count, len(params or ())))
     bound = list(params) if params else None
     superuser = conn.info.parameter_status("is_superuser") == "on"
     started = time.perf_counter()

@@ -110,11 +110,13 @@ async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load
             "query", sql=f"SELECT count(*) FROM {name} WHERE month >= $1", params=["2024-02-01"]
         )
         missing = await c.error("query", sql=f"SELECT * FROM {name} WHERE region = $1")
+        extra = await c.error("query", sql=f"SELECT count(*) FROM {name}", params=["north"])
         after = await c.ok("query", sql=f"SELECT count(*) FROM {name}")
     assert north["rows"] == [[2]]
     assert hostile["rows"] == [[0]]
     assert dated["rows"] == [[1]]
-    assert "uses 1 parameter(s)" in missing
+    assert "uses 1 parameter ($1..$1) but none was given: give `params` as a list of 1 value" in missing
+    assert "uses no parameters but 1 was given: leave `params` out" in extra
     assert after["rows"] == [[3]]
 
 
