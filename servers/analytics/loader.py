@@ -40,6 +40,7 @@ _LINE = re.compile(r"line (\d+)")
 _COLUMN = re.compile(r"column (\w+)")
 _VALUE = re.compile(r'column \w+: "(.*)"$', re.DOTALL)
 _TYPE_ERRORS = frozenset({"22P02", "22007", "22008", "22003", "22023", "22009"})
+MAX_COLUMNS = 1600  # PostgreSQL's limit for one table
 
 
 async def load_dataset(
@@ -72,6 +73,12 @@ async def load_dataset(
         )
 
     plan = await anyio.to_thread.run_sync(plan_for, False)
+    if len(plan.columns) > MAX_COLUMNS:
+        raise LoadError(
+            f"{source.label}: {len(plan.columns):,} columns, and a PostgreSQL table holds at most "
+            f"{MAX_COLUMNS:,}. Load fewer columns, or reshape the data to long form first (one row per "
+            f"series and step, say). Nothing was loaded; '{name}' is unchanged."
+        )
     conn = await database.connect()
     try:
         try:

@@ -305,3 +305,14 @@ async def test_a_blank_line_in_a_file_with_missing_values_is_refused_and_nothing
     assert "malformed CSV" in message
     assert "nothing was loaded" in message
     assert name not in [d["name"] for d in listed["datasets"]]
+
+
+async def test_a_file_wider_than_a_table_can_be_is_refused_before_anything_is_written(
+    tools: ClientFactory,
+) -> None:
+    name = unique("wide")
+    header = ",".join(f"v{i}" for i in range(1601))
+    async with tools(None) as c:
+        message = await c.error("load_dataset", name=name, content=f"{header}\n{','.join(['1'] * 1601)}\n")
+    assert "1,601 columns, and a PostgreSQL table holds at most 1,600" in message
+    assert "long form" in message
