@@ -16,17 +16,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bastion.missing import MISSING_MARKERS
 from servers.analytics.errors import LoadError
 
-__all__ = ["MISSING_MARKERS", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
-
-# What spreadsheets, R, pandas, NumPy and SQL exports write for a missing value (the
-# defaults of pandas' `read_csv`, but for its rarest). They mean NULL only in a column
-# whose other values are numbers, dates or booleans; a text column keeps them as
-# written, since there `NA` may be Namibia.
-MISSING_MARKERS = frozenset(
-    {"NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "None"}
-)
+__all__ = ["TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
 
 _BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
 _INT = re.compile(r"^[+-]?\d+$")

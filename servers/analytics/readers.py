@@ -25,9 +25,10 @@ import orjson
 from psycopg import AsyncCopy, sql
 from psycopg.types.json import Jsonb
 
+from bastion.missing import MISSING_MARKERS
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
-from servers.analytics.infer import MISSING_MARKERS, infer_json_type, infer_text_type, resolve_type
+from servers.analytics.infer import infer_json_type, infer_text_type, resolve_type
 from servers.analytics.names import column_names
 
 __all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]

@@ -1,15 +1,20 @@
 """Rows (JSON objects or arrays) to a numeric matrix, with every repair reported.
 
-- Columns named in `features` must be numeric: text there is an error naming the row
-  and the value. Without `features`, every numeric column is used and the others are
-  listed in a warning.
-- null is imputed with the column median (a warning counts them); infinities are
-  refused; a column that never varies carries no information and is dropped.
+- Numbers may come as text (`"12.5"`, as from a CSV), and the words exports write for a
+  missing value (`"NA"`, `"NaN"`, `""`, ...) are missing cells like null.
+- Columns named in `features` must be numeric: other text there is an error naming the
+  row and the value. Without `features`, every numeric column is used but those that
+  look like row identifiers (distinct integers named like `id`, or counting up in equal
+  steps), which would make the first and last rows look unusual; the others are listed
+  in a warning.
+- Missing cells are imputed with the column median (a warning counts them); infinities
+  are refused; a column that never varies carries no information and is dropped.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeGuard
@@ -17,6 +22,7 @@ from typing import TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from bastion.missing import MISSING_MARKERS
 from bastion.timeseries import SeriesInputError
 
 __all__ = ["MAX_CELLS", "MAX_FEATURES", "MAX_ROWS", "Matrix", "to_matrix"]
@@ -24,6 +30,7 @@ __all__ = ["MAX_CELLS", "MAX_FEATURES", "MAX_ROWS", "Matrix", "to_matrix"]
 MAX_ROWS = 500_000
 MAX_FEATURES = 200
 MAX_CELLS = 5_000_000
+_IDENTIFIER_NAME = re.compile(r"^(id|idx|index|key|uuid|row|row_?(id|no|num|number))$|_id$|Id$|ID$", re.I)
 
 
 @dataclass
@@ -59,6 +66,27 @@ def _is_number(v: object) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _from_text(v: str) -> float | str | None:
+    """A text cell: None when it says the value is missing, its number, or itself."""
+    s = v.strip()
+    if not s or s in MISSING_MARKERS:
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return v
+
+
+def _looks_like_identifier(name: str, column: npt.NDArray[np.float64]) -> bool:
+    """Distinct integers named like an identifier, or counting in equal steps row by row."""
+    if len(column) < 3 or np.isnan(column).any() or not np.all(column == np.round(column)):
+        return False
+    if len(np.unique(column)) != len(column):
+        return False
+    steps = np.diff(column)
+    return bool(_IDENTIFIER_NAME.search(name)) or bool(steps[0] != 0 and np.all(steps == steps[0]))
+
+
 def to_matrix(rows: object, features: object | None) -> Matrix:
     if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not rows:
         raise SeriesInputError("`rows` must be a non-empty list of objects (or arrays).")
@@ -78,6 +106,7 @@ def to_matrix(rows: object, features: object | None) -> Matrix:
     warnings: list[str] = []
     data = np.full((len(rows), len(names)), np.nan)
     text_columns: dict[str, str] = {}
+    read_as_numbers: dict[str, str] = {}
     for i, row in enumerate(rows):
         if keyed and not isinstance(row, Mapping):
             raise SeriesInputError(f"`rows[{i}]` is not an object like the rows before it.")
@@ -89,6 +118,13 @@ def to_matrix(rows: object, features: object | None) -> Matrix:
             )
         for j, name in enumerate(names):
             v = row.get(name) if keyed else row[j]  # type: ignore[union-attr]  # pyright: ignore
+            if isinstance(v, str):
+                number = _from_text(v)
+                if isinstance(number, float):
+                    read_as_numbers.setdefault(name, repr(v))
+                    v = number
+                elif number is None:
+                    v = None
             if v is None:
                 continue
             if not _is_number(v):
@@ -110,6 +146,18 @@ def to_matrix(rows: object, features: object | None) -> Matrix:
     if text_columns:
         listed = ", ".join(f"{n} (e.g. {v})" for n, v in list(text_columns.items())[:5])
         warnings.append(f"non-numeric columns were left out: {listed}.")
+    numbers_as_text = [f"{n} (e.g. {v})" for n, v in read_as_numbers.items() if n not in text_columns]
+    if numbers_as_text:
+        warnings.append(f"numbers given as text were read as numbers: {', '.join(numbers_as_text[:5])}.")
+    if not explicit:
+        identifiers = [j for j in keep if _looks_like_identifier(names[j], data[:, j])]
+        if identifiers:
+            listed = ", ".join(names[j] for j in identifiers[:5])
+            warnings.append(
+                f"columns that look like row identifiers were left out: {listed}; name them in "
+                "`features` to score them."
+            )
+            keep = [j for j in keep if j not in identifiers]
     values, kept = data[:, keep], [names[j] for j in keep]
     return _repair(values, kept, warnings)
 

@@ -25,6 +25,20 @@ def test_the_planted_row_is_flagged_and_explained_by_its_column() -> None:
     assert len(result["scores"]) == len(result["labels"]) == len(result["contributions"]) == 300
 
 
+def test_rows_as_a_csv_gives_them_find_the_planted_row_and_not_the_first_and_last() -> None:
+    # An id column, numbers as text and R's NA, as rows read from a CSV arrive.
+    rows: list[dict[str, object]] = [
+        {"id": i, **{k: str(round(v, 3)) for k, v in row.items()}} for i, row in enumerate(_rows(200))
+    ]
+    rows[70]["price"] = "NA"
+    result = score_table(rows)
+    top = sorted(range(200), key=lambda i: -result["scores"][i])
+    assert result["features"] == ["price", "qty", "discount"]
+    assert top[0] == 42
+    assert result["labels"][42] is True
+    assert not result["labels"][0] and not result["labels"][199]
+
+
 def test_contamination_flags_that_share_of_rows() -> None:
     result = score_table(_rows(), method="isolation_forest", contamination=0.05)
     assert result["anomalies"] == 15
