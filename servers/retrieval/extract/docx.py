@@ -1,4 +1,7 @@
-"""DOCX: paragraphs in order (python-docx), `Heading N` and `Title` styles as headings, then tables."""
+"""DOCX: the body in document order (python-docx): paragraphs, `Heading N` and `Title`
+styles as headings, and each table row as one line of its cells, where it stands, so a
+table stays under the heading it belongs to. A merged cell is read once.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 def extract_docx(data: bytes) -> Extracted:
     try:
         import docx
+        from docx.table import Table
     except ImportError:
         raise missing_extra("docx") from None
     try:
@@ -28,18 +32,19 @@ def extract_docx(data: bytes) -> Extracted:
         raise ExtractionError(f"not readable as DOCX ({type(exc).__name__}: {exc})") from None
     builder = TextBuilder()
     title = str(document.core_properties.title or "")
-    for paragraph in document.paragraphs:
-        style = str(paragraph.style.name) if paragraph.style is not None else ""
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            for row in item.rows:
+                builder.add(" | ".join(_row_cells(row)))
+            continue
+        style = str(item.style.name) if item.style is not None else ""
         level = _heading_level(style)
         if level:
-            builder.add(paragraph.text, "heading", level)
+            builder.add(item.text, "heading", level)
             if not title and level == 1:
-                title = paragraph.text.strip()
+                title = item.text.strip()
         else:
-            builder.add(paragraph.text)
-    for table in document.tables:
-        for row in table.rows:
-            builder.add(" | ".join(cell.text.strip() for cell in row.cells))
+            builder.add(item.text)
     text = builder.text()
     if not text.strip():
         raise ExtractionError("the DOCX holds no text")
@@ -47,6 +52,17 @@ def extract_docx(data: bytes) -> Extracted:
         first = builder.blocks[0]
         title = text[first.start : first.end][:200]
     return Extracted(text=text, type="docx", title=title, blocks=builder.blocks)
+
+
+def _row_cells(row: Any) -> list[str]:
+    """The texts of a row's cells, a cell merged across columns once."""
+    texts: list[str] = []
+    previous = None
+    for cell in row.cells:
+        if cell._tc is not previous:  # a merged cell comes back once per column it spans
+            texts.append(cell.text.strip())
+        previous = cell._tc
+    return texts
 
 
 def _heading_level(style: str) -> int:

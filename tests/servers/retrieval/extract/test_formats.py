@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from servers.retrieval.errors import ExtractionError
@@ -79,6 +81,33 @@ def test_docx_headings_come_from_their_styles() -> None:
         ("paragraph", "It works."),
     ]
     assert doc.title == "Report"
+
+
+def test_a_docx_table_stays_where_it_stands_and_a_merged_cell_is_read_once() -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Plans", level=1)
+    document.add_paragraph("Prices per month:")
+    table = document.add_table(rows=3, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 2)).text = "Monthly prices"
+    for r, row in enumerate([["Basic", "10", "EUR"], ["Pro", "25", "EUR"]], start=1):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    document.add_heading("Support", level=1)
+    document.add_paragraph("Email us.")
+    out = io.BytesIO()
+    document.save(out)
+    doc = extract_bytes(out.getvalue(), "docx")
+    assert _blocks(doc) == [
+        ("heading", "Plans"),
+        ("paragraph", "Prices per month:"),
+        ("paragraph", "Monthly prices"),
+        ("paragraph", "Basic | 10 | EUR"),
+        ("paragraph", "Pro | 25 | EUR"),
+        ("heading", "Support"),
+        ("paragraph", "Email us."),
+    ]
 
 
 @pytest.mark.parametrize(
