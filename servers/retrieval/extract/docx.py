@@ -35,7 +35,9 @@ def extract_docx(data: bytes) -> Extracted:
     for item in document.iter_inner_content():
         if isinstance(item, Table):
             for row in item.rows:
-                builder.add(" | ".join(_row_cells(row)))
+                cells = _row_cells(row)
+                if any(cells):
+                    builder.add(" | ".join(cells))
             continue
         style = str(item.style.name) if item.style is not None else ""
         level = _heading_level(style)

@@ -1,5 +1,6 @@
 """HTML: the main content (`<main>`, `<article>`, else `<body>`), without navigation,
-headers, footers, scripts or forms; block elements become paragraphs, `<h1>`-`<h6>` headings."""
+headers, footers, scripts or forms; block elements become paragraphs, `<h1>`-`<h6>` headings,
+and each table row one line of its cells (`Basic | 10 | EUR`), as DOCX rows are read."""
 
 from __future__ import annotations
 
@@ -132,12 +133,27 @@ def _main(root: Any) -> Any:
     return body if body is not None else root
 
 
+def _tag(element: Any) -> str:
+    return element.tag.lower() if isinstance(element.tag, str) else ""
+
+
+def _words(element: Any) -> str:
+    """An element's text with its whitespace collapsed; a `<br>` inside parts words."""
+    for br in element.iter("br"):
+        br.tail = " " + (br.tail or "")
+    return " ".join(element.text_content().split())
+
+
 def _walk(element: Any, pieces: list[str], builder: TextBuilder) -> None:
-    tag = element.tag.lower() if isinstance(element.tag, str) else ""
+    tag = _tag(element)
     if tag in _BLOCKS:
         _flush(pieces, builder)
     if tag in _HEADINGS:
-        builder.add(" ".join(element.text_content().split()), "heading", _HEADINGS[tag])
+        builder.add(_words(element), "heading", _HEADINGS[tag])
+    elif tag == "tr":
+        cells = [_words(cell) for cell in element if _tag(cell) in ("td", "th")]
+        if any(cells):
+            builder.add(" | ".join(cells))
     else:
         if element.text:
             pieces.append(element.text)

@@ -83,13 +83,28 @@ def test_docx_headings_come_from_their_styles() -> None:
     assert doc.title == "Report"
 
 
+def test_an_html_table_row_is_one_line_of_its_cells() -> None:
+    page = (
+        b"<html><body><main><h1>Plans</h1><table><thead><tr><th>Plan</th><th>Price</th></tr></thead>"
+        b"<tbody><tr><td>Basic</td><td>10</td></tr><tr><td>Pro</td><td>25<br>per month</td></tr>"
+        b"<tr><td></td><td> </td></tr></tbody></table><p>After.</p></main></body></html>"
+    )
+    assert _blocks(extract_bytes(page, "html")) == [
+        ("heading", "Plans"),
+        ("paragraph", "Plan | Price"),
+        ("paragraph", "Basic | 10"),
+        ("paragraph", "Pro | 25 per month"),
+        ("paragraph", "After."),
+    ]
+
+
 def test_a_docx_table_stays_where_it_stands_and_a_merged_cell_is_read_once() -> None:
     import docx
 
     document = docx.Document()
     document.add_heading("Plans", level=1)
     document.add_paragraph("Prices per month:")
-    table = document.add_table(rows=3, cols=3)
+    table = document.add_table(rows=4, cols=3)  # the last row stays empty
     table.cell(0, 0).merge(table.cell(0, 2)).text = "Monthly prices"
     for r, row in enumerate([["Basic", "10", "EUR"], ["Pro", "25", "EUR"]], start=1):
         for c, value in enumerate(row):
