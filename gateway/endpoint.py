@@ -423,7 +423,12 @@ class MCPEndpoint:
     async def _too_large(self, send: Send) -> None:
         # The rest of the body is not read: the connection closes, or the client could go
         # on pushing it for as long as it liked.
-        body = rpc_error(None, -32600, f"request body over {self.max_body} bytes; send at most that much")
+        body = rpc_error(
+            None,
+            -32600,
+            f"request body over {self.max_body:,} bytes, the most the gateway takes: send less; for a "
+            "large file, give a tool the file's path on the server instead of its content",
+        )
         await reply(send, 413, body, [*JSON, (b"connection", b"close")])
 
     async def _credentials_refused(

@@ -172,7 +172,8 @@ def test_a_foreign_host_and_an_oversized_chunked_body_are_refused(gateway: Gatew
     headers = {**HEADERS, "authorization": f"Bearer {gateway.key('admin')}"}
     huge = httpx.post(gateway.url + "/mcp", headers=headers, content=chunks(), timeout=30)
     assert huge.status_code == 413
-    assert "request body over" in _result(huge)["error"]["message"]
+    assert "request body over 4,194,304 bytes" in _result(huge)["error"]["message"]
+    assert "the file's path on the server" in _result(huge)["error"]["message"]
     assert gateway.counted() == before
     _still_serving(gateway)
 
