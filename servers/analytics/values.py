@@ -2,7 +2,10 @@
 
 Numbers stay numbers (a `numeric` becomes an int when integral, else a float),
 dates and times become ISO 8601 strings, intervals become seconds, bytes become
-`\\x`-prefixed hex as PostgreSQL prints them, and anything else its text.
+`\\x`-prefixed hex as PostgreSQL prints them, and anything else its text. What JSON has
+no number or date for keeps PostgreSQL's spelling as text: `NaN`, `Infinity` and
+`-Infinity`, the dates and timestamps `infinity` and `-infinity`, and an integer beyond
+64 bits (its exact digits).
 """
 
 from __future__ import annotations
@@ -15,8 +18,21 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg.adapt import AdaptersMap, Buffer, Loader
+from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 
 __all__ = ["jsonable", "jsonable_row", "register_json_loaders", "row_converter"]
+
+# What a JSON encoder (orjson) takes as an integer; the rest stays text.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _integer(value: int, text: str) -> int | str:
+    return value if _INT_MIN <= value <= _INT_MAX else text
+
+
+def _real(value: float, text: str) -> float | str:
+    return value if math.isfinite(value) else text
 
 
 def jsonable(value: Any) -> Any:
@@ -24,13 +40,13 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value if math.isfinite(value) else _NON_FINITE[str(value)]
     if isinstance(value, Decimal):
         if not value.is_finite():
             return str(value)
         if value == value.to_integral_value() and value.as_tuple().exponent >= 0:  # pyright: ignore[reportOperatorIssue]
-            return int(value)
-        return float(value)
+            return _integer(int(value), str(value))
+        return _real(float(value), str(value))
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
@@ -57,15 +73,37 @@ class _JsonNumericLoader(Loader):
     def load(self, data: Buffer) -> Any:
         text = bytes(data)
         if b"." in text:
-            return float(text)
+            return _real(float(text), text.decode())
         if text[-1:].isdigit():
-            return int(text)
+            return _integer(int(text), text.decode())
         return text.decode()
 
 
+class _InfinityDateLoader(DateLoader):
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        return text.decode() if text.endswith(b"infinity") else super().load(data)
+
+
+class _InfinityTimestampLoader(TimestampLoader):
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        return text.decode() if text.endswith(b"infinity") else super().load(data)
+
+
+class _InfinityTimestamptzLoader(TimestamptzLoader):
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        return text.decode() if text.endswith(b"infinity") else super().load(data)
+
+
 def register_json_loaders(adapters: AdaptersMap) -> None:
-    """Load `numeric` as JSON numbers on a cursor whose rows go through `row_converter`."""
+    """Load `numeric` as JSON numbers, and infinite dates and timestamps as their text (which
+    psycopg refuses to load), on a cursor whose rows go through `row_converter`."""
     adapters.register_loader("numeric", _JsonNumericLoader)
+    adapters.register_loader("date", _InfinityDateLoader)
+    adapters.register_loader("timestamp", _InfinityTimestampLoader)
+    adapters.register_loader("timestamptz", _InfinityTimestamptzLoader)
 
 
 # Column types (as psycopg names them, and their SQL spellings) whose values are already

@@ -92,13 +92,15 @@ async def test_values_come_back_as_json_in_every_column_type(service: AnalyticsS
         "SELECT 12::numeric, 10.50::numeric, -0.5::numeric(4,2), 'NaN'::numeric, 'Infinity'::numeric, "
         "NULL::numeric, ARRAY[1.5, 2]::numeric[], 7::int2, 8::int4, 9::int8, true, 'x'::varchar, "
         "'y'::char(2), 1.25::float8, 'Infinity'::float8, DATE '2024-01-02', INTERVAL '1 minute', "
-        "'\\x01ff'::bytea"
+        "'\\x01ff'::bytea, 'infinity'::date, '-infinity'::timestamptz, 'infinity'::timestamp, "
+        "TIMESTAMP '2024-01-02 03:04', 123456789012345678901234567890::numeric, '-Infinity'::float8"
     )
     async with service.database.pool.connection() as conn:
         result = await execute(
             conn, CheckedQuery(text=text, kind="select", relations=[]), None, LIMITS, role=None
         )
     assert result["rows"] == [
-        [12, 10.5, -0.5, "NaN", "Infinity", None, [1.5, 2], 7, 8, 9, True, "x", "y ", 1.25, "inf",
-         "2024-01-02", 60.0, "\\x01ff"]
+        [12, 10.5, -0.5, "NaN", "Infinity", None, [1.5, 2], 7, 8, 9, True, "x", "y ", 1.25, "Infinity",
+         "2024-01-02", 60.0, "\\x01ff", "infinity", "-infinity", "infinity", "2024-01-02T03:04:00",
+         "123456789012345678901234567890", "-Infinity"]
     ]  # fmt: skip

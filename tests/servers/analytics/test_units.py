@@ -98,7 +98,12 @@ def test_values_become_plain_json() -> None:
     assert jsonable(dt.timedelta(minutes=1)) == 60.0
     assert jsonable(b"\x01\xff") == "\\x01ff"
     assert jsonable([Decimal("1.5"), {"a": dt.time(1, 2)}]) == [1.5, {"a": "01:02:00"}]
-    assert jsonable(float("inf")) == "inf"
+    assert jsonable(float("inf")) == "Infinity"
+    assert jsonable(float("-inf")) == "-Infinity"
+    assert jsonable(float("nan")) == "NaN"
+    assert jsonable(Decimal(2**64 - 1)) == 2**64 - 1
+    assert jsonable(Decimal(2**64)) == str(2**64)
+    assert jsonable(Decimal("1e400")) == "1E+400"
 
 
 def test_limits_are_read_from_the_environment_and_checked() -> None:
