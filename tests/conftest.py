@@ -42,6 +42,15 @@ def home_path() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def other_home() -> Iterator[Path]:
+    """A second fresh BASTION_HOME, for moving an instance (restore) from `home_path`."""
+    path = _short_tmp("bhr-")
+    yield path
+    EmbeddedPostgres(Home(path)).stop() if (path / "pgdata" / "PG_VERSION").exists() else None
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def shared_home() -> Iterator[Path]:
     """One instance home with a running embedded server, shared by the session."""

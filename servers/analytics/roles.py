@@ -7,6 +7,9 @@ server-level privilege. Roles are made on first use and recorded in
 that reads it, and a dropped dataset takes its roles with it.
 
 Roles are cluster-wide objects, so a name hashes the database and the dataset set.
+A database restored into another cluster arrives without them (a dump holds no roles
+or grants): each is made again on its first use there, the base reader included, and
+the catalog's rows for roles that are gone are passed over.
 """
 
 from __future__ import annotations
@@ -39,9 +42,7 @@ class ReaderRoles:
     def cached(self, database: str, datasets: Iterable[str]) -> str | None:
         """The role for `datasets` if this process made or checked it already."""
         names = tuple(sorted(set(datasets)))
-        if not names:
-            return BASE_READER
-        role = _role_name(database, names)
+        role = _role_name(database, names) if names else BASE_READER
         return role if role in self._known else None
 
     def forget(self, role: str) -> None:
@@ -49,10 +50,7 @@ class ReaderRoles:
 
     async def role_for(self, conn: AsyncConnection[Any], datasets: Iterable[str]) -> str:
         names = tuple(sorted(set(datasets)))
-        if not names:
-            return BASE_READER
-        database = conn.info.dbname
-        role = _role_name(database, names)
+        role = _role_name(conn.info.dbname, names) if names else BASE_READER
         if role not in self._known:
             await self._ensure(conn, role, names)
             self._known.add(role)
@@ -60,21 +58,25 @@ class ReaderRoles:
 
     async def _ensure(self, conn: AsyncConnection[Any], role: str, names: tuple[str, ...]) -> None:
         ident = sql.Identifier(role)
-        tables = sql.SQL(", ").join(sql.Identifier(DATA_SCHEMA, n) for n in names)
         async with conn.transaction():
             # Two processes may meet here for the same set: the lock makes one wait.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (role,))
             cur = await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
             if await cur.fetchone() is None:
+                # The lock is this database's; the base reader is shared with the cluster's others.
                 await conn.execute(
                     sql.SQL(
-                        "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION"
+                        "DO $$ BEGIN CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
+                        "NOREPLICATION; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
                     ).format(ident)
                 )
-                logger.info("created reader role %s for %s", role, ", ".join(names))
+                logger.info("created reader role %s for %s", role, ", ".join(names) or "no dataset")
             await conn.execute(
                 sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(DATA_SCHEMA), ident)
             )
+            if not names:
+                return  # the base reader reads no table
+            tables = sql.SQL(", ").join(sql.Identifier(DATA_SCHEMA, n) for n in names)
             await conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(tables, ident))
             await conn.execute(
                 sql.SQL(
@@ -86,10 +88,12 @@ class ReaderRoles:
 
 
 async def _roles_reading(conn: AsyncConnection[Any], dataset: str) -> list[str]:
+    """The roles that read `dataset` and exist in this cluster."""
     cur = await conn.execute(
-        sql.SQL("SELECT role FROM {}.reader_roles WHERE datasets @> ARRAY[%s]::text[]").format(
-            sql.Identifier(CATALOG_SCHEMA)
-        ),
+        sql.SQL(
+            "SELECT r.role FROM {}.reader_roles r JOIN pg_roles p ON p.rolname = r.role "
+            "WHERE r.datasets @> ARRAY[%s]::text[]"
+        ).format(sql.Identifier(CATALOG_SCHEMA)),
         (dataset,),
     )
     return [str(r[0]) for r in await cur.fetchall()]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -13,19 +10,9 @@ import pytest
 
 from bastion.db.backup import backup, restore
 from bastion.db.database import Database
-from bastion.db.embedded import EmbeddedPostgres
 from bastion.errors import BackupError, ConfigError
 from bastion.home import Home
 from bastion.settings import Settings
-
-
-@pytest.fixture
-def other_home() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bhr-", dir="/tmp"))
-    yield path
-    if (path / "pgdata" / "PG_VERSION").exists():
-        EmbeddedPostgres(Home(path)).stop()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _db(home: Path) -> Database:
