@@ -3,10 +3,10 @@
 A `LoadPlan` says which columns (names, PostgreSQL types, source headers) the table
 gets, the COPY options, and how to feed the data. CSV is streamed to the server byte
 for byte, exactly as `psql \\copy` does, after inferring types from a sample; Parquet
-is converted to CSV by Arrow, keeping its declared types; JSON (lines or one array of
-objects) is parsed and written row by row. A CSV whose columns of numbers, dates or
-booleans hold missing-value words (`NA`, `NaN`, ...) is parsed by Arrow and written
-again with those fields NULL.
+is converted to CSV by Arrow, keeping its declared types; JSON (lines, one array of
+objects, or one object holding one) is parsed and written row by row. A CSV whose
+columns of numbers, dates or booleans hold missing-value words (`NA`, `NaN`, ...) is
+parsed by Arrow and written again with those fields NULL.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import anyio.to_thread
 import orjson
@@ -415,10 +415,13 @@ def _parquet_plan(source: Input, overrides: dict[str, str] | None) -> LoadPlan:
 
 
 def _json_records(source: Input) -> list[tuple[str, Any]]:
-    """(where, record) pairs from a JSON array or JSON lines."""
+    """(where, record) pairs from a JSON array, JSON lines, or one JSON object: a row of its
+    own, or, when it holds exactly one array of objects (`{"data": [...]}`, as APIs export),
+    those objects."""
     with source.open() as f:
         data = f.read()
-    text = data.lstrip(b"\xef\xbb\xbf \t\r\n")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    text = data.lstrip(b" \t\r\n")
     if text.startswith(b"["):
         try:
             items = orjson.loads(text)
@@ -432,10 +435,42 @@ def _json_records(source: Input) -> list[tuple[str, Any]]:
         try:
             records.append((f"line {number}", orjson.loads(line)))
         except orjson.JSONDecodeError as exc:
+            if not records and text.startswith(b"{"):
+                return _json_object(source, _json_document(source, text))  # spread over lines
             raise LoadError(
                 f"{source.label}: line {number}: not valid JSON ({exc}); nothing was loaded"
             ) from None
+    if len(records) == 1 and isinstance(records[0][1], dict):
+        return _json_object(source, cast(dict[str, Any], records[0][1]))
     return records
+
+
+def _json_document(source: Input, text: bytes) -> dict[str, Any]:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise LoadError(
+            f"{source.label}: not valid JSON ({exc}); expected JSON lines, an array of objects or one "
+            "object; nothing was loaded"
+        ) from None
+
+
+def _json_object(source: Input, document: dict[str, Any]) -> list[tuple[str, Any]]:
+    arrays = [
+        key
+        for key, value in document.items()
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)
+    ]
+    if not arrays:
+        return [("the object", document)]
+    if len(arrays) > 1:
+        named = ", ".join(repr(key) for key in arrays[:5])
+        raise LoadError(
+            f"{source.label}: one JSON object with several arrays of rows ({named}): load one of them "
+            "as its own file (an array of objects, or one object per line); nothing was loaded"
+        )
+    key = arrays[0]
+    return [(f"{key}[{i}]", item) for i, item in enumerate(document[key])]
 
 
 def _json_value(value: Any, pg_type: str) -> Any:

@@ -141,6 +141,29 @@ async def test_json_lines_and_arrays_load_with_nested_values_as_jsonb(tools: Cli
     assert "line 2: not valid JSON" in bad
 
 
+async def test_one_json_object_is_a_row_or_unwraps_its_one_array_of_rows(tools: ClientFactory) -> None:
+    # As APIs export: pretty-printed, the rows in one field beside others.
+    wrapped = json.dumps({"data": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "count": 2}, indent=2)
+    single = json.dumps({"a": 1, "tags": ["x", "y"]}, indent=2)
+    name = unique("wrapped")
+    async with tools(None) as c:
+        rows = await c.ok("load_dataset", name=name, content=wrapped, format="json")
+        one = await c.ok("load_dataset", name=unique("single"), content=single, format="json")
+        bom_lines = await c.ok(
+            "load_dataset", name=unique("bom"), content='\ufeff{"a": 1}\n{"a": 2}\n', format="json"
+        )
+        ambiguous = await c.error(
+            "load_dataset", name=unique("amb"), content='{"a": [{"x": 1}], "b": [{"y": 2}]}', format="json"
+        )
+        broken = await c.error("load_dataset", name=unique("broken"), content='{\n "a": 1,\n', format="json")
+        values = await c.ok("query", sql=f"SELECT a, b FROM {name} ORDER BY a")
+    assert rows["row_count"] == 2 and values["rows"] == [[1, "x"], [2, "y"]]
+    assert [(c["name"], c["type"]) for c in one["columns"]] == [("a", "bigint"), ("tags", "jsonb")]
+    assert bom_lines["row_count"] == 2
+    assert "several arrays of rows ('a', 'b')" in ambiguous
+    assert "expected JSON lines, an array of objects or one object" in broken
+
+
 async def test_parquet_keeps_its_declared_types_from_a_path_or_base64_content(
     tools: ClientFactory, tmp_path: Path
 ) -> None:
