@@ -49,6 +49,10 @@ def load(
             "every value as written)",
         ),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="CSV: the file's character encoding when not UTF-8, e.g. windows-1252"),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -85,6 +89,7 @@ def load(
             fmt=fmt,
             column_types=overrides,
             null_values=nulls or None,  # typer gives [] for an option never given
+            encoding=encoding,
             description=description,
             progress=progress,
         )

@@ -41,6 +41,7 @@ _COLUMN = re.compile(r"column (\w+)")
 _VALUE = re.compile(r'column \w+: "(.*)"$', re.DOTALL)
 _TYPE_ERRORS = frozenset({"22P02", "22007", "22008", "22003", "22023", "22009"})
 MAX_COLUMNS = 1600  # PostgreSQL's limit for one table
+_NOT_IN_ENCODING = "22021"  # "invalid byte sequence for encoding"
 
 
 async def load_dataset(
@@ -52,6 +53,7 @@ async def load_dataset(
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
     null_values: Sequence[str] | None = None,
+    encoding: str | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -69,6 +71,7 @@ async def load_dataset(
             column_types,
             config.inference_rows,
             null_values=null_values,
+            encoding=encoding,
             rewrite_missing=rewrite_missing,
         )
 
@@ -220,6 +223,11 @@ def _load_error(exc: psycopg.Error, source: Input, plan: LoadPlan, staging: str,
                 f"{' (inferred from a sample)' if plan.format == 'csv' else ''}; pass "
                 f"column_types={{{spec['name']!r}: 'text'}} (or the right type) to override it."
             )
+    if exc.sqlstate == _NOT_IN_ENCODING and plan.format == "csv":
+        hint = (
+            " The file is not in the encoding it was read in: give its `encoding` (windows-1252 for "
+            "Excel's CSV on Western Windows), or save it as UTF-8."
+        )
     return LoadError(f"{source.label}: {where}{message}.{hint} Nothing was loaded; '{name}' is unchanged.")
 
 

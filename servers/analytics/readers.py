@@ -12,6 +12,7 @@ parsed by Arrow and written again with those fields NULL.
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import io
 import logging
@@ -40,6 +41,38 @@ FORMATS: tuple[Format, ...] = ("csv", "parquet", "json")
 Progress = Callable[[int, int], None]
 Feed = Callable[[AsyncCopy, Progress | None], Awaitable[None]]
 CHUNK = 1 << 20
+# Python's codec names, as `codecs.lookup` spells them, to PostgreSQL's for COPY ENCODING.
+_PG_ENCODINGS = {
+    "utf-8": "UTF8",
+    "utf-8-sig": "UTF8",
+    "iso8859-1": "LATIN1",
+    "iso8859-2": "LATIN2",
+    "iso8859-3": "LATIN3",
+    "iso8859-4": "LATIN4",
+    "iso8859-5": "ISO_8859_5",
+    "iso8859-6": "ISO_8859_6",
+    "iso8859-7": "ISO_8859_7",
+    "iso8859-8": "ISO_8859_8",
+    "iso8859-9": "LATIN5",
+    "iso8859-10": "LATIN6",
+    "iso8859-13": "LATIN7",
+    "iso8859-14": "LATIN8",
+    "iso8859-15": "LATIN9",
+    "iso8859-16": "LATIN10",
+    "cp866": "WIN866",
+    "cp874": "WIN874",
+    **{f"cp{n}": f"WIN{n}" for n in range(1250, 1259)},
+    "koi8-r": "KOI8R",
+    "koi8-u": "KOI8U",
+    "shift_jis": "SJIS",
+    "cp932": "SJIS",
+    "euc_jp": "EUC_JP",
+    "euc_kr": "EUC_KR",
+    "cp949": "UHC",
+    "gbk": "GBK",
+    "gb18030": "GB18030",
+    "big5": "BIG5",
+}
 _EXTENSIONS: dict[str, Format] = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -135,6 +168,21 @@ def _apply_types(columns: list[ColumnSpec], overrides: dict[str, str] | None) ->
     return frozenset(chosen)
 
 
+def _csv_codec(name: str) -> str:
+    """The Python codec for a CSV file's `encoding`, or LoadError naming the ones PostgreSQL reads."""
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        codec = ""
+    if codec not in _PG_ENCODINGS:
+        known = "utf-8, windows-1252, latin-1, iso-8859-15, windows-1250, windows-1251, shift_jis, gbk, big5"
+        raise LoadError(
+            f"encoding {name!r} is not one PostgreSQL reads CSV in; use one such as {known}, or save "
+            "the file as UTF-8"
+        )
+    return "utf-8" if codec == "utf-8-sig" else codec
+
+
 def build_plan(
     source: Input,
     fmt: Format,
@@ -142,21 +190,28 @@ def build_plan(
     sample_rows: int,
     *,
     null_values: Sequence[str] | None = None,
+    encoding: str | None = None,
     rewrite_missing: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
 
     `null_values` replaces the CSV words that mean NULL in a column of numbers, dates or
-    booleans (default `MISSING_MARKERS`); `rewrite_missing` turns them into NULL even
-    where the sample saw none.
+    booleans (default `MISSING_MARKERS`); `encoding` is a CSV file's character encoding
+    (default UTF-8); `rewrite_missing` turns missing words into NULL even where the
+    sample saw none.
     """
     if fmt == "csv":
         missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
-        return _csv_plan(source, overrides, sample_rows, missing, rewrite_missing)
-    if null_values is not None:
-        raise LoadError(
-            f"null_values applies to CSV files only: {fmt} has its own nulls. Leave it out for this file."
-        )
+        codec = "utf-8" if encoding is None else _csv_codec(encoding)
+        if codec != "utf-8" and source.path is None:
+            raise LoadError(
+                "encoding applies to a file given by `path`: `content` arrives as text already. "
+                "Leave encoding out."
+            )
+        return _csv_plan(source, overrides, sample_rows, missing, codec, rewrite_missing)
+    if null_values is not None or encoding is not None:
+        option = "null_values" if null_values is not None else "encoding"
+        raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
     return _json_plan(source, overrides)
@@ -170,9 +225,12 @@ def _csv_plan(
     overrides: dict[str, str] | None,
     sample_rows: int,
     missing: frozenset[str],
+    codec: str,
     rewrite_missing: bool,
 ) -> LoadPlan:
-    head = source.head(64 * 1024).decode("utf-8-sig", errors="replace")
+    # A UTF-8 byte order mark is dropped; COPY skips it with the header line.
+    text_codec = "utf-8-sig" if codec == "utf-8" else codec
+    head = source.head(64 * 1024).decode(text_codec, errors="replace")
     if not head.strip():
         raise LoadError(f"{source.label}: the file is empty; a CSV needs a header row")
     try:
@@ -181,7 +239,7 @@ def _csv_plan(
         delimiter = ","
     samples: list[list[str]] = []
     with source.open() as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), delimiter=delimiter)
+        reader = csv.reader(io.TextIOWrapper(raw, encoding=text_codec, newline=""), delimiter=delimiter)
         try:
             headers = next(reader)
             for row in reader:
@@ -194,31 +252,39 @@ def _csv_plan(
                 if len(samples) >= sample_rows:
                     break
         except UnicodeDecodeError as exc:
+            advice = (
+                "Save the file as UTF-8, or give its `encoding` (windows-1252 for Excel's CSV on "
+                "Western Windows)"
+                if codec == "utf-8"
+                else "Give the file's own `encoding`, or save it as UTF-8"
+            )
             raise LoadError(
-                f"{source.label}: line {reader.line_num + 1}: not UTF-8 ({exc.reason}). "
-                "Save the file as UTF-8; nothing was loaded."
+                f"{source.label}: line {_undecodable_line(source, text_codec)}: not {exc.encoding} "
+                f"({exc.reason}). {advice}; nothing was loaded."
             ) from None
         except csv.Error as exc:
             raise LoadError(
                 f"{source.label}: line {reader.line_num}: malformed CSV ({exc}); nothing was loaded"
             ) from None
-    samples.extend(_csv_tail(source, delimiter, len(headers)))
+    samples.extend(_csv_tail(source, delimiter, len(headers), codec))
     names = column_names(headers)
     columns: list[ColumnSpec] = [
         {"name": name, "type": infer_text_type((row[i] for row in samples), missing), "source_name": header}
         for i, (name, header) in enumerate(zip(names, headers, strict=True))
     ]
     chosen = _apply_types(columns, overrides)
-    options = sql.SQL("(FORMAT csv, HEADER true, DELIMITER {}, ENCODING 'UTF8', FREEZE true)").format(
-        sql.Literal(delimiter)
-    )
     typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
     if missing and typed and not rewrite_missing:
         rewrite_missing = any(row[i] in missing for row in samples for i in typed)
     feed = (
-        _stream_missing_as_null(source, delimiter, len(headers), typed, missing)
+        _stream_missing_as_null(source, delimiter, len(headers), typed, missing, codec)
         if rewrite_missing
         else _stream(source)
+    )
+    # Arrow writes what it rewrites as UTF-8; the file's own bytes go in its encoding.
+    encoding = "UTF8" if rewrite_missing else _PG_ENCODINGS[codec]
+    options = sql.SQL("(FORMAT csv, HEADER true, DELIMITER {}, ENCODING {}, FREEZE true)").format(
+        sql.Literal(delimiter), sql.Literal(encoding)
     )
     return LoadPlan(
         "csv",
@@ -232,14 +298,29 @@ def _csv_plan(
     )
 
 
-def _csv_tail(source: Input, delimiter: str, width: int) -> list[list[str]]:
+def _undecodable_line(source: Input, codec: str) -> int:
+    """The line of the first byte that `codec` cannot decode (the CSV reader's own count
+    runs behind: the text is decoded a block ahead of it)."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    line = 1
+    with source.open() as raw:
+        while chunk := raw.read(CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return line + chunk.count(b"\n", 0, max(exc.start, 0))
+            line += chunk.count(b"\n")
+    return line
+
+
+def _csv_tail(source: Input, delimiter: str, width: int, codec: str) -> list[list[str]]:
     """The file's last rows: a type that changes late is caught before COPY starts."""
     size = source.size()
     if size <= 256 * 1024:
         return []
     with source.open() as raw:
         raw.seek(size - 256 * 1024)
-        text = raw.read().decode("utf-8", errors="replace")
+        text = raw.read().decode(codec, errors="replace")
     lines = text.split("\n")[1:]
     try:
         rows = list(csv.reader(lines[-1000:], delimiter=delimiter))
@@ -262,7 +343,7 @@ def _stream(source: Input) -> Feed:
 
 
 def _stream_missing_as_null(
-    source: Input, delimiter: str, width: int, typed: list[int], missing: frozenset[str]
+    source: Input, delimiter: str, width: int, typed: list[int], missing: frozenset[str], codec: str
 ) -> Feed:
     """Parse the CSV with Arrow and write it again with `missing` words as NULL in `typed` columns.
 
@@ -304,7 +385,9 @@ def _stream_missing_as_null(
             try:
                 reader = pacsv.open_csv(
                     raw,
-                    read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=CHUNK),
+                    read_options=pacsv.ReadOptions(
+                        column_names=names, skip_rows=1, block_size=CHUNK, encoding=codec
+                    ),
                     parse_options=pacsv.ParseOptions(
                         delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
                     ),

@@ -175,6 +175,7 @@ class AnalyticsService:
         fmt: str | None = None,
         column_types: dict[str, str] | None = None,
         null_values: Sequence[str] | None = None,
+        encoding: str | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -212,6 +213,7 @@ class AnalyticsService:
             fmt=fmt,
             column_types=column_types,
             null_values=null_values,
+            encoding=encoding,
             description=description,
             config=self.config,
             progress=progress,

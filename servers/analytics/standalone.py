@@ -29,6 +29,7 @@ async def load_file(
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
     null_values: Sequence[str] | None = None,
+    encoding: str | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -48,6 +49,7 @@ async def load_file(
             fmt=fmt,
             column_types=column_types,
             null_values=null_values,
+            encoding=encoding,
             description=description,
             progress=progress,
         )

@@ -339,3 +339,40 @@ async def test_a_file_wider_than_a_table_can_be_is_refused_before_anything_is_wr
         message = await c.error("load_dataset", name=name, content=f"{header}\n{','.join(['1'] * 1601)}\n")
     assert "1,601 columns, and a PostgreSQL table holds at most 1,600" in message
     assert "long form" in message
+
+
+async def test_a_csv_in_another_encoding_loads_with_its_encoding_and_not_without(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    # As Excel saves "CSV" on Western Windows: windows-1252, `;`, and here an NA too.
+    legacy = tmp_path / "excel.csv"
+    legacy.write_bytes("city;price;note\nCafé Zoë;2.5;€ off\nSão Paulo;NA;\n".encode("cp1252"))
+    name = unique("cp1252")
+    async with tools(None) as c:
+        refused = await c.error("load_dataset", name=name, path=str(legacy))
+        # Past the rows the types are read from, PostgreSQL's COPY finds it.
+        beyond = tmp_path / "beyond.csv"
+        beyond.write_bytes(("a,b\n" + "x,1\n" * 20_000 + "Zoë,2\n").encode("cp1252"))
+        late = await c.error("load_dataset", name=unique("late"), path=str(beyond))
+        loaded = await c.ok("load_dataset", name=name, path=str(legacy), encoding="windows-1252")
+        rows = await c.ok("query", sql=f"SELECT city, price, note FROM {name} ORDER BY city")
+        plain = tmp_path / "plain.csv"
+        plain.write_bytes("city,n\nMünchen,1\n".encode("latin-1"))
+        latin_name = unique("latin")
+        await c.ok("load_dataset", name=latin_name, path=str(plain), encoding="latin-1")
+        latin = await c.ok("query", sql=f"SELECT city FROM {latin_name}")
+        unknown = await c.error("load_dataset", name=unique("e"), path=str(legacy), encoding="utf-16")
+        on_content = await c.error(
+            "load_dataset", name=unique("e"), content="a\n1\n", format="csv", encoding="latin-1"
+        )
+        on_json = await c.error(
+            "load_dataset", name=unique("e"), content='{"a": 1}\n', format="json", encoding="latin-1"
+        )
+    assert "line 2: not utf-8" in refused and "give its `encoding` (windows-1252" in refused
+    assert "line 20002: invalid byte sequence" in late and "give its `encoding`" in late
+    assert [c["type"] for c in loaded["columns"]] == ["text", "numeric", "text"]
+    assert rows["rows"] == [["Café Zoë", 2.5, "€ off"], ["São Paulo", None, None]]
+    assert latin["rows"] == [["München"]]
+    assert "'utf-16' is not one PostgreSQL reads CSV in" in unknown
+    assert "encoding applies to a file given by `path`" in on_content
+    assert "encoding applies to CSV files only, not json" in on_json

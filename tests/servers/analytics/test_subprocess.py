@@ -79,6 +79,14 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
             cwd=REPO,
             check=False,
         )
+        legacy = tmp_path / "legacy.csv"
+        legacy.write_bytes("city,n\nZürich,1\n".encode("cp1252"))
+        encoded = await anyio.run_process(
+            [*cli, str(legacy), "--name", f"{name}_enc", "-q", "--encoding", "windows-1252"],
+            env=_env(shared_home),
+            cwd=REPO,
+            check=False,
+        )
         bad = await anyio.run_process(
             [*cli, str(tmp_path / "nope.csv"), "--name", name, "-q"],
             env=_env(shared_home),
@@ -91,6 +99,9 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     assert "loading data.csv" in out
     assert as_written.returncode == 0, as_written.stderr.decode()
     assert f"into dataset '{name}_text' (day date, value text)" in as_written.stdout.decode()
+    assert encoded.returncode == 0, encoded.stderr.decode()
+    city = await service.query(CallerContext.local_owner(), f"SELECT city FROM {name}_enc", None, 10, None)
+    assert city["rows"] == [["Zürich"]]
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines()[-1].startswith("bastion: error: ")
     assert "no such file" in bad.stderr.decode()
@@ -98,3 +109,4 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     assert result["rows"] == [[28, 27]]
     await service.drop(CallerContext.local_owner(), name)
     await service.drop(CallerContext.local_owner(), f"{name}_text")
+    await service.drop(CallerContext.local_owner(), f"{name}_enc")
