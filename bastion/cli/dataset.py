@@ -53,6 +53,10 @@ def load(
         str | None,
         typer.Option(help="CSV: the file's character encoding when not UTF-8, e.g. windows-1252"),
     ] = None,
+    decimal: Annotated[
+        str | None,
+        typer.Option(help="CSV: ',' when numbers are written 1.234,5 (the point groups thousands)"),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -90,6 +94,7 @@ def load(
             column_types=overrides,
             null_values=nulls or None,  # typer gives [] for an option never given
             encoding=encoding,
+            decimal=decimal,
             description=description,
             progress=progress,
         )

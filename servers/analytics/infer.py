@@ -19,7 +19,7 @@ from typing import Any
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.errors import LoadError
 
-__all__ = ["TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
+__all__ = ["NUMERIC_TYPES", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
 
 _BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
 _INT = re.compile(r"^[+-]?\d+$")
@@ -27,6 +27,8 @@ _DEC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TS = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
 _INT64 = 2**63
+# With a decimal comma: `3,5`, `-1.234,5` (a point groups thousands), `1.234`.
+_COMMA_NUMBER = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
 
 # Names a caller may give in `column_types`, to the PostgreSQL type used.
 TYPE_ALIASES: dict[str, str] = {
@@ -57,6 +59,8 @@ TYPE_ALIASES: dict[str, str] = {
     "jsonb": "jsonb",
 }
 
+NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "numeric", "real", "double precision"})
+
 # Widening order when two samples disagree.
 _WIDER = {
     frozenset({"bigint", "numeric"}): "numeric",
@@ -75,8 +79,18 @@ def resolve_type(requested: str, column: str) -> str:
     return TYPE_ALIASES[key]
 
 
-def _text_kind(value: str) -> str:
+def _comma_number(value: str) -> str:
+    """A decimal-comma number as PostgreSQL reads numbers: `-1.234,5` -> `-1234.5`."""
+    return value.strip().replace(".", "").replace(",", ".")
+
+
+def _text_kind(value: str, decimal: str = ".") -> str:
     v = value.strip()
+    if decimal == ",":
+        if _COMMA_NUMBER.match(v):
+            v = _comma_number(v)
+        elif "." in v and _DEC.match(v):
+            return "text"  # a point where a comma is the decimal mark: no reading is safe
     if v.lower() in _BOOL:
         return "boolean"
     if _INT.match(v):
@@ -111,14 +125,17 @@ def _merge(kinds: set[str]) -> str:
     return "text"
 
 
-def infer_text_type(values: Iterable[str], missing: frozenset[str] = MISSING_MARKERS) -> str:
-    """The type of a CSV column from its sample values; empty values and `missing` are NULL."""
+def infer_text_type(
+    values: Iterable[str], missing: frozenset[str] = MISSING_MARKERS, decimal: str = "."
+) -> str:
+    """The type of a CSV column from its sample values; empty values and `missing` are NULL.
+    With `decimal` "," numbers are written `1.234,5`."""
     kinds: set[str] = set()
     # Each distinct value once, and stop as soon as only text fits.
     for value in set(values):
         if value == "" or value in missing:
             continue
-        kinds.add(_text_kind(value))
+        kinds.add(_text_kind(value, decimal))
         if _merge(kinds) == "text":
             return "text"
     return _merge(kinds)

@@ -54,6 +54,7 @@ async def load_dataset(
     column_types: dict[str, str] | None = None,
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
+    decimal: str | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -64,7 +65,7 @@ async def load_dataset(
     check_name(name)
     chosen = detect_format(source, fmt)
 
-    def plan_for(rewrite_missing: bool) -> LoadPlan:
+    def plan_for(rewrite: bool) -> LoadPlan:
         return build_plan(
             source,
             chosen,
@@ -72,7 +73,8 @@ async def load_dataset(
             config.inference_rows,
             null_values=null_values,
             encoding=encoding,
-            rewrite_missing=rewrite_missing,
+            decimal=decimal,
+            rewrite=rewrite,
         )
 
     plan = await anyio.to_thread.run_sync(plan_for, False)
@@ -166,7 +168,7 @@ class _MissingAfterSample(Exception):
 
 
 def _missing_after_sample(exc: psycopg.Error, plan: LoadPlan) -> _MissingAfterSample | None:
-    if plan.format != "csv" or plan.rewrites_missing or exc.sqlstate not in _TYPE_ERRORS:
+    if plan.format != "csv" or plan.rewritten or exc.sqlstate not in _TYPE_ERRORS:
         return None
     context = exc.diag.context or ""
     column, value = _COLUMN.search(context), _VALUE.search(context)

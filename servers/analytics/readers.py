@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
-from servers.analytics.infer import infer_json_type, infer_text_type, resolve_type
+from servers.analytics.infer import NUMERIC_TYPES, infer_json_type, infer_text_type, resolve_type
 from servers.analytics.names import column_names
 
 __all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
@@ -127,10 +127,11 @@ class LoadPlan:
     locate: Callable[[int], str] = lambda line: f"line {line}"
     # Columns whose type the caller chose in `column_types` (the rest were inferred).
     chosen: frozenset[str] = frozenset()
-    # CSV: the words that mean NULL in a column of numbers, dates or booleans, and
-    # whether the feed already turns them into NULL (else it streams the bytes as they are).
+    # CSV: the words that mean NULL in a column of numbers, dates or booleans, and whether
+    # the feed writes the file again (those words as NULL, decimal commas as points) or
+    # streams its bytes as they are.
     missing: frozenset[str] = frozenset()
-    rewrites_missing: bool = False
+    rewritten: bool = False
 
 
 def detect_format(source: Input, requested: str | None) -> Format:
@@ -191,26 +192,31 @@ def build_plan(
     *,
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
-    rewrite_missing: bool = False,
+    decimal: str | None = None,
+    rewrite: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
 
-    `null_values` replaces the CSV words that mean NULL in a column of numbers, dates or
-    booleans (default `MISSING_MARKERS`); `encoding` is a CSV file's character encoding
-    (default UTF-8); `rewrite_missing` turns missing words into NULL even where the
-    sample saw none.
+    CSV only: `null_values` replaces the words that mean NULL in a column of numbers,
+    dates or booleans (default `MISSING_MARKERS`); `encoding` is the file's character
+    encoding (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `rewrite`
+    writes the file again (missing words as NULL) even where the sample saw no need.
     """
     if fmt == "csv":
-        missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
         codec = "utf-8" if encoding is None else _csv_codec(encoding)
         if codec != "utf-8" and source.path is None:
             raise LoadError(
                 "encoding applies to a file given by `path`: `content` arrives as text already. "
                 "Leave encoding out."
             )
-        return _csv_plan(source, overrides, sample_rows, missing, codec, rewrite_missing)
-    if null_values is not None or encoding is not None:
-        option = "null_values" if null_values is not None else "encoding"
+        if decimal not in (None, ".", ","):
+            raise LoadError(f'decimal {decimal!r}: give "." (the default) or "," (numbers written 1.234,5)')
+        missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
+        reading = _CsvReading(missing, codec, decimal or ".")
+        return _csv_plan(source, overrides, sample_rows, reading, rewrite)
+    given = [n for n, v in (("null_values", null_values), ("encoding", encoding), ("decimal", decimal)) if v]
+    if given or null_values is not None:
+        option = given[0] if given else "null_values"
         raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
@@ -220,14 +226,17 @@ def build_plan(
 # -- CSV -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _CsvReading:
+    missing: frozenset[str]  # words that mean NULL in a column of numbers, dates or booleans
+    codec: str  # the file's encoding, as Python names it
+    decimal: str  # "." or ","
+
+
 def _csv_plan(
-    source: Input,
-    overrides: dict[str, str] | None,
-    sample_rows: int,
-    missing: frozenset[str],
-    codec: str,
-    rewrite_missing: bool,
+    source: Input, overrides: dict[str, str] | None, sample_rows: int, reading: _CsvReading, rewrite: bool
 ) -> LoadPlan:
+    missing, codec = reading.missing, reading.codec
     # A UTF-8 byte order mark is dropped; COPY skips it with the header line.
     text_codec = "utf-8-sig" if codec == "utf-8" else codec
     head = source.head(64 * 1024).decode(text_codec, errors="replace")
@@ -269,20 +278,27 @@ def _csv_plan(
     samples.extend(_csv_tail(source, delimiter, len(headers), codec))
     names = column_names(headers)
     columns: list[ColumnSpec] = [
-        {"name": name, "type": infer_text_type((row[i] for row in samples), missing), "source_name": header}
+        {
+            "name": name,
+            "type": infer_text_type((row[i] for row in samples), missing, reading.decimal),
+            "source_name": header,
+        }
         for i, (name, header) in enumerate(zip(names, headers, strict=True))
     ]
     chosen = _apply_types(columns, overrides)
     typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
-    if missing and typed and not rewrite_missing:
-        rewrite_missing = any(row[i] in missing for row in samples for i in typed)
+    # With a decimal comma every number column is written again, `1.234,5` as `1234.5`.
+    numeric = [i for i in typed if columns[i]["type"] in NUMERIC_TYPES] if reading.decimal == "," else []
+    if missing and typed and not rewrite:
+        rewrite = any(row[i] in missing for row in samples for i in typed)
+    rewrite = rewrite or bool(numeric)
     feed = (
-        _stream_missing_as_null(source, delimiter, len(headers), typed, missing, codec)
-        if rewrite_missing
+        _stream_rewritten(source, delimiter, len(headers), typed, numeric, reading)
+        if rewrite
         else _stream(source)
     )
     # Arrow writes what it rewrites as UTF-8; the file's own bytes go in its encoding.
-    encoding = "UTF8" if rewrite_missing else _PG_ENCODINGS[codec]
+    encoding = "UTF8" if rewrite else _PG_ENCODINGS[codec]
     options = sql.SQL("(FORMAT csv, HEADER true, DELIMITER {}, ENCODING {}, FREEZE true)").format(
         sql.Literal(delimiter), sql.Literal(encoding)
     )
@@ -294,7 +310,7 @@ def _csv_plan(
         feed,
         chosen=chosen,
         missing=missing,
-        rewrites_missing=rewrite_missing,
+        rewritten=rewrite,
     )
 
 
@@ -342,10 +358,11 @@ def _stream(source: Input) -> Feed:
     return feed
 
 
-def _stream_missing_as_null(
-    source: Input, delimiter: str, width: int, typed: list[int], missing: frozenset[str], codec: str
+def _stream_rewritten(
+    source: Input, delimiter: str, width: int, typed: list[int], numeric: list[int], reading: _CsvReading
 ) -> Feed:
-    """Parse the CSV with Arrow and write it again with `missing` words as NULL in `typed` columns.
+    """Parse the CSV with Arrow and write it again: missing words as NULL in the `typed`
+    columns, and in the `numeric` ones (decimal comma) `1.234,5` as `1234.5`.
 
     Every other field keeps what COPY would have read: an unquoted empty field stays NULL,
     a quoted one an empty string; quoted newlines stay inside their fields, so COPY's
@@ -358,10 +375,10 @@ def _stream_missing_as_null(
             import pyarrow.compute as pc
             import pyarrow.csv as pacsv
         except ImportError:  # pragma: no cover - exercised only without the extra
-            raise LoadError("NA values in a CSV need pyarrow: pip install 'bastion[analytics]'") from None
+            raise LoadError("rewriting a CSV needs pyarrow: pip install 'bastion[analytics]'") from None
         names = [f"c{i}" for i in range(width)]
-        rewritten = frozenset(typed)
-        words = pa.array(sorted(missing), pa.string())
+        nullable, comma = frozenset(typed), frozenset(numeric)
+        words = pa.array(sorted(reading.missing), pa.string())
         null = pa.scalar(None, pa.string())
         written = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
         total = source.size()
@@ -372,11 +389,16 @@ def _stream_missing_as_null(
             except StopIteration:
                 return None
             # Compute functions are generated at import, so the type checker cannot see them.
-            is_in, if_else = pc.is_in, pc.if_else  # pyright: ignore[reportAttributeAccessIssue]
-            columns = [
-                if_else(is_in(column, value_set=words), null, column) if i in rewritten else column
-                for i, column in enumerate(batch.columns)
-            ]
+            is_in, if_else, replace = pc.is_in, pc.if_else, pc.replace_substring  # pyright: ignore[reportAttributeAccessIssue]
+            columns: list[Any] = []
+            for i, column in enumerate(batch.columns):
+                if i in nullable:
+                    column = if_else(is_in(column, value_set=words), null, column)
+                if i in comma:  # the point groups thousands, the comma marks the decimals
+                    column = replace(
+                        replace(column, pattern=".", replacement=""), pattern=",", replacement="."
+                    )
+                columns.append(column)
             out = io.BytesIO()
             pacsv.write_csv(pa.RecordBatch.from_arrays(columns, names=names), out, written)
             return out.getvalue()
@@ -386,7 +408,7 @@ def _stream_missing_as_null(
                 reader = pacsv.open_csv(
                     raw,
                     read_options=pacsv.ReadOptions(
-                        column_names=names, skip_rows=1, block_size=CHUNK, encoding=codec
+                        column_names=names, skip_rows=1, block_size=CHUNK, encoding=reading.codec
                     ),
                     parse_options=pacsv.ParseOptions(
                         delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False

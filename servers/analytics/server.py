@@ -157,6 +157,7 @@ async def load_dataset(
     column_types: dict[str, str] | None = None,
     null_values: list[str] | None = None,
     encoding: str | None = None,
+    decimal: str | None = None,
     description: str = "",
 ) -> dict[str, Any]:
     """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines or array)
@@ -164,8 +165,8 @@ async def load_dataset(
     `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of numbers,
     dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load as
     NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A CSV
-    file not in UTF-8 needs its `encoding`, e.g. "windows-1252". An empty `description` keeps the
-    current one on a reload."""
+    file not in UTF-8 needs its `encoding`, e.g. "windows-1252"; `decimal` "," reads numbers written
+    1.234,5. An empty `description` keeps the current one on a reload."""
     record = await _service(ctx).load(
         current_caller(),
         name,
@@ -175,6 +176,7 @@ async def load_dataset(
         column_types=column_types,
         null_values=null_values,
         encoding=encoding,
+        decimal=decimal,
         description=description or None,
     )
     return record.summary() | {"columns": column_summary(record.columns), "statistics": record.stats}

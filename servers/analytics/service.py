@@ -176,6 +176,7 @@ class AnalyticsService:
         column_types: dict[str, str] | None = None,
         null_values: Sequence[str] | None = None,
         encoding: str | None = None,
+        decimal: str | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -214,6 +215,7 @@ class AnalyticsService:
             column_types=column_types,
             null_values=null_values,
             encoding=encoding,
+            decimal=decimal,
             description=description,
             config=self.config,
             progress=progress,

@@ -30,6 +30,7 @@ async def load_file(
     column_types: dict[str, str] | None = None,
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
+    decimal: str | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -50,6 +51,7 @@ async def load_file(
             column_types=column_types,
             null_values=null_values,
             encoding=encoding,
+            decimal=decimal,
             description=description,
             progress=progress,
         )

@@ -376,3 +376,28 @@ async def test_a_csv_in_another_encoding_loads_with_its_encoding_and_not_without
     assert "'utf-16' is not one PostgreSQL reads CSV in" in unknown
     assert "encoding applies to a file given by `path`" in on_content
     assert "encoding applies to CSV files only, not json" in on_json
+
+
+async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory, tmp_path: Path) -> None:
+    # As a German or French spreadsheet saves it: `;`, decimal comma, points between thousands.
+    sheet = tmp_path / "umsatz.csv"
+    sheet.write_bytes("Monat;Umsatz;Stück;Notiz\n2024-01;1.234,50;1.200;ok\n2024-02;NA;7;\n".encode("cp1252"))
+    name = unique("komma")
+    async with tools(None) as c:
+        loaded = await c.ok("load_dataset", name=name, path=str(sheet), encoding="windows-1252", decimal=",")
+        rows = await c.ok("query", sql=f"SELECT umsatz, stuck, notiz FROM {name} ORDER BY monat")
+        as_text = await c.ok("load_dataset", name=unique("punkt"), path=str(sheet), encoding="windows-1252")
+        bad = await c.error("load_dataset", name=unique("e"), content="a\n1\n", format="csv", decimal=";")
+        on_json = await c.error(
+            "load_dataset", name=unique("e"), content='{"a": 1}', format="json", decimal=","
+        )
+    assert [(c["name"], c["type"]) for c in loaded["columns"]] == [
+        ("monat", "text"),
+        ("umsatz", "numeric"),
+        ("stuck", "bigint"),
+        ("notiz", "text"),
+    ]
+    assert rows["rows"] == [[1234.5, 1200, "ok"], [None, 7, None]]
+    assert [c["type"] for c in as_text["columns"]][1] == "text"
+    assert "decimal ';'" in bad and 'give "." (the default) or ","' in bad
+    assert "decimal applies to CSV files only, not json" in on_json

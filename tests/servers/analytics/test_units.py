@@ -61,6 +61,14 @@ def test_csv_types_are_the_narrowest_that_fit_every_sample(values: list[str], ex
     assert infer_text_type(values) == expected
 
 
+def test_with_a_decimal_comma_the_point_groups_thousands() -> None:
+    assert infer_text_type(["3,5", "-1.234,25", "7"], decimal=",") == "numeric"
+    assert infer_text_type(["1.234", "12"], decimal=",") == "bigint"
+    assert infer_text_type(["3,5", "1.5"], decimal=",") == "text"  # a point that cannot group thousands
+    assert infer_text_type(["3,5", "NA"], decimal=",") == "numeric"
+    assert infer_text_type(["3,5"]) == "text"
+
+
 def test_the_words_for_a_missing_value_can_be_replaced() -> None:
     assert infer_text_type(["1", "?", "NA"], frozenset({"?"})) == "text"
     assert infer_text_type(["1", "?"], frozenset({"?"})) == "bigint"
