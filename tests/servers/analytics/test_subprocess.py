@@ -80,9 +80,19 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
             check=False,
         )
         legacy = tmp_path / "legacy.csv"
-        legacy.write_bytes("city,n\nZürich,1\n".encode("cp1252"))
+        legacy.write_bytes("city;n\nZürich;1,5\n".encode("cp1252"))
         encoded = await anyio.run_process(
-            [*cli, str(legacy), "--name", f"{name}_enc", "-q", "--encoding", "windows-1252"],
+            [
+                *cli,
+                str(legacy),
+                "--name",
+                f"{name}_enc",
+                "-q",
+                "--encoding",
+                "windows-1252",
+                "--decimal",
+                ",",
+            ],
             env=_env(shared_home),
             cwd=REPO,
             check=False,
@@ -100,8 +110,8 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     assert as_written.returncode == 0, as_written.stderr.decode()
     assert f"into dataset '{name}_text' (day date, value text)" in as_written.stdout.decode()
     assert encoded.returncode == 0, encoded.stderr.decode()
-    city = await service.query(CallerContext.local_owner(), f"SELECT city FROM {name}_enc", None, 10, None)
-    assert city["rows"] == [["Zürich"]]
+    city = await service.query(CallerContext.local_owner(), f"SELECT city, n FROM {name}_enc", None, 10, None)
+    assert city["rows"] == [["Zürich", 1.5]]
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines()[-1].startswith("bastion: error: ")
     assert "no such file" in bad.stderr.decode()
