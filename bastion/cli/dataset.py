@@ -31,7 +31,7 @@ def _column_types(pairs: list[str]) -> dict[str, str]:
 
 @dataset_app.command("load")
 def load(
-    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON (lines or array) file")],
+    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON (lines, array or one object) file")],
     name: Annotated[str, typer.Option("--name", "-n", help="dataset name: lowercase letters, digits, _")],
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv, parquet or json (default: by extension)")

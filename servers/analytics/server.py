@@ -160,13 +160,13 @@ async def load_dataset(
     decimal: str | None = None,
     description: str = "",
 ) -> dict[str, Any]:
-    """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines or array)
-    file at `path` on the server, or from `content` (text; Parquet as base64). Types are inferred;
-    `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of numbers,
-    dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load as
-    NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A CSV
-    file not in UTF-8 needs its `encoding`, e.g. "windows-1252"; `decimal` "," reads numbers written
-    1.234,5. An empty `description` keeps the current one on a reload."""
+    """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines, array or one
+    object) file at `path` on the server, or from `content` (text; Parquet as base64). Types are
+    inferred; `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of
+    numbers, dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load
+    as NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A
+    CSV file not in UTF-8 needs its `encoding`, e.g. "windows-1252"; `decimal` "," reads numbers
+    written 1.234,5. An empty `description` keeps the current one on a reload."""
     record = await _service(ctx).load(
         current_caller(),
         name,
