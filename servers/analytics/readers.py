@@ -214,10 +214,9 @@ def build_plan(
         missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
         reading = _CsvReading(missing, codec, decimal or ".")
         return _csv_plan(source, overrides, sample_rows, reading, rewrite)
-    given = [n for n, v in (("null_values", null_values), ("encoding", encoding), ("decimal", decimal)) if v]
-    if given or null_values is not None:
-        option = given[0] if given else "null_values"
-        raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
+    for option, value in (("null_values", null_values), ("encoding", encoding), ("decimal", decimal)):
+        if value is not None:
+            raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
     return _json_plan(source, overrides)
