@@ -30,7 +30,8 @@ __all__ = ["MAX_CELLS", "MAX_FEATURES", "MAX_ROWS", "Matrix", "to_matrix"]
 MAX_ROWS = 500_000
 MAX_FEATURES = 200
 MAX_CELLS = 5_000_000
-_IDENTIFIER_NAME = re.compile(r"^(id|idx|index|key|uuid|row|row_?(id|no|num|number))$|_id$|Id$|ID$", re.I)
+_IDENTIFIER_NAME = re.compile(r"^(id|idx|index|key|uuid|row|row_?(id|no|num|number))$|_id$", re.IGNORECASE)
+_IDENTIFIER_SUFFIX = re.compile(r"[a-z](Id|ID)$")  # customerId, orderID; not "humid"
 
 
 @dataclass
@@ -84,7 +85,8 @@ def _looks_like_identifier(name: str, column: npt.NDArray[np.float64]) -> bool:
     if len(np.unique(column)) != len(column):
         return False
     steps = np.diff(column)
-    return bool(_IDENTIFIER_NAME.search(name)) or bool(steps[0] != 0 and np.all(steps == steps[0]))
+    named = bool(_IDENTIFIER_NAME.search(name) or _IDENTIFIER_SUFFIX.search(name))
+    return named or bool(steps[0] != 0 and np.all(steps == steps[0]))
 
 
 def to_matrix(rows: object, features: object | None) -> Matrix:

@@ -43,8 +43,10 @@ def test_columns_that_look_like_row_identifiers_are_left_out_unless_named() -> N
     )
     assert to_matrix(rows, ["id", "v"]).features == ["id", "v"]
     # Repeated values, or uneven steps under a plain name, are data.
-    kept = to_matrix([{"hr": i % 24, "count": i * i} for i in range(30)], None)
-    assert kept.features == ["hr", "count"]
+    kept = to_matrix([{"hr": i % 24, "count": i * i, "humid": (i * 37) % 101} for i in range(30)], None)
+    assert kept.features == ["hr", "count", "humid"]
+    camel = to_matrix([{"customerId": (i * 37) % 101, "v": i % 5} for i in range(30)], None)
+    assert camel.features == ["v"]
 
 
 def test_a_named_text_column_is_an_error_naming_row_and_value() -> None:
