@@ -107,3 +107,5 @@ def load(
         raise typer.Exit(2) from None
     columns = ", ".join(f"{c['name']} {c['type']}" for c in record.columns)
     typer.echo(f"loaded {record.row_count} rows into dataset {record.name!r} ({columns})")
+    for warning in record.warnings:
+        sys.stderr.write(f"bastion: warning: {warning}\n")

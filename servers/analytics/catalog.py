@@ -46,6 +46,8 @@ class DatasetRecord:
     stats: dict[str, Any] = field(default_factory=dict[str, Any])
     created_at: dt.datetime | None = None
     loaded_at: dt.datetime | None = None
+    # What the load that made this record noticed (not stored): see `load_dataset`.
+    warnings: list[str] = field(default_factory=list[str])
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ from typing import Any
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.errors import LoadError
 
-__all__ = ["NUMERIC_TYPES", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type"]
+__all__ = ["NUMERIC_TYPES", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type", "text_hint"]
 
 _BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
 _INT = re.compile(r"^[+-]?\d+$")
@@ -139,6 +139,27 @@ def infer_text_type(
         if _merge(kinds) == "text":
             return "text"
     return _merge(kinds)
+
+
+def text_hint(values: Iterable[str], missing: frozenset[str], decimal: str) -> str | None:
+    """Why a CSV column read as text may be meant as numbers, for the caller to act on:
+    numbers written with a decimal comma, or a few words among numbers (`?`, `-`) that
+    probably mark missing values. None when the column looks like text."""
+    distinct = {v.strip() for v in values} - {""} - missing
+    if not distinct:
+        return None
+    if decimal == "." and all(_COMMA_NUMBER.match(v) for v in distinct) and any("," in v for v in distinct):
+        example = next(v for v in sorted(distinct) if "," in v)
+        return f"looks like numbers written with a decimal comma ({example!r}): load it with decimal=','"
+    words = sorted(v for v in distinct if _text_kind(v, decimal) == "text" and not _INT.match(v))
+    numbers = {_text_kind(v, decimal) for v in distinct} - {"text"}
+    if words and len(words) <= 3 and numbers <= {"bigint", "numeric"} and len(distinct) >= 10 * len(words):
+        listed = ", ".join(repr(w) for w in words)
+        return (
+            f"holds numbers but for {listed}: if that marks a missing value, add it to null_values "
+            "(which replaces the default list: name those you need too)"
+        )
+    return None
 
 
 def infer_json_type(values: Iterable[Any]) -> str:

@@ -148,6 +148,7 @@ async def _load(
                 if description is not None
                 else (existing.description if existing else ""),
                 stats=stats,
+                warnings=plan.warnings,
             )
             await save_dataset(conn, record)
     except psycopg.Error as exc:

@@ -17,7 +17,7 @@ import csv
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
-from servers.analytics.infer import NUMERIC_TYPES, infer_json_type, infer_text_type, resolve_type
+from servers.analytics.infer import NUMERIC_TYPES, infer_json_type, infer_text_type, resolve_type, text_hint
 from servers.analytics.names import column_names
 
 __all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
@@ -132,6 +132,9 @@ class LoadPlan:
     # streams its bytes as they are.
     missing: frozenset[str] = frozenset()
     rewritten: bool = False
+    # What the caller may want to do differently, said with the result (CSV text columns
+    # that look like numbers).
+    warnings: list[str] = field(default_factory=list[str])
 
 
 def detect_format(source: Input, requested: str | None) -> Format:
@@ -285,6 +288,13 @@ def _csv_plan(
         for i, (name, header) in enumerate(zip(names, headers, strict=True))
     ]
     chosen = _apply_types(columns, overrides)
+    warnings = [
+        f"column {c['name']!r} was loaded as text: it {hint}."
+        for i, c in enumerate(columns)
+        if c["type"] == "text"
+        and c["name"] not in chosen
+        and (hint := text_hint((row[i] for row in samples), missing, reading.decimal))
+    ]
     typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
     # With a decimal comma every number column is written again, `1.234,5` as `1234.5`.
     numeric = [i for i in typed if columns[i]["type"] in NUMERIC_TYPES] if reading.decimal == "," else []
@@ -310,6 +320,7 @@ def _csv_plan(
         chosen=chosen,
         missing=missing,
         rewritten=rewrite,
+        warnings=warnings,
     )
 
 

@@ -179,7 +179,11 @@ async def load_dataset(
         decimal=decimal,
         description=description or None,
     )
-    return record.summary() | {"columns": column_summary(record.columns), "statistics": record.stats}
+    return record.summary() | {
+        "columns": column_summary(record.columns),
+        "statistics": record.stats,
+        "warnings": record.warnings,
+    }
 
 
 @spec.tool(annotations=ToolAnnotations(destructive_hint=True, open_world_hint=False))

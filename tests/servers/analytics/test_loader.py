@@ -399,5 +399,10 @@ async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory
     ]
     assert rows["rows"] == [[1234.5, 1200, "ok"], [None, 7, None]]
     assert [c["type"] for c in as_text["columns"]][1] == "text"
+    assert as_text["warnings"] == [
+        "column 'umsatz' was loaded as text: it looks like numbers written with a decimal comma "
+        "('1.234,50'): load it with decimal=','."
+    ]
+    assert loaded["warnings"] == []
     assert "decimal ';'" in bad and 'give "." (the default) or ","' in bad
     assert "decimal applies to CSV files only, not json" in on_json

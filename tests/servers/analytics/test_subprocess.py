@@ -109,6 +109,9 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     assert "loading data.csv" in out
     assert as_written.returncode == 0, as_written.stderr.decode()
     assert f"into dataset '{name}_text' (day date, value text)" in as_written.stdout.decode()
+    assert "bastion: warning: column 'value' was loaded as text: it holds numbers but for 'NA'" in (
+        as_written.stderr.decode()
+    )
     assert encoded.returncode == 0, encoded.stderr.decode()
     city = await service.query(CallerContext.local_owner(), f"SELECT city, n FROM {name}_enc", None, 10, None)
     assert city["rows"] == [["Zürich", 1.5]]

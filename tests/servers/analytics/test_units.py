@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 
 from bastion.errors import ConfigError
+from bastion.missing import MISSING_MARKERS
 from servers.analytics.config import AnalyticsConfig
 from servers.analytics.errors import InvalidNameError, SourceError
-from servers.analytics.infer import infer_json_type, infer_text_type
+from servers.analytics.infer import infer_json_type, infer_text_type, text_hint
 from servers.analytics.names import check_name, column_names
 from servers.analytics.values import jsonable
 from servers.analytics.vault import DsnVault
@@ -67,6 +68,17 @@ def test_with_a_decimal_comma_the_point_groups_thousands() -> None:
     assert infer_text_type(["3,5", "1.5"], decimal=",") == "text"  # a point that cannot group thousands
     assert infer_text_type(["3,5", "NA"], decimal=",") == "numeric"
     assert infer_text_type(["3,5"]) == "text"
+
+
+def test_a_text_column_that_looks_like_numbers_says_why() -> None:
+    comma = text_hint(["3,5", "1.234,5", "7"], MISSING_MARKERS, ".")
+    assert comma is not None and "decimal comma ('1.234,5'): load it with decimal=','" in comma
+    numbers = [str(i) for i in range(30)]
+    odd = text_hint([*numbers, "?", "?", "-"], MISSING_MARKERS, ".")
+    assert odd is not None and "holds numbers but for '-', '?'" in odd and "null_values" in odd
+    assert text_hint([*numbers[:5], "?"], MISSING_MARKERS, ".") is None  # too few numbers to tell
+    assert text_hint(["Paris", "Rome"], MISSING_MARKERS, ".") is None
+    assert text_hint(["3,5"], MISSING_MARKERS, ",") is None
 
 
 def test_the_words_for_a_missing_value_can_be_replaced() -> None:
