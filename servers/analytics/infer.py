@@ -151,10 +151,18 @@ def text_hint(values: Iterable[str], missing: frozenset[str], decimal: str) -> s
     if decimal == "." and all(_COMMA_NUMBER.match(v) for v in distinct) and any("," in v for v in distinct):
         example = next(v for v in sorted(distinct) if "," in v)
         return f"looks like numbers written with a decimal comma ({example!r}): load it with decimal=','"
-    words = sorted(v for v in distinct if _text_kind(v, decimal) == "text" and not _INT.match(v))
-    numbers = {_text_kind(v, decimal) for v in distinct} - {"text"}
-    if words and len(words) <= 3 and numbers <= {"bigint", "numeric"} and len(distinct) >= 10 * len(words):
-        listed = ", ".join(repr(w) for w in words)
+    words: list[str] = []
+    numbers: set[str] = set()
+    for v in distinct:  # a text column shows its fourth word soon: stop there
+        kind = _text_kind(v, decimal)
+        if kind != "text":
+            numbers.add(kind)
+        elif not _INT.match(v):
+            words.append(v)
+            if len(words) > 3:
+                return None
+    if words and numbers <= {"bigint", "numeric"} and len(distinct) >= 10 * len(words):
+        listed = ", ".join(repr(w) for w in sorted(words))
         return (
             f"holds numbers but for {listed}: if that marks a missing value, add it to null_values "
             "(which replaces the default list: name those you need too)"
