@@ -62,8 +62,12 @@ def normalize_frequency(freq: str) -> str:
         ) from None
 
 
-def infer_frequency(index: pd.DatetimeIndex) -> str:
-    """The alias of a sorted, de-duplicated index: pandas' own inference, else the typical step."""
+def infer_frequency(index: pd.DatetimeIndex, sparse: bool = False) -> str:
+    """The alias of a sorted, de-duplicated index: pandas' own inference, else the typical step.
+
+    `sparse` is for events, where a missing step means nothing happened: rows only on days
+    with a sale skip one, two or five days, and the most common skip can be three. There
+    the smallest step is the frequency when every other step is a whole number of it."""
     if len(index) < 2:
         raise SeriesInputError("at least two distinct timestamps are needed to infer a frequency.")
     if len(index) >= 3:
@@ -71,10 +75,13 @@ def infer_frequency(index: pd.DatetimeIndex) -> str:
         if inferred is not None:
             return to_offset(inferred).freqstr
     # Gaps defeat pandas' inference: use the most common step.
-    steps = np.diff(index.asi8) / 1e9
+    steps = np.diff(index.asi8)  # nanoseconds
     values, counts = np.unique(steps, return_counts=True)
-    step = float(values[int(np.argmax(counts))])
-    return _alias_for_step(step, index)
+    step = int(values[int(np.argmax(counts))])
+    smallest = int(values[0])
+    if sparse and smallest > 0 and not np.any(steps % smallest):
+        step = smallest
+    return _alias_for_step(step / 1e9, index)
 
 
 def _alias_for_step(seconds: float, dates: pd.DatetimeIndex) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bastion.timeseries.errors import SeriesInputError
 from bastion.timeseries.frequency import infer_frequency, normalize_frequency, season_lengths_for
-from bastion.timeseries.regular import regularize
+from bastion.timeseries.regular import check_fill, regularize
 from bastion.timeseries.seasonality import detect_season_length
 from bastion.timeseries.timestamps import format_timestamps, parse_timestamps
 from bastion.timeseries.validation import (
@@ -67,9 +67,12 @@ def prepare_series(
     season_length: object | None = None,
     limits: SeriesLimits | None = None,
     min_cycles: int = 2,
+    fill: object = "interpolate",
 ) -> PreparedSeries:
-    """Check and repair a series; seasons need `min_cycles` full cycles of history to be kept."""
+    """Check and repair a series; seasons need `min_cycles` full cycles of history to be kept.
+    `fill` is how skipped steps and nulls are filled: "interpolate" or "zero"."""
     limits = limits or SeriesLimits()
+    how = check_fill(fill)
     if (
         isinstance(values, Sequence)
         and not isinstance(values, (str, bytes))
@@ -81,8 +84,8 @@ def prepare_series(
     if freq is not None:
         freq = normalize_frequency(freq)
     elif index is not None:
-        freq = infer_frequency(index.unique().sort_values())
-    regular = regularize(y, index, freq, limits)
+        freq = infer_frequency(index.unique().sort_values(), sparse=how == "zero")
+    regular = regularize(y, index, freq, limits, how)
     check_length(regular.values.size, limits)
     warnings = regular.warnings
     seasons = _seasons(regular.values, freq, season_length)

@@ -9,8 +9,10 @@ reported as a warning, never silently dropped:
 - timestamps off the frequency's grid are snapped to the nearest step;
 - skipped steps and null values are filled by linear interpolation inside the
   series; missing points before the first or after the last observation are dropped.
+  With `fill="zero"` they are 0 instead, wherever they are: for counts and sales a
+  step with no record had none, and interpolating would invent demand.
 
-More than half the grid missing is refused: interpolation would invent the series.
+More than half the grid missing is refused when interpolating: it would invent the series.
 """
 
 from __future__ import annotations
@@ -25,10 +27,20 @@ import pandas as pd
 from bastion.timeseries.errors import SeriesInputError
 from bastion.timeseries.validation import SeriesLimits
 
-__all__ = ["RegularSeries", "fill_missing", "merge_duplicates", "regularize", "sort_by_time"]
+__all__ = [
+    "FILLS",
+    "RegularSeries",
+    "check_fill",
+    "fill_missing",
+    "merge_duplicates",
+    "regularize",
+    "sort_by_time",
+]
 
 FloatArray = npt.NDArray[np.float64]
 MAX_MISSING_SHARE = 0.5
+FILLS = ("interpolate", "zero")
+_ZERO_HINT = "pass fill='zero' if a missing step means none (counts, sales)"
 
 
 @dataclass
@@ -38,13 +50,23 @@ class RegularSeries:
     warnings: list[str] = field(default_factory=list[str])
 
 
+def check_fill(fill: object) -> str:
+    if not isinstance(fill, str) or fill not in FILLS:
+        raise SeriesInputError(f"`fill` {fill!r} is not one of: {', '.join(FILLS)}.")
+    return fill
+
+
 def regularize(
-    values: FloatArray, index: pd.DatetimeIndex | None, freq: str | None, limits: SeriesLimits
+    values: FloatArray,
+    index: pd.DatetimeIndex | None,
+    freq: str | None,
+    limits: SeriesLimits,
+    fill: str = "interpolate",
 ) -> RegularSeries:
     """`values` on a regular grid of `freq` (only repaired for missing values when no index)."""
     warnings: list[str] = []
     if index is None or freq is None:
-        filled, index_kept = fill_missing(values, None, warnings)
+        filled, index_kept = fill_missing(values, None, warnings, fill=fill)
         return RegularSeries(filled, index_kept, warnings)
     values, index = sort_by_time(values, index, warnings)
     grid = pd.date_range(index[0], index[-1], freq=freq)
@@ -71,11 +93,11 @@ def regularize(
     gaps = len(grid) - int(np.unique(position).size)
     if gaps:
         missing_at = _iso(grid, int(np.setdiff1d(np.arange(len(grid)), position)[0]))
+        how = "with 0 (fill='zero')" if fill == "zero" else f"by interpolation ({_ZERO_HINT})"
         warnings.append(
-            f"{gaps} steps were missing from the timestamps (first at {missing_at}) "
-            "and were filled by interpolation."
+            f"{gaps} steps were missing from the timestamps (first at {missing_at}) and were filled {how}."
         )
-    filled, kept = fill_missing(on_grid, grid, warnings, counted=gaps)
+    filled, kept = fill_missing(on_grid, grid, warnings, counted=gaps, fill=fill)
     return RegularSeries(filled, kept, warnings)
 
 
@@ -122,17 +144,33 @@ def _mean_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: 
 
 
 def fill_missing(
-    values: FloatArray, index: pd.DatetimeIndex | None, warnings: list[str], counted: int = 0
+    values: FloatArray,
+    index: pd.DatetimeIndex | None,
+    warnings: list[str],
+    counted: int = 0,
+    fill: str = "interpolate",
 ) -> tuple[FloatArray, pd.DatetimeIndex | None]:
-    """Interpolate interior NaNs; drop leading and trailing ones. `counted` gaps were already reported."""
+    """Interpolate interior NaNs and drop leading and trailing ones, or set every NaN to 0
+    (`fill="zero"`). `counted` gaps were already reported."""
     missing = np.isnan(values)
     total = int(missing.sum())
     if total == 0:
         return values, index
+    if total == values.size:
+        raise SeriesInputError("every value is null or NaN: there is nothing to model.")
+    if fill == "zero":
+        nulls = total - counted
+        if nulls > 0:
+            first = int(np.flatnonzero(missing)[0])
+            warnings.append(
+                f"{nulls} values were null or NaN (first at position {first}) and were set to 0 "
+                "(fill='zero')."
+            )
+        return np.where(missing, 0.0, values), index
     if total > MAX_MISSING_SHARE * values.size:
         raise SeriesInputError(
             f"{total} of {values.size} points are missing: too few observations to model. "
-            "Send a denser series or aggregate to a coarser frequency."
+            f"Send a denser series, aggregate to a coarser frequency, or {_ZERO_HINT}."
         )
     present = np.flatnonzero(~missing)
     lo, hi = int(present[0]), int(present[-1]) + 1

@@ -1,8 +1,8 @@
 """`backtest`: how each model would have done on the last few windows of the series.
 
 The same rolling-origin cross-validation `auto` uses, reported window by window:
-where each window starts, and per model the sMAPE and MASE in each window and on
-average. Models default to the ones `auto` would compare for this series.
+where each window starts, and per model the sMAPE and MASE (and, for intermittent
+demand, RMSSE) in each window and on average. Models default to the ones `auto` would compare for this series.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from bastion.timeseries import SeriesInputError
 from bastion.timeseries.validation import is_positive_int
-from servers.forecast.candidates import auto_candidates
+from servers.forecast.candidates import auto_candidates, is_intermittent
 from servers.forecast.crossval import cross_validate
 from servers.forecast.engine import ForecastRequest, min_train, prepare, well_scaled
 from servers.forecast.models import resolve_model
@@ -60,14 +60,17 @@ def run_backtest(request: ForecastRequest, models: Sequence[str] | None = None) 
         )
     labels = series.labels()
     offset = series.values.size - y.size
+    intermittent = is_intermittent(y)
     report: dict[str, Any] = {}
     for name, predictions in cv.forecasts.items():
-        errors = cv.window_errors(predictions)
+        windows = [{"smape": _num(s), "mase": _num(m)} for s, m in cv.window_errors(predictions)]
         s_mean, m_mean = cv.mean_errors(predictions)
-        report[name] = {
-            "windows": [{"smape": _num(s), "mase": _num(m)} for s, m in errors],
-            "mean": {"smape": _num(s_mean), "mase": _num(m_mean)},
-        }
+        mean = {"smape": _num(s_mean), "mase": _num(m_mean)}
+        if intermittent:  # the measure `auto` chooses intermittent demand by
+            for window, r in zip(windows, cv.window_rmsse(predictions), strict=True):
+                window["rmsse"] = _num(r)
+            mean["rmsse"] = _num(cv.mean_rmsse(predictions))
+        report[name] = {"windows": windows, "mean": mean}
     return {
         "season_length": series.season_length,
         "freq": series.freq,

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from servers.forecast.fitting import ModelFailure, fit_forecast
-from servers.forecast.metrics import mase, smape
+from servers.forecast.metrics import mase, rmsse, smape
 
 __all__ = ["CrossValidation", "cross_validate", "plan_origins"]
 
@@ -52,6 +52,16 @@ class CrossValidation:
             return float("nan"), float("nan")
         scaled = errors[:, 1][np.isfinite(errors[:, 1])]
         return float(np.mean(errors[:, 0])), float(np.mean(scaled)) if scaled.size else float("nan")
+
+    def window_rmsse(self, predictions: list[FloatArray]) -> list[float]:
+        """RMSSE of `predictions` in each window (NaN where the history never changes)."""
+        return [rmsse(a, p, h) for a, p, h in zip(self.actuals, predictions, self.histories, strict=True)]
+
+    def mean_rmsse(self, predictions: list[FloatArray]) -> float:
+        """Mean RMSSE over the windows that have a scale; NaN when none has."""
+        errors = np.array(self.window_rmsse(predictions), dtype=np.float64)
+        scaled = errors[np.isfinite(errors)]
+        return float(np.mean(scaled)) if scaled.size else float("nan")
 
     def residuals(self, predictions: list[FloatArray]) -> FloatArray:
         """Actual minus forecast, one row per window, one column per step ahead."""

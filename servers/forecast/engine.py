@@ -54,6 +54,7 @@ class ForecastRequest:
     levels: list[int] | None = None
     windows: int = DEFAULT_WINDOWS
     combinations: bool = True
+    fill: str = "interpolate"
 
 
 @dataclass
@@ -70,7 +71,9 @@ class Outcome:
 
 
 def prepare(request: ForecastRequest) -> tuple[PreparedSeries, FloatArray, list[int]]:
-    series = prepare_series(request.values, request.timestamps, request.freq, request.season_length)
+    series = prepare_series(
+        request.values, request.timestamps, request.freq, request.season_length, fill=request.fill
+    )
     check_horizon(request.horizon, series.values.size, SeriesLimits())
     levels = validate_levels(request.levels)
     y = series.values
@@ -161,7 +164,7 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
 
 def _choose(cv: CrossValidation, y: FloatArray, combinations: bool, series: PreparedSeries) -> Choice:
     if cv.origins and cv.forecasts:
-        return choose(cv, allow_combinations=combinations)
+        return choose(cv, allow_combinations=combinations, intermittent=is_intermittent(y))
     # No window, or no candidate survived one: fall back on a robust default, and say so.
     fallback = "CrostonSBA" if is_intermittent(y) else "AutoTheta"
     if cv.origins:
@@ -235,7 +238,11 @@ def run_forecast(request: ForecastRequest) -> dict[str, Any]:
         "season_length": series.season_length,
         "freq": series.freq,
         "forecast": points,
-        "cv": cv_report(outcome.cv, outcome.choice) if outcome.cv is not None else {},
+        "cv": (
+            cv_report(outcome.cv, outcome.choice, is_intermittent(series.values))
+            if outcome.cv is not None
+            else {}
+        ),
         "skipped": outcome.skipped,
         "warnings": series.warnings,
     }

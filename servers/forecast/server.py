@@ -65,6 +65,13 @@ Model = Annotated[
 Levels = Annotated[
     list[int] | None, Field(description="Prediction interval levels in percent; default [80, 95].")
 ]
+Fill = Annotated[
+    str,
+    Field(
+        description="How skipped steps and null values are filled: 'interpolate' (linearly between "
+        "neighbours) or 'zero' (counts and sales, where a step with no record had none)."
+    ),
+]
 
 
 def _points(values: object) -> int:
@@ -101,13 +108,14 @@ async def forecast(
     season_length: Season = None,
     model: Model = "auto",
     levels: Levels = None,
+    fill: Fill = "interpolate",
 ) -> dict[str, Any]:
     """Forecast `horizon` steps with prediction intervals. Returns {model, season_length, freq,
     forecast: [{ds, mean, lower: {"80": ..}, upper: {..}}], cv: {model: {smape, mase}}, skipped,
     warnings}; `ds` is an ISO timestamp when timestamps were given, else the step index."""
     from servers.forecast.engine import ForecastRequest, run_forecast
 
-    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels)
+    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels, fill=fill)
     return await _run(ctx, "forecast", lambda: run_forecast(request), 1, _points(values))
 
 
@@ -123,13 +131,14 @@ async def forecast_batch(
     season_length: Season = None,
     model: Model = "auto",
     levels: Levels = None,
+    fill: Fill = "interpolate",
 ) -> dict[str, Any]:
     """Forecast many series in parallel over the machine's cores. Returns {results: [...]}: per
     series the `forecast` result with its `id`, or {id, error} when that series was unusable."""
     from servers.forecast.batch import run_batch
     from servers.forecast.engine import ForecastRequest
 
-    template = ForecastRequest([], horizon, None, freq, season_length, model, levels)
+    template = ForecastRequest([], horizon, None, freq, season_length, model, levels, fill=fill)
     points = sum(_points(item.get("values")) for item in series if isinstance(item, dict))  # pyright: ignore[reportUnnecessaryIsInstance]
     return await _run(
         ctx, "forecast_batch", lambda: {"results": run_batch(series, template)}, len(series), points
@@ -148,6 +157,7 @@ async def backtest(
     models: Annotated[
         list[str] | None, Field(description="Models to compare; default: the ones `auto` compares.")
     ] = None,
+    fill: Fill = "interpolate",
 ) -> dict[str, Any]:
     """Rolling-origin backtest: per model, sMAPE and MASE in each of the last `windows` windows of
     `horizon` steps and their mean. Returns {season_length, freq, horizon, windows: [{start,
@@ -155,7 +165,7 @@ async def backtest(
     from servers.forecast.backtest import run_backtest
     from servers.forecast.engine import ForecastRequest
 
-    request = ForecastRequest(values, horizon, timestamps, freq, season_length, windows=windows)
+    request = ForecastRequest(values, horizon, timestamps, freq, season_length, windows=windows, fill=fill)
     return await _run(ctx, "backtest", lambda: run_backtest(request, models), 1, _points(values))
 
 
@@ -170,13 +180,14 @@ async def chart(
     model: Model = "auto",
     levels: Levels = None,
     title: Annotated[str | None, Field(description="Chart title; default names the model.")] = None,
+    fill: Fill = "interpolate",
 ) -> dict[str, Any]:
     """A Vega-Lite v5 spec of the history, the forecast and its intervals (data inlined).
     Returns {spec, model, warnings}."""
     from servers.forecast.chart import forecast_chart
     from servers.forecast.engine import ForecastRequest, prepare, run_forecast
 
-    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels)
+    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels, fill=fill)
 
     def work() -> dict[str, Any]:
         result = run_forecast(request)

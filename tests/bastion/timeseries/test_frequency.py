@@ -23,6 +23,19 @@ def test_gaps_do_not_defeat_inference_the_most_common_step_wins() -> None:
     assert infer_frequency(index) == "h"
 
 
+def test_sparse_events_take_the_smallest_step_that_every_step_is_a_multiple_of() -> None:
+    # Rows only on days with a sale: skips of 3 days are the most common here.
+    days = pd.DatetimeIndex([f"2024-01-{d:02d}" for d in (1, 2, 5, 6, 9, 12, 13, 16, 20, 23, 26, 27, 30)])
+    assert infer_frequency(days) == "3D"
+    assert infer_frequency(days, sparse=True) == "D"
+    # A reading between two hours is not a step of its own: the hours stay the frequency.
+    odd = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 01:25", "2024-01-01 02:00"])
+    assert (
+        infer_frequency(odd.append(pd.date_range("2024-01-01 03:00", periods=5, freq="h")), sparse=True)
+        == "h"
+    )
+
+
 def test_monthly_data_with_a_gap_is_still_monthly() -> None:
     index = pd.date_range("2020-01-01", periods=24, freq="MS").delete([7])
     assert infer_frequency(index) == "MS"

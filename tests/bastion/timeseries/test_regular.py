@@ -55,9 +55,35 @@ def test_nulls_are_interpolated_and_edges_dropped_with_warnings() -> None:
     assert trailing == ["missing points were dropped: 2 after the last observation."]
 
 
-def test_a_mostly_missing_series_is_refused() -> None:
-    with pytest.raises(SeriesInputError, match="6 of 8 points are missing"):
+def test_a_mostly_missing_series_is_refused_naming_fill_zero() -> None:
+    with pytest.raises(SeriesInputError, match=r"6 of 8 points are missing.*fill='zero'"):
         fill_missing(np.array([1.0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 2.0]), None, [])
+
+
+def test_fill_zero_sets_skipped_steps_to_zero_and_says_so() -> None:
+    out = regularize(np.array([3.0, 1.0, 4.0]), _hours(0, 1, 5), "h", SeriesLimits(), fill="zero")
+    assert out.values.tolist() == [3.0, 1.0, 0.0, 0.0, 0.0, 4.0]
+    assert out.warnings == [
+        "3 steps were missing from the timestamps (first at 2024-01-01T02:00:00) and were filled "
+        "with 0 (fill='zero')."
+    ]
+    interpolated = regularize(np.array([3.0, 1.0, 4.0]), _hours(0, 1, 5), "h", SeriesLimits())
+    assert "pass fill='zero' if a missing step means none" in interpolated.warnings[0]
+
+
+def test_fill_zero_keeps_edges_and_accepts_a_mostly_empty_series() -> None:
+    warnings: list[str] = []
+    values, _ = fill_missing(
+        np.array([np.nan, 2.0, np.nan, np.nan, np.nan, np.nan]), None, warnings, fill="zero"
+    )
+    assert values.tolist() == [0.0, 2.0, 0.0, 0.0, 0.0, 0.0]
+    assert warnings == ["5 values were null or NaN (first at position 0) and were set to 0 (fill='zero')."]
+
+
+def test_a_series_of_nothing_but_nulls_is_refused_whatever_the_fill() -> None:
+    for fill in ("interpolate", "zero"):
+        with pytest.raises(SeriesInputError, match="every value is null or NaN"):
+            fill_missing(np.array([np.nan, np.nan, np.nan]), None, [], fill=fill)
 
 
 def test_a_timestamp_far_away_is_caught_by_the_grid_limit() -> None:

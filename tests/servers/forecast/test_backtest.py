@@ -28,6 +28,14 @@ def test_without_models_the_auto_candidates_are_compared() -> None:
     assert {"SeasonalNaive", "AutoTheta", "MSTL"} <= set(report["models"])
 
 
+def test_intermittent_demand_is_also_reported_by_rmsse_in_each_window() -> None:
+    y = np.where(np.random.default_rng(4).random(120) < 0.3, 5.0, 0.0)
+    report = run_backtest(ForecastRequest(list(y), 7, windows=2), ["Naive", "CrostonSBA"])
+    for errors in report["models"].values():
+        assert all(w["rmsse"] is not None for w in errors["windows"]) and errors["mean"]["rmsse"] > 0
+    assert "rmsse" not in run_backtest(ForecastRequest(Y, 7, windows=2), ["Naive"])["models"]["Naive"]["mean"]
+
+
 def test_windows_that_do_not_fit_are_dropped_with_a_warning() -> None:
     report = run_backtest(ForecastRequest(Y[:40], 7, season_length=7, windows=5), ["Naive"])
     assert len(report["windows"]) == 3

@@ -77,7 +77,44 @@ def test_intermittent_demand_is_forecast_by_a_croston_style_model_never_below_ze
     y = np.where(rng.random(150) < 0.3, rng.poisson(5, 150) + 1, 0).astype(float)
     result = run_forecast(ForecastRequest(list(y), 8))
     assert result["model"] != "" and all(p["lower"]["95"] >= 0 for p in result["forecast"])
-    assert "CrostonSBA" in result["cv"]
+    assert "CrostonSBA" in result["cv"] and result["cv"]["CrostonSBA"]["rmsse"] > 0
+
+
+def test_auto_forecasts_intermittent_demand_at_its_rate_not_at_zero() -> None:
+    # Chosen by sMAPE and MASE, `auto` forecast no demand at all for 14 of these 24.
+    rng = np.random.default_rng(21)
+    ratios = []
+    for _ in range(24):
+        rate = rng.uniform(0.15, 0.5)
+        y = np.where(rng.random(160) < rate, rng.poisson(6, 160) + 1, 0).astype(float)
+        result = run_forecast(ForecastRequest(list(y), 14))
+        ratios.append(np.mean([p["mean"] for p in result["forecast"]]) / (rate * 7))
+    assert sum(r < 0.05 for r in ratios) <= 4
+    assert 0.7 <= float(np.median(ratios)) <= 1.4
+
+
+def _sparse_sales(days: int, seed: int) -> tuple[list[str], list[float]]:
+    # What `SELECT day, sum(qty) ... GROUP BY day` returns: a row only for days with a sale.
+    rng = np.random.default_rng(seed)
+    calendar = pd.date_range("2024-01-01", periods=days, freq="D")
+    sold = rng.random(days) < 0.25
+    sold[0] = sold[-1] = True
+    quantities = rng.poisson(4, days) + 1
+    return [str(d.date()) for d in calendar[sold]], [float(q) for q in quantities[sold]]
+
+
+def test_sparse_sales_rows_with_fill_zero_forecast_the_daily_rate_by_an_intermittent_model() -> None:
+    stamps, values = _sparse_sales(200, seed=5)
+    with pytest.raises(SeriesInputError, match="fill='zero'"):
+        run_forecast(ForecastRequest(values, 7, stamps, freq="D"))
+    result = run_forecast(ForecastRequest(values, 7, stamps, freq="D", fill="zero"))
+    daily_rate = sum(values) / 200
+    mean = result["forecast"][0]["mean"]
+    # Interpolating would forecast about the size of one sale (5) every day.
+    assert 0.5 * daily_rate <= mean <= 2 * daily_rate < 3
+    assert "CrostonSBA" in result["cv"] and "Naive" in result["cv"]
+    assert any("were filled with 0 (fill='zero')" in w for w in result["warnings"])
+    assert result["forecast"][0]["ds"] == "2024-07-19"
 
 
 def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
@@ -155,6 +192,10 @@ def test_nulls_and_unsorted_or_repeated_timestamps_are_repaired_with_warnings() 
         (ForecastRequest(list(range(20)), 2, levels=[150]), "`levels` entry 150"),
         (ForecastRequest(list(range(20)), 2, windows=0), "`windows` must be a positive integer"),
         (ForecastRequest(list(range(20)), 2, freq="every-so-often"), "not a pandas frequency alias"),
+        (
+            ForecastRequest(list(range(20)), 2, fill="ffill"),
+            "`fill` 'ffill' is not one of: interpolate, zero",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_message_that_says_what_to_do(

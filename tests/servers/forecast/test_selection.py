@@ -51,3 +51,16 @@ def test_a_flat_history_reports_mase_as_null_not_nan() -> None:
     cv = _cv({"Naive": [[1, 1]]}, [[1, 2]])
     cv.histories = [np.ones(10)]
     assert cv_report(cv)["Naive"]["mase"] is None
+
+
+def test_intermittent_demand_is_chosen_by_rmsse_not_by_a_zero_forecast() -> None:
+    # Demand of 4 on one day in four: forecasting zero wins on sMAPE and MASE, the mean
+    # rate (1 a day) wins on squared error, the measure that keeps stock on the shelf.
+    cv = _cv({"Naive": [[0, 0, 0, 0]], "Croston": [[1, 1, 1, 1]]}, [[0, 4, 0, 0]])
+    cv.histories = [np.array([0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0])]
+    assert choose(cv, allow_combinations=False).name == "Naive"
+    assert choose(cv, allow_combinations=False, intermittent=True).name == "Croston"
+    report = cv_report(cv, intermittent=True)
+    assert report["Croston"]["rmsse"] is not None and report["Naive"]["rmsse"] is not None
+    assert report["Croston"]["rmsse"] < report["Naive"]["rmsse"]
+    assert "rmsse" not in cv_report(cv)["Croston"]

@@ -90,6 +90,31 @@ async def test_batch_backtest_and_chart_answer_through_mcp(runtime: ServerRuntim
     )
 
 
+async def test_fill_reaches_every_tool_and_a_wrong_one_is_refused(runtime: ServerRuntime) -> None:
+    # One row per day with a sale, as a GROUP BY over a sales table returns them.
+    days = [f"2024-01-{d:02d}" for d in (1, 2, 5, 6, 9, 12, 13, 16, 20, 23, 26, 27, 30)]
+    sales = [3.0, 1.0, 2.0, 4.0, 1.0, 2.0, 3.0, 1.0, 5.0, 2.0, 1.0, 2.0, 3.0]
+    common = {"values": sales, "timestamps": days, "horizon": 3, "fill": "zero"}
+    async with Client(build_server(spec, runtime)) as client:
+        forecast = await client.call_tool("forecast", {**common, "model": "CrostonSBA"})
+        batch = await client.call_tool(
+            "forecast_batch",
+            {"series": [{"id": "a", "values": sales, "timestamps": days}], "horizon": 3, "fill": "zero"},
+        )
+        backtest = await client.call_tool("backtest", {**common, "windows": 1, "models": ["Naive"]})
+        chart = await client.call_tool("chart", {**common, "model": "Naive"})
+        wrong = await client.call_tool("forecast", {**common, "fill": "previous"})
+    filled = "17 steps were missing from the timestamps (first at 2024-01-03T00:00:00) and were filled with 0"
+    for result in (forecast, backtest, chart):
+        assert result.structured_content is not None
+        assert any(filled in w for w in result.structured_content["warnings"])
+    assert batch.structured_content is not None
+    assert any(filled in w for w in batch.structured_content["results"][0]["warnings"])
+    assert forecast.structured_content is not None
+    assert 0 < forecast.structured_content["forecast"][0]["mean"] < 2  # 38 sold in 30 days
+    assert wrong.is_error and "`fill` 'previous' is not one of: interpolate, zero" in wrong.content[0].text  # type: ignore[union-attr]
+
+
 def test_loading_the_spec_imports_no_numeric_stack() -> None:
     code = (
         "import sys, servers.forecast.server; "
