@@ -81,6 +81,7 @@ def prepare_series(
         check_length(len(values), limits)
     y = to_float_array(values)
     index = parse_timestamps(timestamps, y.size) if timestamps is not None else None
+    inferred = freq is None and index is not None
     if freq is not None:
         freq = normalize_frequency(freq)
     elif index is not None:
@@ -88,6 +89,12 @@ def prepare_series(
     regular = regularize(y, index, freq, limits, how)
     check_length(regular.values.size, limits)
     warnings = regular.warnings
+    if inferred and regular.moved:
+        # Rows only on days with a sale make "every third day" the most common step.
+        warnings.append(
+            f"the frequency {freq!r} was inferred from the timestamps; pass `freq` if the data has "
+            "another (for example 'D'), or fill='zero' if a missing step means none (counts, sales)."
+        )
     seasons = _seasons(regular.values, freq, season_length)
     usable = [m for m in seasons if m > 1 and regular.values.size >= min_cycles * m]
     dropped = [m for m in seasons if m > 1 and m not in usable]

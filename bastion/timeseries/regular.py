@@ -48,6 +48,7 @@ class RegularSeries:
     values: FloatArray
     index: pd.DatetimeIndex | None
     warnings: list[str] = field(default_factory=list[str])
+    moved: int = 0  # timestamps moved onto the grid
 
 
 def check_fill(fill: object) -> str:
@@ -98,7 +99,7 @@ def regularize(
             f"{gaps} steps were missing from the timestamps (first at {missing_at}) and were filled {how}."
         )
     filled, kept = fill_missing(on_grid, grid, warnings, counted=gaps, fill=fill)
-    return RegularSeries(filled, kept, warnings)
+    return RegularSeries(filled, kept, warnings, moved=off_grid)
 
 
 def sort_by_time(

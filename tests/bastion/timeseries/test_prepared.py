@@ -31,6 +31,15 @@ def test_a_season_too_long_for_the_history_is_dropped_with_a_warning() -> None:
     assert "season length 24 needs at least 48 points" in series.warnings[0]
 
 
+def test_timestamps_moved_onto_an_inferred_grid_name_freq_and_fill() -> None:
+    days = [f"2024-01-{d:02d}" for d in (1, 2, 5, 6, 9, 12, 13, 16, 20, 23, 26, 27, 30)]
+    guessed = prepare_series([1.0] * 6 + [2.0] * 7, days)
+    assert guessed.freq == "3D"
+    assert "the frequency '3D' was inferred from the timestamps; pass `freq`" in guessed.warnings[-1]
+    given = prepare_series([1.0] * 6 + [2.0] * 7, days, freq="3D")
+    assert not any("was inferred" in w for w in given.warnings)
+
+
 def test_a_constant_series_is_flagged_with_a_warning() -> None:
     series = prepare_series([5.0] * 20)
     assert series.constant
