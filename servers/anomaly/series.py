@@ -1,18 +1,13 @@
 """`score_series`: per-point anomaly scores, bands and episodes for one series.
 
-Input is repaired as the forecast server does it, except that points are not moved
-onto a grid by default (each input point keeps its own score): unsorted timestamps are
+Input is repaired as the forecast server does it, except that points are never
+moved onto a grid (each input point keeps its own score): unsorted timestamps are
 sorted, repeated ones averaged, missing values interpolated for the detector (and
 reported with value null and never flagged). Each repair is a warning. Where the
 timestamps skip steps, "one season ago" is still a season of time, not of points (a
 point whose step a season back was skipped has no seasonal deviation); the other
 deviations compare a point with the points sent before it, so a jump across a gap
 still reads as one.
-
-With `fill="zero"` (counts, where a query returns no row for a day with no event) the
-series is put on its frequency's grid first, as the forecast server does it: skipped
-steps and nulls are 0 and are scored like any other point, so a silent day can be
-flagged and a quiet stretch is not read as a jump from one event to the next.
 
 Sensitivity sets how new a deviation must be (its novelty, see `detector`) and how
 large in absolute terms, and how wide the bands are:
@@ -44,12 +39,10 @@ from bastion.timeseries import (
     is_constant,
     merge_duplicates,
     parse_timestamps,
-    regularize,
     season_lengths_for,
     sort_by_time,
     to_float_array,
 )
-from bastion.timeseries.regular import check_fill
 from bastion.timeseries.validation import is_positive_int
 from servers.anomaly.detector import DetectorConfig, detect
 from servers.anomaly.episodes import episodes
@@ -89,15 +82,14 @@ def score_series(
     timestamps: object | None = None,
     season_length: object | None = None,
     sensitivity: object = "medium",
-    fill: object = "interpolate",
 ) -> dict[str, Any]:
     level = _sensitivity(sensitivity)
-    zero = check_fill(fill) == "zero"
     if isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
         check_length(len(values), LIMITS)
     y = to_float_array(values)
     check_length(y.size, LIMITS)
     warnings: list[str] = []
+    labels: list[Any] = list(range(y.size))
     freq = None
     index = None
     if timestamps is not None:
@@ -105,13 +97,8 @@ def score_series(
         y, index = sort_by_time(y, index, warnings)
         y, index = merge_duplicates(y, index, warnings)
         check_length(y.size, LIMITS)
-        freq = infer_frequency(index, sparse=zero)
-    if zero:
-        regular = regularize(y, index, freq, LIMITS, fill="zero")
-        y, index = regular.values, regular.index
-        warnings.extend(regular.warnings)
-        check_length(y.size, LIMITS)
-    labels: list[Any] = list(format_timestamps(index)) if index is not None else list(range(y.size))
+        labels = list(format_timestamps(index))
+        freq = infer_frequency(index)
     missing = np.isnan(y)
     if missing.all():
         raise SeriesInputError("every value is null: there is nothing to score.")
@@ -172,8 +159,7 @@ def _season_ago(
         warnings.append(
             f"the timestamps skip more steps of {freq!r} than they hold: a point is compared "
             f"with the one {m} points before it, which may not be one season earlier. Send one "
-            "value per step (null where unknown), or fill='zero' if a missing step means none "
-            "(counts)."
+            "value per step (null where unknown)."
         )
         return None
     try:

@@ -86,14 +86,6 @@ async def score_series(
         Field(description="Season length in steps; inferred from timestamps or the data if absent."),
     ] = None,
     sensitivity: Annotated[str, Field(description="low, medium or high.")] = "medium",
-    fill: Annotated[
-        str,
-        Field(
-            description="'interpolate' (default: score the points sent; nulls are interpolated for the "
-            "detector and never flagged) or 'zero' (counts, where a step with no row had none: the series "
-            "is put on its frequency's grid and missing steps and nulls are scored as 0)."
-        ),
-    ] = "interpolate",
 ) -> dict[str, Any]:
     """Score every point of a series (causal: each point is judged on earlier points only, so a
     stream can be scored point by point). Returns {points: [{ds, value, score, expected, lower,
@@ -108,7 +100,7 @@ async def score_series(
     return await _run(
         ctx,
         "score_series",
-        lambda: run(values, timestamps, season_length, sensitivity, fill),
+        lambda: run(values, timestamps, season_length, sensitivity),
         _count(values),
         outcome,
     )

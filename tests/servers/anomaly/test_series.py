@@ -84,45 +84,6 @@ def test_sparse_timestamps_of_a_fine_step_are_compared_by_count_and_say_so() -> 
     assert any("skip more steps of 's' than they hold" in w for w in result["warnings"])
 
 
-def _event_days() -> tuple[list[str], list[float], int]:
-    # Daily counts as `SELECT day, count(*) ... GROUP BY day` returns them: no row on a day
-    # with no event. One burst of 9 on day 100.
-    rng = np.random.default_rng(1)
-    days = pd.date_range("2024-01-01", periods=120, freq="D")
-    counts = rng.poisson(0.6, 120).astype(float)
-    counts[100] = 9.0
-    kept = counts > 0
-    return [str(d.date()) for d in days[kept]], [float(c) for c in counts[kept]], 100
-
-
-def test_event_rows_with_fill_zero_flag_the_burst_alone() -> None:
-    stamps, counts, burst = _event_days()
-    sent_as_is = score_series(counts, stamps)
-    assert len(sent_as_is["anomalies"]) > 1  # read as a series of events, quiet days unseen
-    assert any("fill='zero'" in w for w in sent_as_is["warnings"])
-    result = score_series(counts, stamps, fill="zero")
-    assert [a["peak"] for a in result["anomalies"]] == [
-        str((pd.Timestamp("2024-01-01") + pd.Timedelta(days=burst)).date())
-    ]
-    assert (
-        result["freq"] == "D"
-        and len(result["points"]) == (pd.Timestamp(stamps[-1]) - pd.Timestamp(stamps[0])).days + 1
-    )
-    zeros = [p for p in result["points"] if p["value"] == 0.0]
-    assert zeros and all(p["score"] is not None for p in zeros)
-    assert any("were filled with 0 (fill='zero')" in w for w in result["warnings"])
-
-
-def test_fill_zero_without_timestamps_scores_nulls_as_zero() -> None:
-    values: list[object] = list(_spiky())
-    values[100] = None
-    result = score_series(values, fill="zero")
-    # 0 among values near 50 is a deep dip: scored and flagged, where a null never is.
-    assert result["points"][100]["value"] == 0.0 and result["points"][100]["is_anomaly"]
-    assert not score_series([*values[:100], None, *values[101:]])["points"][100]["is_anomaly"]
-    assert "set to 0 (fill='zero')" in " ".join(result["warnings"])
-
-
 def test_unsorted_and_repeated_timestamps_and_nulls_are_repaired_with_warnings() -> None:
     stamps = [str(t) for t in pd.date_range("2024-01-01", periods=60, freq="D")]
     stamps[3], stamps[4] = stamps[4], stamps[3]
@@ -153,7 +114,6 @@ def test_a_constant_series_flags_nothing_and_says_why() -> None:
         ({"values": [1.0] * 100_001}, "above the limit of 100000"),
         ({"values": [1.0] * 20, "sensitivity": "extreme"}, "not one of: low, medium, high"),
         ({"values": [1.0] * 20, "season_length": 0}, "positive integer"),
-        ({"values": [1.0] * 20, "fill": "mean"}, "`fill` 'mean' is not one of: interpolate, zero"),
         ({"values": [1.0] * 20, "timestamps": ["2024-01-01"] * 19}, "has 19 entries"),
     ],
 )

@@ -53,16 +53,6 @@ async def test_every_tool_answers_through_mcp_and_runs_are_recorded(runtime: Ser
     assert recorded[2][1] == 200 and recorded[2][2].endswith("anomalies") and recorded[2][3] is None
 
 
-async def test_score_series_takes_fill_through_mcp(runtime: ServerRuntime) -> None:
-    stamps = ["2024-01-01", "2024-01-02", "2024-01-05"] + [f"2024-01-{d:02d}" for d in range(6, 31)]
-    async with Client(build_server(spec, runtime)) as client:
-        result = await client.call_tool(
-            "score_series", {"values": [2.0] * len(stamps), "timestamps": stamps, "fill": "zero"}
-        )
-    assert result.structured_content is not None
-    assert [p["value"] for p in result.structured_content["points"][2:4]] == [0.0, 0.0]
-
-
 async def test_bad_input_is_a_tool_error_with_the_message_and_is_recorded(runtime: ServerRuntime) -> None:
     async with Client(build_server(spec, runtime)) as client:
         bad = await client.call_tool("score_table", {"rows": [{"a": 1}, {"a": "x"}], "features": ["a"]})
