@@ -57,6 +57,10 @@ def load(
         str | None,
         typer.Option(help="CSV: ',' when numbers are written 1.234,5 (the point groups thousands)"),
     ] = None,
+    date_order: Annotated[
+        str | None,
+        typer.Option(help="CSV: DMY when dates are written 15/03/2024, MDY when 03/15/2024"),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -95,6 +99,7 @@ def load(
             null_values=nulls or None,  # typer gives [] for an option never given
             encoding=encoding,
             decimal=decimal,
+            date_order=date_order,
             description=description,
             progress=progress,
         )

@@ -3,8 +3,9 @@
 Inference picks the narrowest type every non-empty sample value fits, from
 boolean, bigint, numeric, date, timestamp, timestamptz and text; JSON values may also
 be jsonb. Values with leading zeros (`007`, zip codes) stay text: as numbers they would
-lose what makes them identifiers. Only ISO 8601 dates and times are recognised, so
-`03/04/2024` is never silently read as March or April. In CSV, the words exports write
+lose what makes them identifiers. Dates and times are recognised in ISO 8601 and with
+the year first (`2024/03/15`); `03/04/2024` only with the caller's `date_order` ("DMY"
+or "MDY"), so it is never silently read as March or April. In CSV, the words exports write
 for a missing value (R's `NA`, `NaN`, `NULL`, Excel's `#N/A`, ...) do not make a column
 of numbers, dates or booleans text: there they load as NULL.
 """
@@ -19,7 +20,16 @@ from typing import Any
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.errors import LoadError
 
-__all__ = ["NUMERIC_TYPES", "TYPE_ALIASES", "infer_json_type", "infer_text_type", "resolve_type", "text_hint"]
+__all__ = [
+    "DATE_ORDERS",
+    "NUMERIC_TYPES",
+    "TYPE_ALIASES",
+    "date_orders",
+    "infer_json_type",
+    "infer_text_type",
+    "resolve_type",
+    "text_hint",
+]
 
 _BOOL = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n"})
 _INT = re.compile(r"^[+-]?\d+$")
@@ -29,6 +39,12 @@ _TS = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
 _INT64 = 2**63
 # With a decimal comma: `3,5`, `-1.234,5` (a point groups thousands), `1.234`.
 _COMMA_NUMBER = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
+# Dates as spreadsheets write them, with an optional time: `15/03/2024`, `3/15/2024 2:30 PM`,
+# `15.03.2024 14:30`, and the year first, `2024/03/15`, which only one reading fits.
+_TIME = r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s?([AaPp][Mm]))?)?"
+_DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})" + _TIME + "$")
+_YEAR_FIRST = re.compile(r"^(\d{4})([/.])(\d{1,2})\2(\d{1,2})" + _TIME + "$")
+DATE_ORDERS = {"DMY": "day", "MDY": "month"}  # what comes first
 
 # Names a caller may give in `column_types`, to the PostgreSQL type used.
 TYPE_ALIASES: dict[str, str] = {
@@ -84,7 +100,39 @@ def _comma_number(value: str) -> str:
     return value.strip().replace(".", "").replace(",", ".")
 
 
-def _text_kind(value: str, decimal: str = ".") -> str:
+def _calendar_kind(year: str, month: str, day: str, clock: tuple[str | None, ...]) -> str:
+    """What the parts make: a date, a timestamp, or text when they are not a real date and time."""
+    hour, minute, second, half = clock
+    try:
+        dt.date(int(year), int(month), int(day))
+    except ValueError:
+        return "text"
+    if hour is None:
+        return "date"
+    h = int(hour)
+    if (half and not 1 <= h <= 12) or h > 23 or int(minute or 0) > 59 or int(second or 0) > 59:
+        return "text"
+    return "timestamp"
+
+
+def _written_date_kind(value: str, date_order: str | None) -> str:
+    """The kind of a date not in ISO 8601: year first always, day or month first by `date_order`."""
+    if match := _YEAR_FIRST.match(value):
+        year, _, month, day, *clock = match.groups()
+        return _calendar_kind(year, month, day, tuple(clock))
+    if date_order is not None and (match := _DAY_MONTH.match(value)):
+        first, _, second, year, *clock = match.groups()
+        day, month = (first, second) if date_order == "DMY" else (second, first)
+        return _calendar_kind(year, month, day, tuple(clock))
+    return "text"
+
+
+def date_orders(value: str) -> set[str]:
+    """The `date_order`s under which `value` is a date written day or month first."""
+    return {order for order in DATE_ORDERS if _written_date_kind(value.strip(), order) != "text"}
+
+
+def _text_kind(value: str, decimal: str = ".", date_order: str | None = None) -> str:
     v = value.strip()
     if decimal == ",":
         if _COMMA_NUMBER.match(v):
@@ -112,7 +160,7 @@ def _text_kind(value: str, decimal: str = ".") -> str:
         except ValueError:
             return "text"
         return "timestamptz" if parsed.tzinfo is not None else "timestamp"
-    return "text"
+    return _written_date_kind(v, date_order)
 
 
 def _merge(kinds: set[str]) -> str:
@@ -126,31 +174,40 @@ def _merge(kinds: set[str]) -> str:
 
 
 def infer_text_type(
-    values: Iterable[str], missing: frozenset[str] = MISSING_MARKERS, decimal: str = "."
+    values: Iterable[str],
+    missing: frozenset[str] = MISSING_MARKERS,
+    decimal: str = ".",
+    date_order: str | None = None,
 ) -> str:
     """The type of a CSV column from its sample values; empty values and `missing` are NULL.
-    With `decimal` "," numbers are written `1.234,5`."""
+    With `decimal` "," numbers are written `1.234,5`; `date_order` ("DMY" or "MDY") reads
+    dates written `15/03/2024` or `03/15/2024`."""
     kinds: set[str] = set()
     # Each distinct value once, and stop as soon as only text fits.
     for value in set(values):
         if value == "" or value in missing:
             continue
-        kinds.add(_text_kind(value, decimal))
+        kinds.add(_text_kind(value, decimal, date_order))
         if _merge(kinds) == "text":
             return "text"
     return _merge(kinds)
 
 
-def text_hint(values: Iterable[str], missing: frozenset[str], decimal: str) -> str | None:
-    """Why a CSV column read as text may be meant as numbers, for the caller to act on:
-    numbers written with a decimal comma, or a few words among numbers (`?`, `-`) that
-    probably mark missing values. None when the column looks like text."""
+def text_hint(
+    values: Iterable[str], missing: frozenset[str], decimal: str, date_order: str | None = None
+) -> str | None:
+    """Why a CSV column read as text may be meant as numbers or dates, for the caller to act
+    on: numbers written with a decimal comma, dates written day or month first, or a few
+    words among numbers (`?`, `-`) that probably mark missing values. None when the column
+    looks like text."""
     distinct = {v.strip() for v in values} - {""} - missing
     if not distinct:
         return None
     if decimal == "." and all(_COMMA_NUMBER.match(v) for v in distinct) and any("," in v for v in distinct):
         example = next(v for v in sorted(distinct) if "," in v)
         return f"looks like numbers written with a decimal comma ({example!r}): load it with decimal=','"
+    if all(_DAY_MONTH.match(v) for v in distinct):
+        return _date_hint(distinct, date_order)
     words: list[str] = []
     numbers: set[str] = set()
     for v in distinct:  # a text column shows its fourth word soon: stop there
@@ -168,6 +225,32 @@ def text_hint(values: Iterable[str], missing: frozenset[str], decimal: str) -> s
             "(which replaces the default list: name those you need too)"
         )
     return None
+
+
+def _date_hint(distinct: set[str], date_order: str | None) -> str | None:
+    """What to pass for a column of dates written day or month first, if any order reads them all."""
+    fits = set(DATE_ORDERS)
+    telling: list[str] = []  # values only one order reads, such as 15/03/2024
+    for v in distinct:
+        orders = date_orders(v)
+        fits &= orders
+        if not fits:
+            return None
+        if len(orders) == 1:
+            telling.append(v)
+    example = min(telling or distinct)
+    if len(fits) == 1:
+        order = next(iter(fits))
+        return (
+            f"looks like dates written {DATE_ORDERS[order]} first, as {example!r}: load it with "
+            f"date_order={order!r}"
+        )
+    if date_order is not None:
+        return None
+    return (
+        f"looks like dates ({example!r}), day or month first: load it with date_order='DMY' "
+        "(15/03/2024) or date_order='MDY' (03/15/2024)"
+    )
 
 
 def infer_json_type(values: Iterable[Any]) -> str:

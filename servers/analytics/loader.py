@@ -55,6 +55,7 @@ async def load_dataset(
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
     decimal: str | None = None,
+    date_order: str | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -74,6 +75,7 @@ async def load_dataset(
             null_values=null_values,
             encoding=encoding,
             decimal=decimal,
+            date_order=date_order,
             rewrite=rewrite,
         )
 
@@ -119,6 +121,8 @@ async def _load(
                 for c in plan.columns
             )
             await conn.execute(sql.SQL("CREATE TABLE {} ({})").format(table, columns))
+            if plan.date_style is not None:  # 15/03/2024: which number is the day
+                await conn.execute(sql.SQL("SET LOCAL DateStyle = {}").format(sql.Literal(plan.date_style)))
             async with conn.cursor() as cur:
                 statement = sql.SQL("COPY {} FROM STDIN {}").format(table, plan.copy_options)
                 async with cur.copy(statement) as copy:
@@ -226,6 +230,11 @@ def _load_error(exc: psycopg.Error, source: Input, plan: LoadPlan, staging: str,
                 f"{' (inferred from a sample)' if plan.format == 'csv' else ''}; pass "
                 f"column_types={{{spec['name']!r}: 'text'}} (or the right type) to override it."
             )
+    if "datestyle" in (diag.message_hint or "").lower() and plan.format == "csv":
+        hint += (
+            " Dates written day first (15/03/2024) load with date_order='DMY', month first "
+            "(03/15/2024) with date_order='MDY'."
+        )
     if exc.sqlstate == _NOT_IN_ENCODING and plan.format == "csv":
         hint = (
             " The file is not in the encoding it was read in: give its `encoding` (windows-1252 for "

@@ -29,7 +29,14 @@ from psycopg.types.json import Jsonb
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
-from servers.analytics.infer import NUMERIC_TYPES, infer_json_type, infer_text_type, resolve_type, text_hint
+from servers.analytics.infer import (
+    DATE_ORDERS,
+    NUMERIC_TYPES,
+    infer_json_type,
+    infer_text_type,
+    resolve_type,
+    text_hint,
+)
 from servers.analytics.names import column_names
 
 __all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
@@ -132,6 +139,8 @@ class LoadPlan:
     # streams its bytes as they are.
     missing: frozenset[str] = frozenset()
     rewritten: bool = False
+    # CSV: PostgreSQL's DateStyle for COPY when dates are written day or month first.
+    date_style: str | None = None
     # What the caller may want to do differently, said with the result (CSV text columns
     # that look like numbers).
     warnings: list[str] = field(default_factory=list[str])
@@ -196,14 +205,16 @@ def build_plan(
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
     decimal: str | None = None,
+    date_order: str | None = None,
     rewrite: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
 
     CSV only: `null_values` replaces the words that mean NULL in a column of numbers,
     dates or booleans (default `MISSING_MARKERS`); `encoding` is the file's character
-    encoding (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `rewrite`
-    writes the file again (missing words as NULL) even where the sample saw no need.
+    encoding (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `date_order`
+    "DMY" or "MDY" reads dates written `15/03/2024` or `03/15/2024`; `rewrite` writes the
+    file again (missing words as NULL) even where the sample saw no need.
     """
     if fmt == "csv":
         codec = "utf-8" if encoding is None else _csv_codec(encoding)
@@ -214,10 +225,22 @@ def build_plan(
             )
         if decimal not in (None, ".", ","):
             raise LoadError(f'decimal {decimal!r}: give "." (the default) or "," (numbers written 1.234,5)')
+        order = None if date_order is None else date_order.upper()
+        if order is not None and order not in DATE_ORDERS:
+            raise LoadError(
+                f'date_order {date_order!r}: give "DMY" (dates written 15/03/2024) or "MDY" (03/15/2024); '
+                "dates written year first (2024-03-15, 2024/03/15) need none"
+            )
         missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
-        reading = _CsvReading(missing, codec, decimal or ".")
+        reading = _CsvReading(missing, codec, decimal or ".", order)
         return _csv_plan(source, overrides, sample_rows, reading, rewrite)
-    for option, value in (("null_values", null_values), ("encoding", encoding), ("decimal", decimal)):
+    options = (
+        ("null_values", null_values),
+        ("encoding", encoding),
+        ("decimal", decimal),
+        ("date_order", date_order),
+    )
+    for option, value in options:
         if value is not None:
             raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
     if fmt == "parquet":
@@ -233,6 +256,7 @@ class _CsvReading:
     missing: frozenset[str]  # words that mean NULL in a column of numbers, dates or booleans
     codec: str  # the file's encoding, as Python names it
     decimal: str  # "." or ","
+    date_order: str | None  # "DMY", "MDY", or None: only year-first dates
 
 
 def _csv_plan(
@@ -282,7 +306,9 @@ def _csv_plan(
     columns: list[ColumnSpec] = [
         {
             "name": name,
-            "type": infer_text_type((row[i] for row in samples), missing, reading.decimal),
+            "type": infer_text_type(
+                (row[i] for row in samples), missing, reading.decimal, reading.date_order
+            ),
             "source_name": header,
         }
         for i, (name, header) in enumerate(zip(names, headers, strict=True))
@@ -293,7 +319,7 @@ def _csv_plan(
         for i, c in enumerate(columns)
         if c["type"] == "text"
         and c["name"] not in chosen
-        and (hint := text_hint((row[i] for row in samples), missing, reading.decimal))
+        and (hint := text_hint((row[i] for row in samples), missing, reading.decimal, reading.date_order))
     ]
     typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
     # With a decimal comma every number column is written again, `1.234,5` as `1234.5`.
@@ -320,6 +346,7 @@ def _csv_plan(
         chosen=chosen,
         missing=missing,
         rewritten=rewrite,
+        date_style=None if reading.date_order is None else f"ISO, {reading.date_order}",
         warnings=warnings,
     )
 

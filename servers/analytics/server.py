@@ -158,6 +158,7 @@ async def load_dataset(
     null_values: list[str] | None = None,
     encoding: str | None = None,
     decimal: str | None = None,
+    date_order: str | None = None,
     description: str = "",
 ) -> dict[str, Any]:
     """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines, array or one
@@ -166,7 +167,8 @@ async def load_dataset(
     numbers, dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load
     as NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A
     CSV file not in UTF-8 needs its `encoding`, e.g. "windows-1252"; `decimal` "," reads numbers
-    written 1.234,5. An empty `description` keeps the current one on a reload."""
+    written 1.234,5; `date_order` "DMY" reads dates written 15/03/2024, "MDY" 03/15/2024 (ISO and
+    year-first dates need none). An empty `description` keeps the current one on a reload."""
     record = await _service(ctx).load(
         current_caller(),
         name,
@@ -177,6 +179,7 @@ async def load_dataset(
         null_values=null_values,
         encoding=encoding,
         decimal=decimal,
+        date_order=date_order,
         description=description or None,
     )
     return record.summary() | {

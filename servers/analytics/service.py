@@ -177,6 +177,7 @@ class AnalyticsService:
         null_values: Sequence[str] | None = None,
         encoding: str | None = None,
         decimal: str | None = None,
+        date_order: str | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -216,6 +217,7 @@ class AnalyticsService:
             null_values=null_values,
             encoding=encoding,
             decimal=decimal,
+            date_order=date_order,
             description=description,
             config=self.config,
             progress=progress,

@@ -31,6 +31,7 @@ async def load_file(
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
     decimal: str | None = None,
+    date_order: str | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -52,6 +53,7 @@ async def load_file(
             null_values=null_values,
             encoding=encoding,
             decimal=decimal,
+            date_order=date_order,
             description=description,
             progress=progress,
         )

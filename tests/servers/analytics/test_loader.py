@@ -378,6 +378,50 @@ async def test_a_csv_in_another_encoding_loads_with_its_encoding_and_not_without
     assert "encoding applies to CSV files only, not json" in on_json
 
 
+async def test_dates_written_day_or_month_first_load_with_their_order(tools: ClientFactory) -> None:
+    european = "tag,menge\n15.03.2024,1\n01.04.2024,NA\n"
+    american = "day,when,qty\n03/15/2024,3/15/2024 2:30 PM,1\n04/01/2024,4/1/2024 9:05 AM,2\n"
+    async with tools(None) as c:
+        as_text = await c.ok("load_dataset", name=unique("d"), content=european, format="csv")
+        eu = unique("eu")
+        await c.ok("load_dataset", name=eu, content=european, format="csv", date_order="dmy")
+        us = unique("us")
+        loaded_us = await c.ok("load_dataset", name=us, content=american, format="csv", date_order="MDY")
+        rows = await c.ok("query", sql=f"SELECT tag, menge FROM {eu} ORDER BY tag")
+        times = await c.ok("query", sql=f'SELECT day, "when" FROM {us} ORDER BY day')
+        # column_types without date_order: PostgreSQL's own reading, month first, refuses 15/03.
+        refused = await c.error(
+            "load_dataset",
+            name=unique("e"),
+            content="d\n15/03/2024\n",
+            format="csv",
+            column_types={"d": "date"},
+        )
+        chosen = unique("c")
+        await c.ok(
+            "load_dataset",
+            name=chosen,
+            content="d\n15/03/2024\n",
+            format="csv",
+            column_types={"d": "date"},
+            date_order="DMY",
+        )
+        chosen_rows = await c.ok("query", sql=f"SELECT d FROM {chosen}")
+        bad = await c.error(
+            "load_dataset", name=unique("e"), content="a\n1\n", format="csv", date_order="YDM"
+        )
+    assert as_text["warnings"] == [
+        "column 'tag' was loaded as text: it looks like dates written day first, as '15.03.2024': "
+        "load it with date_order='DMY'."
+    ]
+    assert rows["rows"] == [["2024-03-15", 1], ["2024-04-01", None]]
+    assert [c["type"] for c in loaded_us["columns"]] == ["date", "timestamp", "bigint"]
+    assert times["rows"] == [["2024-03-15", "2024-03-15T14:30:00"], ["2024-04-01", "2024-04-01T09:05:00"]]
+    assert "date_order='DMY'" in refused and "Nothing was loaded" in refused
+    assert chosen_rows["rows"] == [["2024-03-15"]]
+    assert "date_order 'YDM'" in bad and 'give "DMY"' in bad
+
+
 async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory, tmp_path: Path) -> None:
     # As a German or French spreadsheet saves it: `;`, decimal comma, points between thousands.
     sheet = tmp_path / "umsatz.csv"

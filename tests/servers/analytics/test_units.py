@@ -49,6 +49,9 @@ def test_names_are_checked_not_repaired() -> None:
         (["2024-01-01T10:00:00Z", "2024-01-01T10:00:00+02:00"], "timestamptz"),
         (["2024-02-30"], "text"),
         (["03/04/2024"], "text"),
+        (["2024/03/15", "2024/3/5"], "date"),
+        (["2024.03.15 14:30", "2024-03-16"], "timestamp"),
+        (["2024/02/30"], "text"),
         (["99999999999999999999"], "numeric"),
         ([""], "text"),
         (["1.5", "NA", "NaN", "", "2"], "numeric"),
@@ -79,6 +82,27 @@ def test_a_text_column_that_looks_like_numbers_says_why() -> None:
     assert text_hint([*numbers[:5], "?"], MISSING_MARKERS, ".") is None  # too few numbers to tell
     assert text_hint(["Paris", "Rome"], MISSING_MARKERS, ".") is None
     assert text_hint(["3,5"], MISSING_MARKERS, ",") is None
+
+
+def test_dates_written_day_or_month_first_need_their_order() -> None:
+    assert infer_text_type(["15/03/2024", "1.4.2024"], date_order="DMY") == "date"
+    assert infer_text_type(["03/15/2024", "3/16/2024 2:30 PM"], date_order="MDY") == "timestamp"
+    assert infer_text_type(["15/03/2024"], date_order="MDY") == "text"  # no 15th month
+    assert infer_text_type(["15-03-2024 25:00"], date_order="DMY") == "text"
+    assert infer_text_type(["15/03/2024"]) == "text"
+
+
+def test_a_text_column_of_dates_says_which_order_to_pass() -> None:
+    day_first = text_hint(["01/02/2024", "15/03/2024"], MISSING_MARKERS, ".")
+    assert day_first == "looks like dates written day first, as '15/03/2024': load it with date_order='DMY'"
+    month_first = text_hint(["03/15/2024 2:30 PM"], MISSING_MARKERS, ".")
+    assert month_first is not None and "month first" in month_first and "date_order='MDY'" in month_first
+    either = text_hint(["03/04/2024"], MISSING_MARKERS, ".")
+    assert either is not None and "date_order='DMY' (15/03/2024) or date_order='MDY'" in either
+    # The wrong order given: the values say which one reads them.
+    wrong = text_hint(["15/03/2024"], MISSING_MARKERS, ".", "MDY")
+    assert wrong is not None and "date_order='DMY'" in wrong
+    assert text_hint(["15/03/2024", "03/15/2024"], MISSING_MARKERS, ".") is None  # no one order
 
 
 def test_the_words_for_a_missing_value_can_be_replaced() -> None:
