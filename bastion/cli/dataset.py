@@ -61,6 +61,10 @@ def load(
         str | None,
         typer.Option(help="CSV: DMY when dates are written 15/03/2024, MDY when 03/15/2024"),
     ] = None,
+    thousands: Annotated[
+        str | None,
+        typer.Option(help="CSV: the mark between thousands in numbers, ',' for 1,234.5"),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -100,6 +104,7 @@ def load(
             encoding=encoding,
             decimal=decimal,
             date_order=date_order,
+            thousands=thousands,
             description=description,
             progress=progress,
         )

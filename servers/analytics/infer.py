@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 
 from bastion.missing import MISSING_MARKERS
@@ -23,10 +25,13 @@ from servers.analytics.errors import LoadError
 __all__ = [
     "DATE_ORDERS",
     "NUMERIC_TYPES",
+    "THOUSANDS",
     "TYPE_ALIASES",
+    "NumberFormat",
     "date_orders",
     "infer_json_type",
     "infer_text_type",
+    "number_format",
     "resolve_type",
     "text_hint",
 ]
@@ -39,6 +44,10 @@ _TS = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
 _INT64 = 2**63
 # With a decimal comma: `3,5`, `-1.234,5` (a point groups thousands), `1.234`.
 _COMMA_NUMBER = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
+# With commas between thousands, as US and UK spreadsheets write them: `1,234.5`, `12,345`.
+_COMMA_GROUPED = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+# What may group thousands, and the spaces French and Swiss exports write for " ".
+THOUSANDS = {",": (",",), ".": (".",), "'": ("'", "\u2019"), " ": (" ", "\u00a0", "\u202f")}
 # Dates as spreadsheets write them, with an optional time: `15/03/2024`, `3/15/2024 2:30 PM`,
 # `15.03.2024 14:30`, and the year first, `2024/03/15`, which only one reading fits.
 _TIME = r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s?([AaPp][Mm]))?)?"
@@ -95,9 +104,52 @@ def resolve_type(requested: str, column: str) -> str:
     return TYPE_ALIASES[key]
 
 
-def _comma_number(value: str) -> str:
-    """A decimal-comma number as PostgreSQL reads numbers: `-1.234,5` -> `-1234.5`."""
-    return value.strip().replace(".", "").replace(",", ".")
+@dataclass(frozen=True)
+class NumberFormat:
+    """How a CSV writes numbers: the decimal mark, and what groups thousands (with a
+    decimal comma, the point unless said otherwise)."""
+
+    decimal: str = "."
+    thousands: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """As PostgreSQL reads numbers: nothing to rewrite."""
+        return self.decimal == "." and self.thousands is None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        mark = self.thousands if self.thousands is not None else ("." if self.decimal == "," else None)
+        return () if mark is None else THOUSANDS[mark]
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        group = "[" + "".join(re.escape(g) for g in self.groups) + "]" if self.groups else None
+        grouped = rf"\d{{1,3}}({group}\d{{3}})+|" if group else ""
+        return re.compile(rf"^[+-]?({grouped}\d+)({re.escape(self.decimal)}\d+)?$")
+
+    @property
+    def described(self) -> str:
+        """How the numbers are written, for messages: "with decimal ',' and '.' between thousands"."""
+        parts = [f"decimal {self.decimal!r}"] if self.decimal != "." else []
+        if self.groups:
+            parts.append(f"{self.groups[0]!r} between thousands")
+        return "with " + " and ".join(parts) if parts else "plainly"
+
+    def written_plain(self, value: str) -> str:
+        """`value` (matching `pattern`) as PostgreSQL reads numbers: `-1.234,5` -> `-1234.5`."""
+        v = value.strip()
+        for g in self.groups:
+            v = v.replace(g, "")
+        return v.replace(self.decimal, ".")
+
+
+PLAIN_NUMBERS = NumberFormat()
+
+
+@lru_cache(maxsize=32)
+def number_format(decimal: str = ".", thousands: str | None = None) -> NumberFormat:
+    return NumberFormat(decimal, thousands)
 
 
 def _calendar_kind(year: str, month: str, day: str, clock: tuple[str | None, ...]) -> str:
@@ -132,13 +184,13 @@ def date_orders(value: str) -> set[str]:
     return {order for order in DATE_ORDERS if _written_date_kind(value.strip(), order) != "text"}
 
 
-def _text_kind(value: str, decimal: str = ".", date_order: str | None = None) -> str:
+def _text_kind(value: str, numbers: NumberFormat = PLAIN_NUMBERS, date_order: str | None = None) -> str:
     v = value.strip()
-    if decimal == ",":
-        if _COMMA_NUMBER.match(v):
-            v = _comma_number(v)
+    if not numbers.plain:
+        if numbers.pattern.match(v):
+            v = numbers.written_plain(v)
         elif "." in v and _DEC.match(v):
-            return "text"  # a point where a comma is the decimal mark: no reading is safe
+            return "text"  # `1.5` where a comma is the decimal mark: no reading is safe
     if v.lower() in _BOOL:
         return "boolean"
     if _INT.match(v):
@@ -178,23 +230,29 @@ def infer_text_type(
     missing: frozenset[str] = MISSING_MARKERS,
     decimal: str = ".",
     date_order: str | None = None,
+    thousands: str | None = None,
 ) -> str:
     """The type of a CSV column from its sample values; empty values and `missing` are NULL.
-    With `decimal` "," numbers are written `1.234,5`; `date_order` ("DMY" or "MDY") reads
-    dates written `15/03/2024` or `03/15/2024`."""
+    With `decimal` "," numbers are written `1.234,5`; `thousands` is what groups thousands
+    (`1,234.5`); `date_order` ("DMY" or "MDY") reads dates written `15/03/2024` or `03/15/2024`."""
+    numbers = number_format(decimal, thousands)
     kinds: set[str] = set()
     # Each distinct value once, and stop as soon as only text fits.
     for value in set(values):
         if value == "" or value in missing:
             continue
-        kinds.add(_text_kind(value, decimal, date_order))
+        kinds.add(_text_kind(value, numbers, date_order))
         if _merge(kinds) == "text":
             return "text"
     return _merge(kinds)
 
 
 def text_hint(
-    values: Iterable[str], missing: frozenset[str], decimal: str, date_order: str | None = None
+    values: Iterable[str],
+    missing: frozenset[str],
+    decimal: str,
+    date_order: str | None = None,
+    thousands: str | None = None,
 ) -> str | None:
     """Why a CSV column read as text may be meant as numbers or dates, for the caller to act
     on: numbers written with a decimal comma, dates written day or month first, or a few
@@ -203,15 +261,14 @@ def text_hint(
     distinct = {v.strip() for v in values} - {""} - missing
     if not distinct:
         return None
-    if decimal == "." and all(_COMMA_NUMBER.match(v) for v in distinct) and any("," in v for v in distinct):
-        example = next(v for v in sorted(distinct) if "," in v)
-        return f"looks like numbers written with a decimal comma ({example!r}): load it with decimal=','"
+    if decimal == "." and thousands is None and (hint := _comma_hint(distinct)):
+        return hint
     if all(_DAY_MONTH.match(v) for v in distinct):
         return _date_hint(distinct, date_order)
     words: list[str] = []
     numbers: set[str] = set()
     for v in distinct:  # a text column shows its fourth word soon: stop there
-        kind = _text_kind(v, decimal)
+        kind = _text_kind(v, number_format(decimal, thousands))
         if kind != "text":
             numbers.add(kind)
         elif not _INT.match(v):
@@ -223,6 +280,31 @@ def text_hint(
         return (
             f"holds numbers but for {listed}: if that marks a missing value, add it to null_values "
             "(which replaces the default list: name those you need too)"
+        )
+    return None
+
+
+def _comma_hint(distinct: set[str]) -> str | None:
+    """Numbers with commas: a decimal comma (`3,5`), commas between thousands (`1,234.5`,
+    `1,234,567`), or either (`1,234`)."""
+    with_comma = sorted(v for v in distinct if "," in v)
+    if not with_comma:
+        return None
+    decimal = all(_COMMA_NUMBER.match(v) for v in distinct)
+    grouped = all(_COMMA_GROUPED.match(v) or _DEC.match(v) for v in distinct)
+    if decimal and grouped:
+        return (
+            f"looks like numbers with commas ({with_comma[0]!r}): load it with thousands=',' if "
+            "they group thousands, or decimal=',' if they mark the decimals"
+        )
+    if decimal:
+        return (
+            f"looks like numbers written with a decimal comma ({with_comma[0]!r}): load it with decimal=','"
+        )
+    if grouped:
+        return (
+            f"looks like numbers with commas between thousands ({with_comma[0]!r}): load it with "
+            "thousands=','"
         )
     return None
 

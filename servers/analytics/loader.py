@@ -56,6 +56,7 @@ async def load_dataset(
     encoding: str | None = None,
     decimal: str | None = None,
     date_order: str | None = None,
+    thousands: str | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -76,6 +77,7 @@ async def load_dataset(
             encoding=encoding,
             decimal=decimal,
             date_order=date_order,
+            thousands=thousands,
             rewrite=rewrite,
         )
 

@@ -32,8 +32,11 @@ from servers.analytics.errors import LoadError
 from servers.analytics.infer import (
     DATE_ORDERS,
     NUMERIC_TYPES,
+    THOUSANDS,
+    NumberFormat,
     infer_json_type,
     infer_text_type,
+    number_format,
     resolve_type,
     text_hint,
 )
@@ -206,6 +209,7 @@ def build_plan(
     encoding: str | None = None,
     decimal: str | None = None,
     date_order: str | None = None,
+    thousands: str | None = None,
     rewrite: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
@@ -213,8 +217,9 @@ def build_plan(
     CSV only: `null_values` replaces the words that mean NULL in a column of numbers,
     dates or booleans (default `MISSING_MARKERS`); `encoding` is the file's character
     encoding (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `date_order`
-    "DMY" or "MDY" reads dates written `15/03/2024` or `03/15/2024`; `rewrite` writes the
-    file again (missing words as NULL) even where the sample saw no need.
+    "DMY" or "MDY" reads dates written `15/03/2024` or `03/15/2024`; `thousands` is what
+    groups thousands in numbers (`1,234.5`); `rewrite` writes the file again (missing words
+    as NULL) even where the sample saw no need.
     """
     if fmt == "csv":
         codec = "utf-8" if encoding is None else _csv_codec(encoding)
@@ -231,14 +236,21 @@ def build_plan(
                 f'date_order {date_order!r}: give "DMY" (dates written 15/03/2024) or "MDY" (03/15/2024); '
                 "dates written year first (2024-03-15, 2024/03/15) need none"
             )
+        if thousands is not None and (thousands not in THOUSANDS or thousands == (decimal or ".")):
+            raise LoadError(
+                f'thousands {thousands!r}: give the mark between thousands, one of "," (1,234.5), '
+                f'"." (1.234,5 with decimal=","), "\'" (1\'234.5) or " " (1 234,5), other than the '
+                "decimal mark"
+            )
         missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
-        reading = _CsvReading(missing, codec, decimal or ".", order)
+        reading = _CsvReading(missing, codec, number_format(decimal or ".", thousands), order)
         return _csv_plan(source, overrides, sample_rows, reading, rewrite)
     options = (
         ("null_values", null_values),
         ("encoding", encoding),
         ("decimal", decimal),
         ("date_order", date_order),
+        ("thousands", thousands),
     )
     for option, value in options:
         if value is not None:
@@ -255,7 +267,7 @@ def build_plan(
 class _CsvReading:
     missing: frozenset[str]  # words that mean NULL in a column of numbers, dates or booleans
     codec: str  # the file's encoding, as Python names it
-    decimal: str  # "." or ","
+    numbers: NumberFormat  # the decimal mark, and what groups thousands
     date_order: str | None  # "DMY", "MDY", or None: only year-first dates
 
 
@@ -307,7 +319,11 @@ def _csv_plan(
         {
             "name": name,
             "type": infer_text_type(
-                (row[i] for row in samples), missing, reading.decimal, reading.date_order
+                (row[i] for row in samples),
+                missing,
+                reading.numbers.decimal,
+                reading.date_order,
+                reading.numbers.thousands,
             ),
             "source_name": header,
         }
@@ -319,11 +335,24 @@ def _csv_plan(
         for i, c in enumerate(columns)
         if c["type"] == "text"
         and c["name"] not in chosen
-        and (hint := text_hint((row[i] for row in samples), missing, reading.decimal, reading.date_order))
+        and (
+            hint := text_hint(
+                (row[i] for row in samples),
+                missing,
+                reading.numbers.decimal,
+                reading.date_order,
+                reading.numbers.thousands,
+            )
+        )
     ]
     typed = [i for i, c in enumerate(columns) if c["type"] != "text"]
-    # With a decimal comma every number column is written again, `1.234,5` as `1234.5`.
-    numeric = [i for i in typed if columns[i]["type"] in NUMERIC_TYPES] if reading.decimal == "," else []
+    # With a decimal comma or marks between thousands every number column is written again,
+    # `1.234,5` and `1,234.5` as `1234.5`.
+    numeric = (
+        {}
+        if reading.numbers.plain
+        else {i: columns[i]["name"] for i in typed if columns[i]["type"] in NUMERIC_TYPES}
+    )
     if missing and typed and not rewrite:
         rewrite = any(row[i] in missing for row in samples for i in typed)
     rewrite = rewrite or bool(numeric)
@@ -396,10 +425,17 @@ def _stream(source: Input) -> Feed:
 
 
 def _stream_rewritten(
-    source: Input, delimiter: str, width: int, typed: list[int], numeric: list[int], reading: _CsvReading
+    source: Input,
+    delimiter: str,
+    width: int,
+    typed: list[int],
+    numeric: dict[int, str],
+    reading: _CsvReading,
 ) -> Feed:
     """Parse the CSV with Arrow and write it again: missing words as NULL in the `typed`
-    columns, and in the `numeric` ones (decimal comma) `1.234,5` as `1234.5`.
+    columns, and in the `numeric` ones (by index, with their names; a decimal comma, marks
+    between thousands) `1.234,5` and `1,234.5` as `1234.5`, refusing a value written
+    otherwise rather than misreading it (`1.5` with a decimal comma).
 
     Every other field keeps what COPY would have read: an unquoted empty field stays NULL,
     a quoted one an empty string; quoted newlines stay inside their fields, so COPY's
@@ -414,7 +450,7 @@ def _stream_rewritten(
         except ImportError:  # pragma: no cover - exercised only without the extra
             raise LoadError("rewriting a CSV needs pyarrow: pip install 'bastion[analytics]'") from None
         names = [f"c{i}" for i in range(width)]
-        nullable, comma = frozenset(typed), frozenset(numeric)
+        nullable = frozenset(typed)
         words = pa.array(sorted(reading.missing), pa.string())
         null = pa.scalar(None, pa.string())
         written = pacsv.WriteOptions(include_header=False, delimiter=delimiter)
@@ -426,15 +462,13 @@ def _stream_rewritten(
             except StopIteration:
                 return None
             # Compute functions are generated at import, so the type checker cannot see them.
-            is_in, if_else, replace = pc.is_in, pc.if_else, pc.replace_substring  # pyright: ignore[reportAttributeAccessIssue]
+            is_in, if_else = pc.is_in, pc.if_else  # pyright: ignore[reportAttributeAccessIssue]
             columns: list[Any] = []
             for i, column in enumerate(batch.columns):
                 if i in nullable:
                     column = if_else(is_in(column, value_set=words), null, column)
-                if i in comma:  # the point groups thousands, the comma marks the decimals
-                    column = replace(
-                        replace(column, pattern=".", replacement=""), pattern=",", replacement="."
-                    )
+                if i in numeric:
+                    column = _plain_numbers(pc, column, reading.numbers, numeric[i], source.label)
                 columns.append(column)
             out = io.BytesIO()
             pacsv.write_csv(pa.RecordBatch.from_arrays(columns, names=names), out, written)
@@ -466,6 +500,25 @@ def _stream_rewritten(
                 raise LoadError(f"{source.label}: malformed CSV ({exc}); nothing was loaded") from None
 
     return feed
+
+
+def _plain_numbers(pc: Any, column: Any, numbers: NumberFormat, name: str, label: str) -> Any:
+    """An Arrow column of numbers written as `numbers` says, as PostgreSQL reads them."""
+    column = pc.utf8_trim_whitespace(column)
+    written = pc.match_substring_regex(column, pattern=numbers.pattern.pattern)
+    odd = pc.and_(pc.is_valid(column), pc.invert(written))
+    if pc.any(odd).as_py():
+        value = column.filter(odd)[0].as_py()
+        raise LoadError(
+            f"{label}: {value!r} in column {name!r} is not a number written {numbers.described}, as "
+            f"the column's other values are; fix it, or pass column_types={{{name!r}: 'text'}}. "
+            "Nothing was loaded."
+        )
+    for mark in numbers.groups:
+        column = pc.replace_substring(column, pattern=mark, replacement="")
+    if numbers.decimal != ".":
+        column = pc.replace_substring(column, pattern=numbers.decimal, replacement=".")
+    return column
 
 
 # -- Parquet ---------------------------------------------------------------------

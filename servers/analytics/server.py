@@ -159,6 +159,7 @@ async def load_dataset(
     encoding: str | None = None,
     decimal: str | None = None,
     date_order: str | None = None,
+    thousands: str | None = None,
     description: str = "",
 ) -> dict[str, Any]:
     """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines, array or one
@@ -167,8 +168,9 @@ async def load_dataset(
     numbers, dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load
     as NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A
     CSV file not in UTF-8 needs its `encoding`, e.g. "windows-1252"; `decimal` "," reads numbers
-    written 1.234,5; `date_order` "DMY" reads dates written 15/03/2024, "MDY" 03/15/2024 (ISO and
-    year-first dates need none). An empty `description` keeps the current one on a reload."""
+    written 1.234,5 and `thousands` "," numbers written 1,234.5; `date_order` "DMY" reads dates
+    written 15/03/2024, "MDY" 03/15/2024 (ISO and year-first dates need none). An empty
+    `description` keeps the current one on a reload."""
     record = await _service(ctx).load(
         current_caller(),
         name,
@@ -180,6 +182,7 @@ async def load_dataset(
         encoding=encoding,
         decimal=decimal,
         date_order=date_order,
+        thousands=thousands,
         description=description or None,
     )
     return record.summary() | {

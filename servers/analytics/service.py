@@ -178,6 +178,7 @@ class AnalyticsService:
         encoding: str | None = None,
         decimal: str | None = None,
         date_order: str | None = None,
+        thousands: str | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -218,6 +219,7 @@ class AnalyticsService:
             encoding=encoding,
             decimal=decimal,
             date_order=date_order,
+            thousands=thousands,
             description=description,
             config=self.config,
             progress=progress,

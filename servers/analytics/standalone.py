@@ -32,6 +32,7 @@ async def load_file(
     encoding: str | None = None,
     decimal: str | None = None,
     date_order: str | None = None,
+    thousands: str | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -54,6 +55,7 @@ async def load_file(
             encoding=encoding,
             decimal=decimal,
             date_order=date_order,
+            thousands=thousands,
             description=description,
             progress=progress,
         )

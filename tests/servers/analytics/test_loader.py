@@ -422,6 +422,46 @@ async def test_dates_written_day_or_month_first_load_with_their_order(tools: Cli
     assert "date_order 'YDM'" in bad and 'give "DMY"' in bad
 
 
+async def test_numbers_with_marks_between_thousands_load_as_numbers(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    # As US spreadsheets save figures: quoted, commas between thousands.
+    sheet = tmp_path / "sales.csv"
+    sheet.write_text('region,revenue,units\nEast,"1,234.50","12,000"\nWest,NA,7\n')
+    # A French export: a space (here a no-break one) between thousands, a decimal comma.
+    french = "ville;montant\nLyon;1\u00a0234,5\nNice;12,25\n"
+    # A value past the inference sample that the named format cannot read: refused, not misread.
+    late = tmp_path / "late.csv"
+    late.write_text("n\n" + "".join(f'"{i:,}"\n' for i in range(1000, 13000)) + "1.5.0\n" + '"1,000"\n' * 50)
+    async with tools(None) as c:
+        us = unique("us")
+        loaded = await c.ok("load_dataset", name=us, path=str(sheet), thousands=",")
+        rows = await c.ok("query", sql=f"SELECT revenue, units FROM {us} ORDER BY region")
+        as_text = await c.ok("load_dataset", name=unique("t"), path=str(sheet))
+        fr = unique("fr")
+        await c.ok("load_dataset", name=fr, content=french, format="csv", decimal=",", thousands=" ")
+        montants = await c.ok("query", sql=f"SELECT montant FROM {fr} ORDER BY ville")
+        refused = await c.error("load_dataset", name=unique("late"), path=str(late), thousands=",")
+        late.write_text("n\n" + '"3,5"\n' * 12000 + "1.5\n" + '"2,5"\n' * 50)  # was loaded as 15
+        point = await c.error("load_dataset", name=unique("late"), path=str(late), decimal=",")
+        same = await c.error(
+            "load_dataset", name=unique("e"), content="a\n1\n", format="csv", decimal=",", thousands=","
+        )
+    assert [c["type"] for c in loaded["columns"]] == ["text", "numeric", "bigint"]
+    assert rows["rows"] == [[1234.5, 12000], [None, 7]]
+    assert as_text["warnings"] == [
+        "column 'revenue' was loaded as text: it looks like numbers with commas between thousands "
+        "('1,234.50'): load it with thousands=','.",
+        "column 'units' was loaded as text: it looks like numbers with commas ('12,000'): load it with "
+        "thousands=',' if they group thousands, or decimal=',' if they mark the decimals.",
+    ]
+    assert montants["rows"] == [[1234.5], [12.25]]
+    assert "'1.5.0' in column 'n' is not a number written with ',' between thousands" in refused
+    assert "Nothing was loaded" in refused
+    assert "'1.5' in column 'n' is not a number written with decimal ',' and '.' between thousands" in point
+    assert "thousands ','" in same and "other than the decimal mark" in same
+
+
 async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory, tmp_path: Path) -> None:
     # As a German or French spreadsheet saves it: `;`, decimal comma, points between thousands.
     sheet = tmp_path / "umsatz.csv"

@@ -80,7 +80,7 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
             check=False,
         )
         legacy = tmp_path / "legacy.csv"
-        legacy.write_bytes("city;n;seen\nZürich;1,5;15.03.2024\n".encode("cp1252"))
+        legacy.write_bytes("city;n;seen;pop\nZürich;1,5;15.03.2024;1.234.567\n".encode("cp1252"))
         encoded = await anyio.run_process(
             [
                 *cli,
@@ -94,6 +94,8 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
                 ",",
                 "--date-order",
                 "DMY",
+                "--thousands",
+                ".",
             ],
             env=_env(shared_home),
             cwd=REPO,
@@ -116,9 +118,9 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
     )
     assert encoded.returncode == 0, encoded.stderr.decode()
     city = await service.query(
-        CallerContext.local_owner(), f"SELECT city, n, seen FROM {name}_enc", None, 10, None
+        CallerContext.local_owner(), f"SELECT city, n, seen, pop FROM {name}_enc", None, 10, None
     )
-    assert city["rows"] == [["Zürich", 1.5, "2024-03-15"]]
+    assert city["rows"] == [["Zürich", 1.5, "2024-03-15", 1234567]]
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines()[-1].startswith("bastion: error: ")
     assert "no such file" in bad.stderr.decode()

@@ -84,6 +84,25 @@ def test_a_text_column_that_looks_like_numbers_says_why() -> None:
     assert text_hint(["3,5"], MISSING_MARKERS, ",") is None
 
 
+def test_marks_between_thousands_are_read_when_named() -> None:
+    assert infer_text_type(["1,234.50", "12", "-1,234,567"], thousands=",") == "numeric"
+    assert infer_text_type(["1,234", "999"], thousands=",") == "bigint"
+    assert infer_text_type(["1,23"], thousands=",") == "text"  # not a group of three
+    assert infer_text_type(["1 234,5", "1\u00a0234,5", "3,5"], decimal=",", thousands=" ") == "numeric"
+    assert infer_text_type(["1'234.50", "1\u2019234.50"], thousands="'") == "numeric"
+    assert infer_text_type(["1,234.50"]) == "text"
+
+
+def test_a_column_of_numbers_with_commas_says_which_option_reads_it() -> None:
+    grouped = text_hint(["1,234.50", "12", "7.5"], MISSING_MARKERS, ".")
+    assert (
+        grouped == "looks like numbers with commas between thousands ('1,234.50'): load it with thousands=','"
+    )
+    either = text_hint(["1,234", "12"], MISSING_MARKERS, ".")
+    assert either is not None and "thousands=',' if they group thousands, or decimal=','" in either
+    assert text_hint(["1,234.50"], MISSING_MARKERS, ".", thousands=",") is None
+
+
 def test_dates_written_day_or_month_first_need_their_order() -> None:
     assert infer_text_type(["15/03/2024", "1.4.2024"], date_order="DMY") == "date"
     assert infer_text_type(["03/15/2024", "3/16/2024 2:30 PM"], date_order="MDY") == "timestamp"
