@@ -6,7 +6,9 @@ and the defog sql-eval gold queries through `query` vs directly.
    loader (inference, CREATE, COPY, ANALYZE, atomic swap) with `psql \\copy` of the same
    file into a pre-created table of the same types on the same server. Target: our
    speed >= 0.8 of psql's (medians). A third load in each round takes the same rows with
-   `cnt` NA in one row of 100, which the loader parses and writes again with NA as NULL.
+   `cnt` NA in one row of 100, which the loader parses and writes again with NA as NULL;
+   a fourth the same rows as a European spreadsheet saves them (`;`, decimal commas,
+   points between thousands), every number column checked and written again.
 2. Query overhead: the same SQL through `AnalyticsService.query` (guard, reader role,
    READ ONLY transaction, server-side cursor, JSON rows) and through the MCP tool in
    process, against psycopg directly on the same server. Target: <= 2 ms added at p50.
@@ -76,6 +78,23 @@ def _big_csv(rows: int, folder: Path, *, missing_every: int = 0) -> tuple[Path, 
     return path, copies * per_copy
 
 
+def _european_csv(path: Path) -> Path:
+    """`path` as a European spreadsheet saves it: `;` between fields, a decimal comma, and
+    a point between thousands (`cnt` 1,000 and over as `1.000`)."""
+
+    def written(field: bytes) -> bytes:
+        if field.isdigit() and len(field) > 3:
+            return f"{int(field):,}".replace(",", ".").encode()
+        return field.replace(b".", b",") if field.replace(b".", b"", 1).isdigit() else field
+
+    out = path.with_name("hour_repeated_eu.csv")
+    with path.open("rb") as src, out.open("wb") as dst:
+        dst.write(next(src).replace(b",", b";"))
+        for line in src:
+            dst.write(b";".join(written(f) for f in line.rstrip(b"\n").split(b",")) + b"\n")
+    return out
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
@@ -86,7 +105,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def bench_load(
-    db: Database, settings: Settings, key: bytes, path: Path, with_missing: Path, runs: int
+    db: Database,
+    settings: Settings,
+    key: bytes,
+    path: Path,
+    with_missing: Path,
+    european: Path,
+    runs: int,
 ) -> dict[str, Any]:
     from servers.analytics.config import AnalyticsConfig
     from servers.analytics.readers import Input, build_plan
@@ -104,6 +129,9 @@ async def bench_load(
     theirs: list[float] = []
     # The same rows with `cnt` NA in every 100th: parsed and written again, NA as NULL.
     rewritten: list[float] = []
+    # The same rows with decimal commas and points between thousands: every number column
+    # checked against that format and written again.
+    comma: list[float] = []
     rows = 0
     for run in range(runs):
         table = f"psql_copy_{run}"
@@ -131,10 +159,17 @@ async def bench_load(
         record = await service.load(OWNER, "bench_hour_na", path=str(with_missing))
         rewritten.append(time.perf_counter() - started)
         assert record.row_count == rows and record.columns[-1]["type"] == "bigint", record.columns[-1]
+        started = time.perf_counter()
+        record = await service.load(OWNER, "bench_hour_eu", path=str(european), decimal=",")
+        comma.append(time.perf_counter() - started)
+        assert record.row_count == rows and [c["type"] for c in record.columns] == [
+            c["type"] for c in plan.columns
+        ], record.columns
     await service.drop(OWNER, "bench_hour_big")
     await service.drop(OWNER, "bench_hour_na")
+    await service.drop(OWNER, "bench_hour_eu")
     ours_m, theirs_m = statistics.median(ours), statistics.median(theirs)
-    rewritten_m = statistics.median(rewritten)
+    rewritten_m, comma_m = statistics.median(rewritten), statistics.median(comma)
     return {
         "rows": rows,
         "file_mb": size_mb,
@@ -147,6 +182,10 @@ async def bench_load(
         "missing_median_s": round(rewritten_m, 3),
         "missing_speed_ratio": round(theirs_m / rewritten_m, 3),
         "missing_rows_per_s": round(rows / rewritten_m),
+        "comma_s": [round(x, 3) for x in comma],
+        "comma_median_s": round(comma_m, 3),
+        "comma_speed_ratio": round(theirs_m / comma_m, 3),
+        "comma_rows_per_s": round(rows / comma_m),
         "ours_rows_per_s": round(rows / ours_m),
         "psql_rows_per_s": round(rows / theirs_m),
     }
@@ -284,9 +323,12 @@ def _markdown(report: dict[str, Any]) -> str:
         f"| psql \\copy | {load['psql_median_s']} | {load['psql_rows_per_s']:,} | {load['psql_s']} |",
         f"| load_dataset, `cnt` NA in 1 row of 100 | {load['missing_median_s']} | "
         f"{load['missing_rows_per_s']:,} | {load['missing_s']} |",
+        f"| load_dataset, decimal commas (`decimal=','`) | {load['comma_median_s']} | "
+        f"{load['comma_rows_per_s']:,} | {load['comma_s']} |",
         "",
         f"speed ratio (psql time / ours): **{load['speed_ratio']}** (target >= 0.8); with NA "
-        f"rewritten as NULL: {load['missing_speed_ratio']}",
+        f"rewritten as NULL: {load['missing_speed_ratio']}; with decimal commas: "
+        f"{load['comma_speed_ratio']}",
         "",
         "## Query overhead (p50 / p95 ms)",
         "",
@@ -327,10 +369,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             path, _ = _big_csv(args.rows, folder)
             with_missing, _ = _big_csv(args.rows, folder, missing_every=100)
+            european = _european_csv(path)
             report: dict[str, Any] = {"machine": _machine()}
-            report["load"] = await bench_load(db, settings, key, path, with_missing, args.runs)
-            path.unlink()
-            with_missing.unlink()
+            report["load"] = await bench_load(db, settings, key, path, with_missing, european, args.runs)
+            for big in (path, with_missing, european):
+                big.unlink()
             report["overhead"] = await bench_overhead(db, settings, args.iterations)
             if not args.no_defog:
                 report["defog"] = await bench_defog(db, settings, key)

@@ -126,7 +126,8 @@ class NumberFormat:
     def pattern(self) -> re.Pattern[str]:
         group = "[" + "".join(re.escape(g) for g in self.groups) + "]" if self.groups else None
         grouped = rf"\d{{1,3}}({group}\d{{3}})+|" if group else ""
-        return re.compile(rf"^[+-]?({grouped}\d+)({re.escape(self.decimal)}\d+)?$")
+        # Spaces around the number: PostgreSQL reads them, so they are not trimmed first.
+        return re.compile(rf"^\s*[+-]?({grouped}\d+)({re.escape(self.decimal)}\d+)?\s*$")
 
     @property
     def described(self) -> str:

@@ -492,19 +492,50 @@ def _stream_rewritten(
                     ),
                 )
                 await copy.write(delimiter.join(names).encode() + b"\n")  # the header COPY skips
-                while (block := await anyio.to_thread.run_sync(next_block, reader)) is not None:
-                    await copy.write(block)
-                    if progress is not None:
-                        progress(min(raw.tell(), total), total)
+                # Arrow writes the next block while PostgreSQL takes this one: two cores busy.
+                send, receive = anyio.create_memory_object_stream[bytes](2)
+
+                async def produce() -> None:
+                    async with send:
+                        while (block := await anyio.to_thread.run_sync(next_block, reader)) is not None:
+                            await send.send(block)
+
+                async with anyio.create_task_group() as tasks, receive:
+                    tasks.start_soon(produce)
+                    async for block in receive:
+                        await copy.write(block)
+                        if progress is not None:
+                            progress(min(raw.tell(), total), total)
             except pa.ArrowInvalid as exc:
                 raise LoadError(f"{source.label}: malformed CSV ({exc}); nothing was loaded") from None
+            except BaseExceptionGroup as group:
+                raise _only(group, source.label) from None
 
     return feed
 
 
+def _only(group: BaseExceptionGroup[BaseException], label: str) -> BaseException:
+    """The one error a task group failed with (a malformed block, a refused value, the
+    database's own), as the loader reports it; the group itself when there are several."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        else:
+            leaves.append(error)
+    if len(leaves) != 1:
+        return group
+    import pyarrow as pa
+
+    if isinstance(leaves[0], pa.ArrowInvalid):
+        return LoadError(f"{label}: malformed CSV ({leaves[0]}); nothing was loaded")
+    return leaves[0]
+
+
 def _plain_numbers(pc: Any, column: Any, numbers: NumberFormat, name: str, label: str) -> Any:
     """An Arrow column of numbers written as `numbers` says, as PostgreSQL reads them."""
-    column = pc.utf8_trim_whitespace(column)
     written = pc.match_substring_regex(column, pattern=numbers.pattern.pattern)
     odd = pc.and_(pc.is_valid(column), pc.invert(written))
     if pc.any(odd).as_py():
