@@ -93,7 +93,11 @@ def prepare_series(
         # Rows only on days with a sale make "every third day" the most common step.
         warnings.append(
             f"the frequency {freq!r} was inferred from the timestamps; pass `freq` if the data has "
-            "another (for example 'D'), or fill='zero' if a missing step means none (counts, sales)."
+            + (
+                "another (for example 'D': the values in each step are added up)."
+                if how == "zero"
+                else "another (for example 'D'), or fill='zero' if a missing step means none (counts, sales)."
+            )
         )
     seasons = _seasons(regular.values, freq, season_length)
     usable = [m for m in seasons if m > 1 and regular.values.size >= min_cycles * m]

@@ -12,6 +12,11 @@ reported as a warning, never silently dropped:
   With `fill="zero"` they are 0 instead, wherever they are: for counts and sales a
   step with no record had none, and interpolating would invent demand.
 
+With `fill="zero"` the values are amounts, so a step holds the sum of what falls in it:
+each timestamp counts in the step that starts at or before it (an order at 23:00 is
+that day's), and values sharing a step are added up, not averaged. Raw events (one row
+per order) with `freq="D"` become daily totals.
+
 More than half the grid missing is refused when interpolating: it would invent the series.
 """
 
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from bastion.timeseries.errors import SeriesInputError
 from bastion.timeseries.validation import SeriesLimits
@@ -70,27 +76,31 @@ def regularize(
         filled, index_kept = fill_missing(values, None, warnings, fill=fill)
         return RegularSeries(filled, index_kept, warnings)
     values, index = sort_by_time(values, index, warnings)
-    grid = pd.date_range(index[0], index[-1], freq=freq)
+    amounts = fill == "zero"
+    grid = pd.date_range(_grid_start(index[0], freq) if amounts else index[0], index[-1], freq=freq)
     if len(grid) > limits.max_points:
         raise SeriesInputError(
             f"the timestamps span {len(grid)} steps of frequency {freq!r}, above the limit of "
-            f"{limits.max_points}. Check for a wrong timestamp, or aggregate to a coarser `freq`."
+            f"{limits.max_points}. Check for a wrong timestamp, or aggregate to a coarser `freq`"
+            + (" (with fill='zero' the values in each step are added up)." if amounts else ".")
         )
     if len(grid) == 0:
         raise SeriesInputError(f"the timestamps do not fit frequency {freq!r}; pass the right `freq`.")
-    position = grid.get_indexer(index, method="nearest")
+    position = grid.get_indexer(index, method="pad" if amounts else "nearest")
     off_grid = int(np.sum(grid[position] != index))
     if off_grid:
-        warnings.append(
-            f"{off_grid} timestamps were off the {freq!r} grid and were moved to the nearest step."
-        )
+        where = "counted in the step they fall in" if amounts else "moved to the nearest step"
+        warnings.append(f"{off_grid} timestamps were off the {freq!r} grid and were {where}.")
     duplicated = int(position.size - np.unique(position).size)
     if duplicated:
         first = _iso(index, int(np.argmax(np.r_[False, np.diff(position) == 0])))
         warnings.append(
-            f"{duplicated} repeated timestamps (first at {first}) were averaged into one value each."
+            f"{duplicated} values shared a step with another (first at {first}) and were added up "
+            "into one value per step (fill='zero')."
+            if amounts
+            else f"{duplicated} repeated timestamps (first at {first}) were averaged into one value each."
         )
-    on_grid = _mean_by_position(values, position, len(grid))
+    on_grid = (_sum_by_position if amounts else _mean_by_position)(values, position, len(grid))
     gaps = len(grid) - int(np.unique(position).size)
     if gaps:
         missing_at = _iso(grid, int(np.setdiff1d(np.arange(len(grid)), position)[0]))
@@ -133,6 +143,21 @@ def merge_duplicates(
     if index.tz is None:
         return merged, pd.DatetimeIndex(pd.to_datetime(unique))
     return merged, pd.DatetimeIndex(pd.to_datetime(unique, utc=True)).tz_convert(index.tz)
+
+
+def _grid_start(first: Any, freq: str) -> Any:
+    """The start of the step of `freq` that holds timestamp `first`."""
+    try:
+        return first.floor(freq)  # fixed steps: minutes, hours, days
+    except ValueError:  # weeks, months, quarters, years
+        return to_offset(freq).rollback(first.normalize())
+
+
+def _sum_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:
+    ok = ~np.isnan(values)
+    sums = np.bincount(position[ok], weights=values[ok], minlength=size)
+    counts = np.bincount(position[ok], minlength=size)
+    return np.where(counts > 0, sums, np.nan)
 
 
 def _mean_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:

@@ -71,6 +71,42 @@ def test_fill_zero_sets_skipped_steps_to_zero_and_says_so() -> None:
     assert "pass fill='zero' if a missing step means none" in interpolated.warnings[0]
 
 
+def test_fill_zero_adds_up_what_falls_in_each_step() -> None:
+    # One row per order: each counts in its own day (23:59 is that day's), a day's orders add up.
+    orders = pd.DatetimeIndex(
+        ["2024-01-01 09:15", "2024-01-01 23:59", "2024-01-03 12:00", "2024-01-05 18:30"]
+    )
+    daily = regularize(np.array([2.0, 3.0, 1.0, 4.0]), orders, "D", SeriesLimits(), fill="zero")
+    assert daily.values.tolist() == [5.0, 0.0, 1.0, 0.0, 4.0]
+    assert str(daily.index[0]) == "2024-01-01 00:00:00"
+    assert "4 timestamps were off the 'D' grid and were counted in the step they fall in." in daily.warnings
+    assert any("added up into one value per step" in w for w in daily.warnings)
+    # Weeks and months start at or before their first value.
+    weekly = regularize(
+        np.array([1.0, 2.0, 3.0]),
+        pd.DatetimeIndex(["2024-01-03", "2024-01-10", "2024-01-24"]),
+        "W-MON",
+        SeriesLimits(),
+        fill="zero",
+    )
+    assert [str(d.date()) for d in weekly.index] == ["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22"]
+    assert weekly.values.tolist() == [1.0, 2.0, 0.0, 3.0]
+    monthly = regularize(
+        np.array([1.0, 2.0, 3.0]),
+        pd.DatetimeIndex(["2024-01-15", "2024-01-20", "2024-03-02"]),
+        "MS",
+        SeriesLimits(),
+        fill="zero",
+    )
+    assert monthly.values.tolist() == [3.0, 0.0, 3.0]
+    # Measurements are still averaged onto the nearest step: 23:00 is nearer the next day.
+    stamps = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 23:00", "2024-01-02 00:00"])
+    nearest = regularize(np.array([2.0, 4.0, 6.0]), stamps, "D", SeriesLimits())
+    assert nearest.values.tolist() == [2.0, 5.0]
+    added = regularize(np.array([2.0, 4.0, 6.0]), stamps, "D", SeriesLimits(), fill="zero")
+    assert added.values.tolist() == [6.0, 6.0]
+
+
 def test_fill_zero_keeps_edges_and_accepts_a_mostly_empty_series() -> None:
     warnings: list[str] = []
     values, _ = fill_missing(

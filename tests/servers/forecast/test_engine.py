@@ -117,6 +117,20 @@ def test_sparse_sales_rows_with_fill_zero_forecast_the_daily_rate_by_an_intermit
     assert result["forecast"][0]["ds"] == "2024-07-19"
 
 
+def test_raw_orders_with_a_daily_freq_and_fill_zero_are_forecast_as_daily_totals() -> None:
+    rng = np.random.default_rng(8)
+    moments = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 120, 300)), unit="D")
+    quantities = rng.integers(1, 4, 300).astype(float)
+    result = run_forecast(
+        ForecastRequest(
+            list(quantities), 7, [t.isoformat() for t in moments], freq="D", fill="zero", model="Naive"
+        )
+    )
+    days = pd.Series(quantities, index=moments).resample("D").sum()
+    assert result["forecast"][0]["mean"] == days.iloc[-1]  # Naive repeats the last day's total
+    assert result["forecast"][0]["ds"] == str((days.index[-1] + pd.Timedelta(days=1)).date())
+
+
 def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
     result = run_forecast(ForecastRequest([4.0] * 30, 3))
     assert result["model"] == "Naive"
