@@ -26,7 +26,7 @@ import anyio
 import orjson
 
 from gateway.policy import metrics
-from gateway.policy._regorus import RegorusEngine
+from gateway.policy._regorus import RegorusEngine, hold
 from gateway.policy.bundle import (
     Fingerprint,
     PolicyBundle,
@@ -128,6 +128,7 @@ class EmbeddedRegoEngine(PolicyEngine):
 
     def _install(self, loaded: tuple[PolicyBundle, RegorusEngine]) -> None:
         bundle, engine = loaded
+        hold(self, engine)  # so a collector on another thread never drops it
         self._engine = engine
         self._data = bundle.data
         self._sources = bundle.sources

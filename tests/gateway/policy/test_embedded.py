@@ -155,3 +155,28 @@ async def test_a_reload_leaves_no_engine_with_the_worker_thread(
     del engine
     gc.collect()
     assert len(handed) >= 3 and gone() is None
+
+
+def test_an_engine_in_a_reference_cycle_collected_on_another_thread_is_not_dropped_there() -> None:
+    """The cyclic collector runs on whichever thread crosses its threshold; an engine whose
+    owner it frees there must stay held until the thread that made it lets go."""
+    import sys
+    import threading
+
+    raised: list[BaseException | None] = []
+    previous, sys.unraisablehook = sys.unraisablehook, lambda hook: raised.append(hook.exc_value)
+    gc.disable()  # only the collection below, on the worker thread
+    try:
+        engine = EmbeddedRegoEngine(reload_interval=None)
+        engine.cycle = engine  # type: ignore[attr-defined]
+        gone = weakref.ref(engine)
+        del engine
+        worker = threading.Thread(target=gc.collect)
+        worker.start()
+        worker.join(timeout=30)
+        assert gone() is None
+        EmbeddedRegoEngine(reload_interval=None)  # this thread lets go of the freed owner's engine
+    finally:
+        gc.enable()
+        sys.unraisablehook = previous
+    assert raised == []
