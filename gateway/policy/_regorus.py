@@ -19,9 +19,9 @@ import regorus
 
 __all__ = ["RegorusEngine", "hold", "new_engine", "regorus_version"]
 
-# thread -> id(owner) -> (the owner, weakly; its engine)
-_held: dict[int, dict[int, tuple[weakref.ref[object], Any]]] = {}
-_held_lock = threading.Lock()
+# Per thread (thread-local, so a thread that ends drops its own): id(owner) -> (the owner,
+# weakly; its engine).
+_local = threading.local()
 
 
 class RegorusEngine(Protocol):
@@ -39,15 +39,11 @@ def new_engine() -> RegorusEngine:
 def hold(owner: object, engine: RegorusEngine) -> None:
     """Hold `owner`'s current `engine` (made on this thread), and let go, here, of the
     engines this thread made for owners that replaced them or are gone."""
-    thread = threading.get_ident()
-    released: list[tuple[weakref.ref[object], Any]] = []
-    with _held_lock:
-        held = _held.setdefault(thread, {})
-        for key, (ref, _) in list(held.items()):
-            if key == id(owner) or ref() is None:
-                released.append(held.pop(key))
-        held[id(owner)] = (weakref.ref(owner), engine)
-    released.clear()  # the last references, dropped on the thread that made the engines
+    held: dict[int, tuple[weakref.ref[object], Any]] = _local.__dict__.setdefault("held", {})
+    for key, (ref, _) in list(held.items()):
+        if key == id(owner) or ref() is None:
+            del held[key]  # the last reference, dropped on the thread that made the engine
+    held[id(owner)] = (weakref.ref(owner), engine)
 
 
 def regorus_version() -> str:
