@@ -49,10 +49,10 @@ _COMMA_GROUPED = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 # What may group thousands, and the spaces French and Swiss exports write for " ".
 THOUSANDS = {",": (",",), ".": (".",), "'": ("'", "\u2019"), " ": (" ", "\u00a0", "\u202f")}
 # Dates as spreadsheets write them, with an optional time: `15/03/2024`, `3/15/2024 2:30 PM`,
-# `15.03.2024 14:30`, and the year first, `2024/03/15`, which only one reading fits.
+# `15.03.2024 14:30`, and the year first, `2024/03/15` or `2024-3-5`, which only one reading fits.
 _TIME = r"(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s?([AaPp][Mm]))?)?"
 _DAY_MONTH = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})" + _TIME + "$")
-_YEAR_FIRST = re.compile(r"^(\d{4})([/.])(\d{1,2})\2(\d{1,2})" + _TIME + "$")
+_YEAR_FIRST = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})" + _TIME + "$")
 DATE_ORDERS = {"DMY": "day", "MDY": "month"}  # what comes first
 
 # Names a caller may give in `column_types`, to the PostgreSQL type used.
