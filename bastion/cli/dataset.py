@@ -73,7 +73,7 @@ def load(
 
     from bastion.logs import configure_logging
     from bastion.settings import load_settings
-    from servers.analytics import load_file
+    from servers.analytics import CsvOptions, load_file
     from servers.analytics.errors import AnalyticsError
 
     settings = load_settings()
@@ -100,11 +100,8 @@ def load(
             name,
             fmt=fmt,
             column_types=overrides,
-            null_values=nulls or None,  # typer gives [] for an option never given
-            encoding=encoding,
-            decimal=decimal,
-            date_order=date_order,
-            thousands=thousands,
+            # typer gives [] for an option never given
+            csv_options=CsvOptions(nulls or None, encoding, decimal, thousands, date_order),
             description=description,
             progress=progress,
         )

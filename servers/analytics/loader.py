@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, LiteralString, cast
 
@@ -28,7 +28,7 @@ from servers.analytics.config import AnalyticsConfig
 from servers.analytics.errors import LoadError
 from servers.analytics.migrations import DATA_SCHEMA
 from servers.analytics.names import check_name
-from servers.analytics.readers import Input, LoadPlan, Progress, build_plan, detect_format
+from servers.analytics.readers import CsvOptions, Input, LoadPlan, Progress, build_plan, detect_format
 from servers.analytics.roles import grant_to_roles_reading
 
 __all__ = ["ReplaceCheck", "column_summary", "file_input", "load_dataset"]
@@ -52,11 +52,7 @@ async def load_dataset(
     owner: str,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
-    null_values: Sequence[str] | None = None,
-    encoding: str | None = None,
-    decimal: str | None = None,
-    date_order: str | None = None,
-    thousands: str | None = None,
+    csv_options: CsvOptions | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -73,11 +69,7 @@ async def load_dataset(
             chosen,
             column_types,
             config.inference_rows,
-            null_values=null_values,
-            encoding=encoding,
-            decimal=decimal,
-            date_order=date_order,
-            thousands=thousands,
+            csv_options=csv_options,
             rewrite=rewrite,
         )
 

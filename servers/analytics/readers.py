@@ -17,7 +17,7 @@ import csv
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
@@ -42,7 +42,7 @@ from servers.analytics.infer import (
 )
 from servers.analytics.names import column_names
 
-__all__ = ["FORMATS", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
+__all__ = ["FORMATS", "CsvOptions", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,29 +199,46 @@ def _csv_codec(name: str) -> str:
     return "utf-8" if codec == "utf-8-sig" else codec
 
 
+@dataclass(frozen=True)
+class CsvOptions:
+    """How a CSV file is written where it differs from the defaults; None: the default.
+
+    `null_values` replaces the words that mean NULL in a column of numbers, dates or
+    booleans (default `MISSING_MARKERS`); `encoding` is the file's character encoding
+    (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `thousands` is what
+    groups thousands in numbers (`1,234.5`); `date_order` "DMY" or "MDY" reads dates
+    written `15/03/2024` or `03/15/2024`.
+    """
+
+    null_values: Sequence[str] | None = None
+    encoding: str | None = None
+    decimal: str | None = None
+    thousands: str | None = None
+    date_order: str | None = None
+
+    def given(self) -> list[str]:
+        """The options set, by name."""
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
 def build_plan(
     source: Input,
     fmt: Format,
     overrides: dict[str, str] | None,
     sample_rows: int,
     *,
-    null_values: Sequence[str] | None = None,
-    encoding: str | None = None,
-    decimal: str | None = None,
-    date_order: str | None = None,
-    thousands: str | None = None,
+    csv_options: CsvOptions | None = None,
     rewrite: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
 
-    CSV only: `null_values` replaces the words that mean NULL in a column of numbers,
-    dates or booleans (default `MISSING_MARKERS`); `encoding` is the file's character
-    encoding (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `date_order`
-    "DMY" or "MDY" reads dates written `15/03/2024` or `03/15/2024`; `thousands` is what
-    groups thousands in numbers (`1,234.5`); `rewrite` writes the file again (missing words
-    as NULL) even where the sample saw no need.
+    `csv_options` apply to CSV only; `rewrite` writes a CSV again (missing words as NULL)
+    even where the sample saw no need.
     """
+    options = csv_options or CsvOptions()
     if fmt == "csv":
+        null_values, encoding, decimal = options.null_values, options.encoding, options.decimal
+        thousands, date_order = options.thousands, options.date_order
         codec = "utf-8" if encoding is None else _csv_codec(encoding)
         if codec != "utf-8" and source.path is None:
             raise LoadError(
@@ -245,16 +262,8 @@ def build_plan(
         missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
         reading = _CsvReading(missing, codec, number_format(decimal or ".", thousands), order)
         return _csv_plan(source, overrides, sample_rows, reading, rewrite)
-    options = (
-        ("null_values", null_values),
-        ("encoding", encoding),
-        ("decimal", decimal),
-        ("date_order", date_order),
-        ("thousands", thousands),
-    )
-    for option, value in options:
-        if value is not None:
-            raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
+    for option in options.given():
+        raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
     return _json_plan(source, overrides)

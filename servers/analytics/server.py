@@ -29,6 +29,7 @@ from servers.analytics.chart import vega_lite
 from servers.analytics.guard import CheckedQuery, check_sql
 from servers.analytics.loader import column_summary
 from servers.analytics.migrations import MIGRATIONS
+from servers.analytics.readers import CsvOptions
 from servers.analytics.sandbox import QueryResult
 from servers.analytics.service import service_for
 
@@ -178,11 +179,7 @@ async def load_dataset(
         content=content or None,
         fmt=format,
         column_types=column_types,
-        null_values=null_values,
-        encoding=encoding,
-        decimal=decimal,
-        date_order=date_order,
-        thousands=thousands,
+        csv_options=CsvOptions(null_values, encoding, decimal, thousands, date_order),
         description=description or None,
     )
     return record.summary() | {

@@ -34,7 +34,7 @@ from servers.analytics.guard import CheckedQuery, check_sql
 from servers.analytics.loader import file_input, load_dataset
 from servers.analytics.migrations import DATA_SCHEMA
 from servers.analytics.names import check_name
-from servers.analytics.readers import Format, Input, Progress
+from servers.analytics.readers import CsvOptions, Format, Input, Progress
 from servers.analytics.roles import ReaderRoles, drop_roles_reading
 from servers.analytics.sandbox import Limits, QueryResult, execute
 from servers.analytics.sources import connect_source, parse_dsn, probe_source, source_tables
@@ -174,11 +174,7 @@ class AnalyticsService:
         content: str | None = None,
         fmt: str | None = None,
         column_types: dict[str, str] | None = None,
-        null_values: Sequence[str] | None = None,
-        encoding: str | None = None,
-        decimal: str | None = None,
-        date_order: str | None = None,
-        thousands: str | None = None,
+        csv_options: CsvOptions | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -215,11 +211,7 @@ class AnalyticsService:
             owner=caller.subject,
             fmt=fmt,
             column_types=column_types,
-            null_values=null_values,
-            encoding=encoding,
-            decimal=decimal,
-            date_order=date_order,
-            thousands=thousands,
+            csv_options=csv_options,
             description=description,
             config=self.config,
             progress=progress,

@@ -6,7 +6,6 @@ as the local owner, and closes everything again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from bastion.caller import CallerContext
@@ -15,7 +14,7 @@ from bastion.home import Home
 from bastion.settings import Settings
 from servers.analytics.catalog import DatasetRecord
 from servers.analytics.config import AnalyticsConfig
-from servers.analytics.readers import Progress
+from servers.analytics.readers import CsvOptions, Progress
 from servers.analytics.service import AnalyticsService
 
 __all__ = ["load_file"]
@@ -28,11 +27,7 @@ async def load_file(
     *,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
-    null_values: Sequence[str] | None = None,
-    encoding: str | None = None,
-    decimal: str | None = None,
-    date_order: str | None = None,
-    thousands: str | None = None,
+    csv_options: CsvOptions | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -51,11 +46,7 @@ async def load_file(
             path=str(path),
             fmt=fmt,
             column_types=column_types,
-            null_values=null_values,
-            encoding=encoding,
-            decimal=decimal,
-            date_order=date_order,
-            thousands=thousands,
+            csv_options=csv_options,
             description=description,
             progress=progress,
         )
