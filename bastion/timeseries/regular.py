@@ -153,17 +153,22 @@ def _grid_start(first: Any, freq: str) -> Any:
         return to_offset(freq).rollback(first.normalize())
 
 
-def _sum_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:
+def _totals(
+    values: FloatArray, position: npt.NDArray[np.intp], size: int
+) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """Per position, the sum of the values that are not NaN and how many there were."""
     ok = ~np.isnan(values)
-    sums = np.bincount(position[ok], weights=values[ok], minlength=size)
-    counts = np.bincount(position[ok], minlength=size)
+    sums: FloatArray = np.bincount(position[ok], weights=values[ok], minlength=size).astype(np.float64)
+    return sums, np.bincount(position[ok], minlength=size)
+
+
+def _sum_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:
+    sums, counts = _totals(values, position, size)
     return np.where(counts > 0, sums, np.nan)
 
 
 def _mean_by_position(values: FloatArray, position: npt.NDArray[np.intp], size: int) -> FloatArray:
-    ok = ~np.isnan(values)
-    sums = np.bincount(position[ok], weights=values[ok], minlength=size)
-    counts = np.bincount(position[ok], minlength=size)
+    sums, counts = _totals(values, position, size)
     out = np.full(size, np.nan)
     np.divide(sums, counts, out=out, where=counts > 0)
     return out
