@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from servers.retrieval.extract.base import Extracted
+from servers.retrieval.extract.base import Extracted, heading_name
 
 __all__ = ["Chunk", "chunk_document"]
 
@@ -127,7 +127,7 @@ def chunk_document(doc: Extracted, token_spans: TokenSpans, *, target: int, over
             current = [unit]
             level = levels.get(unit.start, 1)
             headings = [(lvl, name) for lvl, name in headings if lvl < level]
-            headings.append((level, " ".join(doc.text[unit.start : unit.end].lstrip("#").split())))
+            headings.append((level, heading_name(doc.text[unit.start : unit.end])))
             context = " > ".join(name for _, name in headings)
             continue
         size = sum(u.tokens for u in current)

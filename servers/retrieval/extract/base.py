@@ -7,10 +7,12 @@ Offsets everywhere (blocks, pages, later chunks) are character offsets into
 from __future__ import annotations
 
 import bisect
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Block", "Extracted", "TextBuilder"]
+__all__ = ["Block", "Extracted", "TextBuilder", "first_line", "heading_name"]
 
 BlockKind = Literal["heading", "paragraph"]
 
@@ -41,6 +43,28 @@ class Extracted:
         if not self.page_starts:
             return None
         return max(1, bisect.bisect_right(self.page_starts, offset))
+
+
+_ATX_OPEN = re.compile(r"^[ \t]*#{1,6}(?=[ \t]|$)")
+_ATX_CLOSE = re.compile(r"[ \t]+#+[ \t]*$")
+
+
+def heading_name(raw: str) -> str:
+    """A heading's words: a Markdown heading's `#` marks (opening and closing) dropped, and
+    the lines of a multi-line (setext) heading joined."""
+    if _ATX_OPEN.match(raw):
+        raw = _ATX_CLOSE.sub("", _ATX_OPEN.sub("", raw, count=1))
+    return " ".join(raw.split())
+
+
+def first_line(text: str, blocks: Sequence[Block]) -> str:
+    """The first line of the text with a letter or digit in it, as a title of last resort:
+    a rule of `=` or `-` above a plain-text title is not one."""
+    for block in blocks:
+        for line in text[block.start : block.end].splitlines():
+            if any(ch.isalnum() for ch in line):
+                return " ".join(line.split())[:200]
+    return ""
 
 
 class TextBuilder:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from servers.retrieval.errors import ExtractionError, missing_extra
-from servers.retrieval.extract.base import Extracted, TextBuilder
+from servers.retrieval.extract.base import Extracted, TextBuilder, first_line
 from servers.retrieval.extract.plain import split_blocks
 
 __all__ = ["extract_pdf"]
@@ -48,6 +48,5 @@ def extract_pdf(data: bytes) -> Extracted:
             "run OCR on it first"
         )
     if not title:
-        first = builder.blocks[0]
-        title = text[first.start : first.end].splitlines()[0][:200]
+        title = first_line(text, builder.blocks)
     return Extracted(text=text, type="pdf", title=title, blocks=builder.blocks, page_starts=page_starts)

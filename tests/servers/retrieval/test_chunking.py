@@ -40,6 +40,18 @@ def test_a_heading_opens_a_chunk_and_names_its_section(provider: MiniLMOnnxProvi
     ]
 
 
+def test_setext_and_closed_headings_name_their_sections_by_their_words(provider: MiniLMOnnxProvider) -> None:
+    text = (
+        "Manual\n======\n\nIntro.\n\nSafety\n------\n\nWear gloves.\n\n### Eyes ###\n\n```\n# goggles on\n```"
+    )
+    chunks = chunk_document(extract_inline(text, ""), provider.token_spans, target=200, overlap=0)
+    assert [(c.context, text[c.start : c.end]) for c in chunks] == [
+        ("Manual", "Manual\n======\n\nIntro."),
+        ("Manual > Safety", "Safety\n------\n\nWear gloves."),
+        ("Manual > Safety > Eyes", "### Eyes ###\n\n```\n# goggles on\n```"),
+    ]
+
+
 def test_a_sentence_longer_than_the_target_is_cut_at_token_boundaries(provider: MiniLMOnnxProvider) -> None:
     text = "word " * 300
     chunks = chunk_document(extract_inline(text, ""), provider.token_spans, target=50, overlap=0)

@@ -31,6 +31,70 @@ def test_markdown_keeps_the_source_text_with_headings_and_fenced_code_as_blocks(
     ]
 
 
+def test_a_comment_in_fenced_code_is_code_not_a_heading() -> None:
+    source = (
+        "Install it:\n```bash\n# fetch the wheel\npip install x\n\n# run it\nx --help\n```\n"
+        "~~~~\n# still code\n~~~\n~~~~\n\n````\n```\n# inner fence, still code\n```\n````\n"
+    )
+    doc = extract_bytes(source.encode(), "markdown")
+    assert doc.title == "Install it:"
+    assert _blocks(doc) == [
+        ("paragraph", "Install it:"),
+        ("paragraph", "```bash\n# fetch the wheel\npip install x\n\n# run it\nx --help\n```"),
+        ("paragraph", "~~~~\n# still code\n~~~\n~~~~"),
+        ("paragraph", "````\n```\n# inner fence, still code\n```\n````"),
+    ]
+    unclosed = extract_bytes(b"# Notes\n\n```\n# never closed\ncode", "markdown")
+    assert _blocks(unclosed) == [("heading", "# Notes"), ("paragraph", "```\n# never closed\ncode")]
+
+
+def test_setext_headings_are_headings_and_their_underlines_belong_to_no_block() -> None:
+    source = (
+        "Release Guide\n=============\n\nIntro.\n\nBuilding it\n-----------\nSteps.\n\n"
+        "- a list item\n---\n\nA table | here\n--- | ---\n\n## Closed ATX ##\n"
+    )
+    doc = extract_bytes(source.encode(), "markdown")
+    assert doc.title == "Release Guide"
+    assert [(b.kind, b.level, doc.text[b.start : b.end]) for b in doc.blocks] == [
+        ("heading", 1, "Release Guide"),
+        ("paragraph", 0, "Intro."),
+        ("heading", 2, "Building it"),
+        ("paragraph", 0, "Steps."),
+        ("paragraph", 0, "- a list item\n---"),  # a list item over dashes: a rule, not a heading
+        ("paragraph", 0, "A table | here\n--- | ---"),
+        ("heading", 2, "## Closed ATX ##"),
+    ]
+    assert extract_bytes(b"## Closed ATX ##\n\ntext", "markdown").title == "Closed ATX"
+
+
+@pytest.mark.parametrize(
+    ("source", "title", "front_matter"),
+    [
+        ('---\ntitle: "Release notes: 2.0"\ntags: [a]\n---\n\n# Heading\n', "Release notes: 2.0", 3),
+        ("---\nauthor: me\n...\n\n# Heading\n\nText.\n", "Heading", 2),
+        ("---\n: not [yaml\n---\n\nFirst words.\n", "First words.", 2),
+        ("---\n\nA rule first, never closed.\n", "A rule first, never closed.", 0),
+    ],
+)
+def test_front_matter_names_the_document_when_it_has_a_title(
+    source: str, title: str, front_matter: int
+) -> None:
+    """`front_matter`: the lines between its `---` marks, which make one block."""
+    doc = extract_bytes(source.encode(), "markdown")
+    assert doc.title == title and doc.text == source
+    first = doc.text[doc.blocks[0].start : doc.blocks[0].end]
+    if front_matter:
+        assert first.startswith("---\n") and first.count("\n") == front_matter
+    else:
+        assert first == "---"  # a thematic break, a paragraph of its own
+
+
+def test_a_plain_text_title_skips_rules_of_punctuation() -> None:
+    source = "==========================\nBike Sharing Dataset\n==========================\n\nBody.\n"
+    assert extract_bytes(source.encode(), "text").title == "Bike Sharing Dataset"
+    assert extract_bytes(b"***\n\n  Spaced   out  \n", "text").title == "Spaced out"
+
+
 def test_html_keeps_the_main_content_without_navigation_scripts_or_footers() -> None:
     page = (
         b"<html><head><title>T</title><style>p{}</style></head><body><header>Site</header><nav>Menu</nav>"
