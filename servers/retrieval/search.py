@@ -66,7 +66,9 @@ async def resolve_collections(
     return [row for row in rows if caller.may_read_collection(row.name)]
 
 
-def _validate(query: str, k: int, mode: str, service: RetrievalService) -> None:
+def _validate(
+    query: str, k: int, mode: str, filters: SearchFilters | None, service: RetrievalService
+) -> None:
     limit = service.config.max_query_chars
     if not query.strip():
         raise InputError("the query is empty: give words or a question to search for")
@@ -79,6 +81,11 @@ def _validate(query: str, k: int, mode: str, service: RetrievalService) -> None:
         raise InputError(f"mode {mode!r} is unknown: use one of {', '.join(MODES)}")
     if not 1 <= k <= service.config.max_k:
         raise InputError(f"k={k} is out of range: ask for 1 to {service.config.max_k} results")
+    if filters is not None and filters.empty_date_range():
+        raise InputError(
+            f"filters.date_from ({filters.date_from}) is not before filters.date_to ({filters.date_to}): "
+            "no document can match; swap them, or leave one out for an open range"
+        )
 
 
 def _cache_key(
@@ -127,7 +134,7 @@ async def search(
 ) -> dict[str, Any]:
     """Ranked, cited hits for `query`: `{results: [...], mode, collections, took_ms, cached}`."""
     started = time.perf_counter()
-    _validate(query, k, mode, service)
+    _validate(query, k, mode, filters, service)
     if filters is not None and filters.is_empty():
         filters = None
     rows = await resolve_collections(service, caller, collection, collections)

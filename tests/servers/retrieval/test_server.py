@@ -159,6 +159,7 @@ async def test_filters_narrow_by_tags_type_source_metadata_and_date(
     assert await ids({"source": f"{retrieval.root}/*.md"}) == {str(cats)}
     assert await ids({"metadata": {"lang": "en"}}) == {"n1"}
     assert await ids({"date_to": "2021-01-01T00:00:00Z"}) == {"n1"}
+    assert await ids({"date_to": "2021-01-01T00:00:00"}) == {"n1"}  # no zone: UTC
     assert await ids({"date_from": "2021-01-01T00:00:00Z"}) == {str(cats), str(dogs)}
     assert await ids({"document_id": ["n1"]}) == {"n1"}
 
@@ -291,6 +292,11 @@ async def test_bad_input_gets_a_clear_error_and_loses_nothing_stored(
     too_long = await retrieval.error("search", {"query": "tides " * 1000, "collection": collection})
     assert "the limit is 2,000" in too_long
     assert "mode" in await retrieval.error("search", {"query": "tides", "mode": "fuzzy"})
+    assert "'md'" in await retrieval.error("search", {"query": "tides", "filters": {"type": ["md"]}})
+    inverted = {"date_from": "2030-01-01T00:00:00", "date_to": "2020-01-01T00:00:00Z"}
+    assert "is not before filters.date_to" in await retrieval.error(
+        "search", {"query": "tides", "filters": inverted}
+    )
     assert "invalid" in await retrieval.error(
         "ingest", {"collection": "../etc", "documents": [{"id": "a", "text": "b"}]}
     )

@@ -7,7 +7,8 @@ import io
 import pytest
 
 from servers.retrieval.errors import ExtractionError
-from servers.retrieval.extract import extract_bytes, extract_inline
+from servers.retrieval.extract import SUPPORTED_SUFFIXES, extract_bytes, extract_inline
+from servers.retrieval.filters import DOCUMENT_TYPES
 from tests.servers.retrieval.fixtures import make_docx, make_pdf
 
 
@@ -211,3 +212,7 @@ def test_an_inline_document_keeps_its_title_and_text() -> None:
     assert doc.title == "Given title" and doc.text == "Plain words.\n\nMore words."
     with pytest.raises(ExtractionError, match="empty"):
         extract_inline("  ", "t")
+
+
+def test_every_extracted_type_is_one_a_search_may_filter_by() -> None:
+    assert set(DOCUMENT_TYPES) == {*SUPPORTED_SUFFIXES.values(), "inline"}
