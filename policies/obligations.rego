@@ -29,8 +29,10 @@ allowed_values(holding) := null if {
 	"*" in holdings[holding]
 } else := sort([value | some value in holdings[holding]])
 
-# dangerous_tools: these wait for a human unless a role is exempt (admins by default);
-# `approval_always` tools wait whoever calls them. An approved request goes through.
+# dangerous_tools: these wait for a human unless a role is exempt (admins by default), and so
+# do calls whose arguments hold a value `dangerous_arguments` names (an ingest with `prune`
+# deletes documents, as delete_document does); `approval_always` tools wait whoever calls
+# them. An approved request goes through.
 default require_approval := false
 
 require_approval if {
@@ -40,8 +42,19 @@ require_approval if {
 }
 
 needs_approval if {
-	matches(tools.dangerous, target)
+	dangerous_call
 	not approval_exempt
+}
+
+dangerous_call if matches(tools.dangerous, target)
+
+dangerous_call if {
+	some pattern, values in object.get(tools, "dangerous_arguments", {})
+	matches({pattern}, target)
+	arguments := input.resource.arguments
+	is_object(arguments)
+	some argument, value in values
+	arguments[argument] == value
 }
 
 needs_approval if matches(tools.approval_always, target)

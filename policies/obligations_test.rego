@@ -45,6 +45,17 @@ test_a_dangerous_tool_needs_approval_for_non_admins if {
 	"approval: analytics_drop_dataset needs a human approval first (rule dangerous_tools)" in decision.reasons
 }
 
+test_a_dangerous_argument_needs_approval_for_non_admins if {
+	prune := object.union(call(["analyst"], "retrieval", "ingest", "none"), {"resource": {"arguments": {"collection": "docs", "prune": true}}})
+	decision := authz.decision with input as prune with data.bastion.grants.subjects as {"alice": {"collections": ["docs"]}}
+	decision.allow
+	decision.obligations.require_approval
+	"approval: retrieval_ingest needs a human approval first (rule dangerous_tools)" in decision.reasons
+	plain := object.union(prune, {"resource": {"arguments": {"collection": "docs", "prune": false}}})
+	not obligations(plain).require_approval
+	not obligations(object.union(prune, {"principal": {"roles": ["admin"]}})).require_approval
+}
+
 test_an_approved_request_needs_no_further_approval if {
 	o := obligations(call(["analyst"], "analytics", "drop_dataset", "approved"))
 	o.require_approval == false

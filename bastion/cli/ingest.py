@@ -39,6 +39,9 @@ def ingest_command(
     tag: Annotated[list[str] | None, typer.Option("--tag", help="tag every document (repeatable)")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="glob files must match")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="glob of files to skip")] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="also remove documents whose files are gone from the folders")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the final status as JSON")] = False,
 ) -> None:
     """Ingest files and folders into a retrieval collection, with a progress bar."""
@@ -52,6 +55,7 @@ def ingest_command(
         tag or [],
         include or [],
         exclude or [],
+        prune,
         not as_json,
     )
     if as_json:
@@ -60,8 +64,8 @@ def ingest_command(
         counts = status["counts"]
         typer.echo(
             f"{status['state']}: {counts['created']} created, {counts['replaced']} replaced, "
-            f"{counts['unchanged']} unchanged, {counts['duplicate']} duplicate, {counts['failed']} failed, "
-            f"{counts['chunks']} chunks"
+            f"{counts['unchanged']} unchanged, {counts['duplicate']} duplicate, {counts['removed']} removed, "
+            f"{counts['failed']} failed, {counts['chunks']} chunks"
         )
         for error in status["errors"]:
             typer.echo(f"  failed: {error['item']}: {error['error']}", err=True)
@@ -75,6 +79,7 @@ async def _ingest(
     tags: list[str],
     include: list[str],
     exclude: list[str],
+    prune: bool,
     show: bool,
 ) -> dict[str, Any]:
     from bastion.caller import CallerContext
@@ -90,6 +95,7 @@ async def _ingest(
             tags=tags,
             include=include,
             exclude=exclude,
+            prune=prune,
         )
         worker = IngestWorker(service)
         status: dict[str, Any] = {}

@@ -20,7 +20,14 @@ from psycopg.types.json import Jsonb
 from servers.retrieval.embeddings.base import Vectors
 from servers.retrieval.vectors import register_vector
 
-__all__ = ["PreparedChunk", "PreparedDocument", "WriteOutcome", "delete_document", "write_document"]
+__all__ = [
+    "PreparedChunk",
+    "PreparedDocument",
+    "WriteOutcome",
+    "delete_document",
+    "file_keys_under",
+    "write_document",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -235,3 +242,14 @@ async def delete_document(conn: AsyncConnection[Any], collection_id: int, doc_ke
             (chunks, length, collection_id),
         )
     return chunks
+
+
+async def file_keys_under(conn: AsyncConnection[Any], collection_id: int, folder: str) -> list[str]:
+    """The keys (paths) of the collection's file documents under `folder`, recursively."""
+    prefix = folder if folder.endswith("/") else folder + "/"
+    cur = await conn.execute(
+        "SELECT doc_key FROM retrieval.documents WHERE collection_id = %s AND type <> 'inline' "
+        "AND starts_with(doc_key, %s) ORDER BY doc_key",
+        (collection_id, prefix),
+    )
+    return [str(row[0]) for row in await cur.fetchall()]

@@ -87,15 +87,22 @@ async def start_ingest(
     tags: Sequence[str] = (),
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    prune: bool = False,
 ) -> str:
-    """Validate and queue an ingestion; return its job id."""
+    """Validate and queue an ingestion; return its job id. `prune`: also delete the
+    collection's documents whose files under the folders in `paths` are gone."""
     check_name(collection)
     readable(caller, collection)
     if not paths and not documents:
         raise InputError("nothing to ingest: give `paths` (files or folders) or `documents`")
     if len(include) > MAX_GLOBS or len(exclude) > MAX_GLOBS:
         raise InputError(f"at most {MAX_GLOBS} include and {MAX_GLOBS} exclude patterns are allowed")
-    resolved = [str(resolve_allowed(raw, service.roots)) for raw in paths]
+    resolved = [resolve_allowed(raw, service.roots) for raw in paths]
+    if prune and not any(path.is_dir() for path in resolved):
+        raise InputError(
+            "`prune` deletes the documents whose files are gone from the folders in `paths`, "
+            "and no folder was given: name the folder the files were in"
+        )
     docs = _check_documents(service, documents)
     async with service.database.pool.connection() as conn:
         job_id = await jobs.create_job(
@@ -103,8 +110,8 @@ async def start_ingest(
             collection=collection,
             subject=caller.subject,
             tags=_check_tags(tags),
-            paths=resolved,
-            options={"include": list(include), "exclude": list(exclude)},
+            paths=[str(path) for path in resolved],
+            options={"include": list(include), "exclude": list(exclude), "prune": prune},
             documents=docs,
         )
     await service.enqueue(job_id)

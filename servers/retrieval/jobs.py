@@ -32,6 +32,8 @@ __all__ = [
     "QUEUE",
     "Item",
     "JobRow",
+    "add_items",
+    "add_removed",
     "channel",
     "claim_items",
     "create_job",
@@ -132,6 +134,22 @@ async def add_items(conn: AsyncConnection[Any], job_id: str, refs: Sequence[tupl
         )
 
 
+async def add_removed(conn: AsyncConnection[Any], job_id: str, paths: Sequence[str]) -> None:
+    """Record documents the job deleted because their files are gone (items done as `removed`)."""
+    cur = await conn.execute(
+        "SELECT coalesce(max(seq) + 1, 0) FROM retrieval.job_items WHERE job_id = %s", (job_id,)
+    )
+    row = await cur.fetchone()
+    start = int(row[0]) if row else 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO retrieval.job_items (job_id, seq, ref, kind, status, outcome, document_id, "
+            "finished_at) VALUES (%s, %s, %s, 'file', 'done', 'removed', %s, now()) "
+            "ON CONFLICT (job_id, ref) DO NOTHING",
+            [(job_id, start + i, f"file:{path}", path) for i, path in enumerate(paths)],
+        )
+
+
 async def load_job(conn: AsyncConnection[Any], job_id: str) -> JobRow:
     cur = await conn.execute(
         "SELECT id, kind, collection, state, subject, tags, options, scanned FROM retrieval.jobs "
@@ -224,7 +242,7 @@ async def job_status(conn: AsyncConnection[Any], job_id: str) -> dict[str, Any]:
         (job_id,),
     )
     counts = {"total": 0, "pending": 0, "running": 0, "done": 0, "failed": 0, "skipped": 0}
-    outcomes: dict[str, int] = {"created": 0, "replaced": 0, "unchanged": 0, "duplicate": 0}
+    outcomes: dict[str, int] = {"created": 0, "replaced": 0, "unchanged": 0, "duplicate": 0, "removed": 0}
     chunks = 0
     for status, outcome, n, item_chunks in await cur.fetchall():
         counts["total"] += n

@@ -94,10 +94,14 @@ async def ingest(
     tags: Annotated[list[str] | None, Field(description="tags given to every document of this job")] = None,
     include: Annotated[list[str] | None, Field(description="globs a file in a folder must match")] = None,
     exclude: Annotated[list[str] | None, Field(description="globs that skip files in a folder")] = None,
+    prune: Annotated[
+        bool, Field(description="also delete the documents whose files are gone from the folders in `paths`")
+    ] = False,
 ) -> IngestStarted:
     """Start a background ingestion of files, folders (recursively) and inline documents.
     Returns at once with a job_id; `ingest_status` follows it. Unchanged content is skipped, changed
-    files replace their old chunks, and a bad file fails alone with its reason."""
+    files replace their old chunks, and a bad file fails alone with its reason. With `prune`, a
+    folder's deleted files leave the collection too (counted as `removed`)."""
     from servers.retrieval.ingest import start_ingest
 
     with _tool_errors():
@@ -110,6 +114,7 @@ async def ingest(
             tags=tags or [],
             include=include or [],
             exclude=exclude or [],
+            prune=prune,
         )
     return {"job_id": job_id, "collection": collection, "state": "queued"}
 
@@ -191,7 +196,8 @@ async def list_collections(ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
 
 @spec.tool(annotations=_READ_ONLY)
 async def collection_stats(collection: str, ctx: Context[ServerRuntime, Any]) -> dict[str, Any]:
-    """Counts of a collection: documents and bytes per type, chunks, average chunk length, re-embedding."""
+    """Counts of a collection: documents and bytes per type, chunks, average chunk length (in indexed
+    words, as keyword ranking counts them), chunks awaiting re-embedding."""
     from servers.retrieval.library import collection_stats as read
 
     with _tool_errors():

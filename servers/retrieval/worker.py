@@ -15,6 +15,7 @@ Run standalone (same BASTION_HOME and settings as the server):
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from bastion.errors import BastionError
 from bastion.stores.base import Job
 from servers.retrieval import jobs
 from servers.retrieval.catalog import CollectionRow, ensure_collection
+from servers.retrieval.documents import delete_document, file_keys_under
 from servers.retrieval.jobs import MAX_ITEM_ATTEMPTS, QUEUE, Item
 from servers.retrieval.paths import resolve_allowed, walk_folder
 from servers.retrieval.pipeline import file_ref, process_items
@@ -131,7 +133,7 @@ class IngestWorker:
             await request_reembed(service, collection.name, provider.model_id)
         async with service.database.pool.connection() as conn:
             if not job.scanned:
-                await self._scan(conn, job)
+                await self._scan(conn, job, collection)
         deadline = time.monotonic() + service.config.job_slice
         progressed = False
         while time.monotonic() < deadline and not self._stopped:
@@ -178,14 +180,17 @@ class IngestWorker:
             status = await jobs.job_status(conn, job.id)
         await jobs.publish_progress(service.store, status)
 
-    async def _scan(self, conn: AsyncConnection[Any], job: jobs.JobRow) -> None:
-        """Expand the job's paths into file items (idempotent: re-scanning adds nothing twice)."""
+    async def _scan(self, conn: AsyncConnection[Any], job: jobs.JobRow, collection: CollectionRow) -> None:
+        """Expand the job's paths into file items (idempotent: re-scanning adds nothing twice);
+        with `prune`, delete the documents whose files under its folders are gone, in the same
+        transaction that records the items."""
         service = self.service
         options = job.options
         include = list(options.get("include") or [])
         exclude = list(options.get("exclude") or [])
         limit = service.config.max_files_per_job
         refs: list[tuple[str, str]] = []
+        folders: list[str] = []
         for raw in options.get("paths") or []:
             try:
                 path = resolve_allowed(str(raw), service.roots)
@@ -194,6 +199,7 @@ class IngestWorker:
                 logger.info("ingestion job %s: %s", job.id, exc.message)
                 continue
             if path.is_dir():
+                folders.append(str(path))
                 found = await anyio.to_thread.run_sync(
                     lambda p=path: list(walk_folder(p, service.roots, include, exclude))
                 )
@@ -205,9 +211,36 @@ class IngestWorker:
                 conn, job.id, "running", f"{len(refs):,} files found; only the first {limit:,} are ingested"
             )
             refs = refs[:limit]
+        gone: list[str] = []
+        if options.get("prune"):
+            for folder in folders:
+                keys = await file_keys_under(conn, collection.id, folder)
+                gone.extend(await anyio.to_thread.run_sync(_gone_of, keys))
+        gone = list(dict.fromkeys(gone))  # nested folders name a file twice
         async with conn.transaction():
+            for path in gone:
+                await delete_document(conn, collection.id, path)
+            await jobs.add_removed(conn, job.id, gone)
             await jobs.add_items(conn, job.id, refs)
             await conn.execute("UPDATE retrieval.jobs SET scanned = true WHERE id = %s", (job.id,))
+        if gone:
+            logger.info("ingestion job %s: removed %d document(s) whose files are gone", job.id, len(gone))
+
+
+def _gone_of(paths: list[str]) -> list[str]:
+    return [path for path in paths if _is_gone(path)]
+
+
+def _is_gone(path: str) -> bool:
+    """Whether a document's file no longer exists: a file that cannot be looked at (a folder
+    made unreadable) is not gone, so its document stays."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def main() -> None:

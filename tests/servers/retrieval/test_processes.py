@@ -102,6 +102,20 @@ def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
     assert status["state"] == "completed"
     assert (status["counts"]["created"], status["counts"]["failed"]) == (1, 1)
     assert "empty" in status["errors"][0]["error"]
+    (docs_root / "ok.txt").unlink()
+    (docs_root / "empty.md").unlink()
+    (docs_root / "new.txt").write_text("Worms help compost along.")
+    pruned = subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "ingest", str(docs_root), "-c", collection, "--prune"],
+        env=_env(shared_home, docs_root),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    assert pruned.returncode == 0, pruned.stderr.decode()
+    assert "1 created, 0 replaced, 0 unchanged, 0 duplicate, 1 removed, 0 failed" in pruned.stdout.decode()
     outside = subprocess.run(
         [sys.executable, "-m", "bastion.cli", "ingest", "/etc/hostname", "--collection", collection],
         env=_env(shared_home, docs_root),

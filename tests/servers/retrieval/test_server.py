@@ -82,6 +82,46 @@ async def test_a_changed_file_replaces_its_old_chunks_atomically(
     assert [hit["title"] for hit in new["results"]] == ["Owls"]
 
 
+async def test_prune_removes_the_documents_of_deleted_files_under_the_folder_and_nothing_else(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    site = retrieval.root / "site"
+    _, gone, deep_gone, elsewhere = write_files(
+        {
+            "site/keep.md": "# Keep\n\nLighthouses guide ships.\n",
+            "site/gone.md": "# Gone\n\nWindmills grind grain.\n",
+            "site/deep/old.txt": "Old notes about windmills and their sails.",
+            "other/windmill.txt": "Windmills stand in another folder.",
+        }
+    )
+    collection = retrieval.collection()
+    inline = {"id": f"{site}/inline", "text": "Windmills given inline, under a path-like id."}
+    await retrieval.ingest(collection, paths=[str(site), str(elsewhere)], documents=[inline])
+    for path in (gone, deep_gone, elsewhere):
+        path.unlink()
+
+    async def documents() -> set[str]:
+        found = await retrieval.call(
+            "search", {"query": "windmills lighthouses", "collection": collection, "mode": "keyword", "k": 50}
+        )
+        return {hit["document_id"] for hit in found["results"]}
+
+    before = await retrieval.ingest(collection, paths=[str(site)])
+    assert before["counts"]["removed"] == 0 and len(await documents()) == 5  # without prune, kept
+    pruned = await retrieval.ingest(collection, paths=[str(site)], prune=True)
+    assert (pruned["counts"]["removed"], pruned["counts"]["unchanged"], pruned["errors"]) == (2, 1, [])
+    # The folder's remaining file, a file of another folder, and an inline document stay.
+    assert await documents() == {str(site / "keep.md"), str(elsewhere), inline["id"]}
+    stats = await retrieval.call("collection_stats", {"collection": collection})
+    assert stats["documents"] == 3
+    again = await retrieval.ingest(collection, paths=[str(site)], prune=True)
+    assert (again["counts"]["removed"], again["counts"]["unchanged"]) == (0, 1)
+    refused = await retrieval.error(
+        "ingest", {"collection": collection, "paths": [str(site / "keep.md")], "prune": True}
+    )
+    assert "no folder was given" in refused
+
+
 async def test_offsets_point_at_the_right_text_for_every_format(
     retrieval: Retrieval, write_files: Any
 ) -> None:
