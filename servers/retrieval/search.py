@@ -88,6 +88,11 @@ def _validate(
         )
 
 
+# Bumped whenever a hit gains or loses a field, so that a result cached in another shape
+# (before an upgrade, or by another replica) is never served.
+HIT_SHAPE = 2
+
+
 def _cache_key(
     service: RetrievalService,
     query: str,
@@ -106,6 +111,7 @@ def _cache_key(
             "filters": filters.model_dump(mode="json") if filters else None,
             "collections": [(row.id, row.version) for row in rows],
             "model": model,
+            "shape": HIT_SHAPE,
             "tuning": [
                 config.fusion,
                 config.rrf_k,
@@ -231,7 +237,8 @@ async def _hits(
             "')::tsquery END AS tsq"
             "           FROM unnest(to_tsvector('english', %s))) "
             "SELECT c.id, d.doc_key, d.title, d.source, c.page, c.start_offset, c.end_offset, d.metadata, "
-            "       col.name, d.type, coalesce(ts_headline('english', c.text, q.tsq, %s), left(c.text, 300)) "
+            "       col.name, d.type, coalesce(ts_headline('english', c.text, q.tsq, %s), left(c.text, 300)),"
+            "       c.context "
             "FROM retrieval.chunks c JOIN retrieval.documents d ON d.id = c.document_id "
             "JOIN retrieval.collections col ON col.id = c.collection_id CROSS JOIN q WHERE c.id = ANY(%s)",
             (query, _HEADLINE_OPTIONS, [chunk_id for chunk_id, _ in ranked]),
@@ -249,6 +256,7 @@ async def _hits(
                 "title": row[2],
                 "source": row[3],
                 "page": row[4],
+                "section": row[11],
                 "start": row[5],
                 "end": row[6],
                 "score": round(score, 6),

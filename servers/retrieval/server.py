@@ -146,8 +146,9 @@ async def search(
     mode: Annotated[Literal["hybrid", "vector", "keyword"], Field(description="ranking")] = "hybrid",
     filters: SearchFilters | None = None,
 ) -> Annotated[CallToolResult, dict[str, Any]]:
-    """Search passages. Each result cites document_id, chunk_id, title, source, page, start/end character
-    offsets into the document's text, score, a snippet (HTML-escaped, matches in <mark>) and metadata."""
+    """Search passages. Each result cites document_id, chunk_id, title, source, page, section (the
+    headings above the passage), start/end character offsets into the document's text, score, a snippet
+    (HTML-escaped, matches in <mark>) and metadata."""
     from servers.retrieval.search import search as run_search
 
     with _tool_errors():

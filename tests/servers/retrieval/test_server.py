@@ -46,7 +46,7 @@ async def test_ingested_files_are_found_with_citations_that_point_at_the_passage
     text = await _document_text(retrieval, collection, top["document_id"])
     assert "Cats eat fish" in text[top["start"] : top["end"]]
     assert "<mark>" in top["snippet"]
-    assert top["title"] == "Cats"
+    assert (top["title"], top["section"]) == ("Cats", "Cats > Food")
 
 
 async def test_ingesting_the_same_content_twice_stores_it_once(
