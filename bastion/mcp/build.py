@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resources import ResourceSecurity
 
 from bastion.mcp.caller_middleware import CallerContextMiddleware
 from bastion.mcp.runtime import ServerRuntime
@@ -52,7 +53,11 @@ def build_server(spec: ServerSpec, runtime: ServerRuntime) -> MCPServer[ServerRu
         )
     for resource in spec.resources:
         server.resource(
-            resource.uri, name=resource.name, description=resource.description, mime_type=resource.mime_type
+            resource.uri,
+            name=resource.name,
+            description=resource.description,
+            mime_type=resource.mime_type,
+            security=ResourceSecurity(exempt_params=resource.opaque) if resource.opaque else None,
         )(resource.fn)
     for prompt in spec.prompts:
         server.prompt(name=prompt.name, description=prompt.description)(prompt.fn)

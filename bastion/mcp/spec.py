@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -95,6 +95,9 @@ class ResourceDef:
     name: str | None = None
     description: str | None = None
     mime_type: str | None = None
+    # Template parameters that are opaque keys (a document id that may be a file path),
+    # exempt from the SDK's checks against path traversal and absolute paths.
+    opaque: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,13 @@ class ServerSpec:
         name: str | None = None,
         description: str | None = None,
         mime_type: str | None = None,
+        opaque: Iterable[str] = (),
     ) -> Callable[[_FnT], _FnT]:
-        """Register an async function as the resource (or template) at `uri`."""
+        """Register an async function as the resource (or template) at `uri`.
+
+        `opaque`: template parameters that are keys the function looks up (and checks access
+        to) itself, never paths it opens; the SDK's path checks would refuse a key such as
+        `/srv/docs/a.md`, so they are skipped for these."""
         if callable(uri):
             raise ConfigError(
                 "Did you forget the URI? Use @spec.resource('scheme://path') instead of @spec.resource"
@@ -196,7 +204,10 @@ class ServerSpec:
 
         def register(func: _FnT) -> _FnT:
             _require_async(func, "resource")
-            self.resources.append(ResourceDef(func, uri, name, description, mime_type))
+            unknown = set(opaque) - set(re.findall(r"\{[+#./;?&]?(\w+)\*?\}", uri))
+            if unknown:
+                raise ConfigError(f"opaque parameters {sorted(unknown)} are not parameters of {uri!r}")
+            self.resources.append(ResourceDef(func, uri, name, description, mime_type, frozenset(opaque)))
             return func
 
         return register

@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal, TypedDict
-from urllib.parse import unquote
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -230,12 +229,13 @@ async def delete_collection(collection: str, ctx: Context[ServerRuntime, Any]) -
     name="document",
     description="The extracted text of a document (document_id URL-encoded).",
     mime_type="text/plain",
+    opaque={"document_id"},  # a file's document id is its absolute path
 )
 async def document_resource(collection: str, document_id: str, ctx: Context[ServerRuntime, Any]) -> str:
     from servers.retrieval.library import get_document as read
 
-    try:
-        doc = await read(_service(ctx), current_caller(), unquote(collection), unquote(document_id))
+    try:  # the SDK has decoded both parameters
+        doc = await read(_service(ctx), current_caller(), collection, document_id)
     except BastionError as exc:
         raise ResourceError(exc.message) from exc
     return str(doc["text"])

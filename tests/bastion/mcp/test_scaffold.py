@@ -285,6 +285,18 @@ def test_a_tool_name_declared_twice_is_refused() -> None:
         local.tool(name="same")(same)
 
 
+def test_an_opaque_resource_parameter_must_be_one_of_its_template() -> None:
+    local = ServerSpec(name="opaque")
+
+    async def read(key: str) -> str:
+        return key
+
+    with pytest.raises(ConfigError, match=r"opaque parameters \['path'\] are not parameters"):
+        local.resource("things://{key}", opaque={"path"})(read)
+    local.resource("things://{key}", opaque={"key"})(read)
+    assert local.resources[0].opaque == frozenset({"key"})
+
+
 def test_a_server_name_must_be_a_simple_lowercase_identifier() -> None:
     with pytest.raises(ConfigError, match="server name 'Bad Name'"):
         ServerSpec(name="Bad Name")

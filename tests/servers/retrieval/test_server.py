@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from servers.retrieval import ranking
 from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
@@ -291,12 +293,31 @@ async def test_deleting_documents_and_collections_removes_them_from_search(retri
     assert "no collection" in await retrieval.error("search", {"query": "quantum", "collection": collection})
 
 
-async def test_documents_are_readable_as_resources(retrieval: Retrieval) -> None:
+async def test_documents_are_readable_as_resources(retrieval: Retrieval, write_files: Any) -> None:
     collection = retrieval.collection()
-    await retrieval.ingest(collection, documents=[{"id": "r/1", "text": "Resource body text."}])
+    (path,) = write_files({"naïve résumé.md": "# CV\n\nA file read as a resource.\n"})
+    await retrieval.ingest(
+        collection,
+        paths=[str(path)],
+        documents=[
+            {"id": "r/1", "text": "Resource body text."},
+            {"id": "100%25 ../x", "text": "An id with a percent sign and dots."},
+        ],
+    )
+    # A file's id is its absolute path; every id travels URL-encoded and is decoded once.
+    expected = {
+        "r/1": "Resource body text.",
+        "100%25 ../x": "An id with a percent sign and dots.",
+        str(path): "# CV\n\nA file read as a resource.\n",
+    }
     async with Client(retrieval.server) as client:
-        result = await client.read_resource(f"retrieval://documents/{collection}/r%2F1")
-    assert getattr(result.contents[0], "text", None) == "Resource body text."
+        for document_id, text in expected.items():
+            result = await client.read_resource(
+                f"retrieval://documents/{collection}/{quote(document_id, safe='')}"
+            )
+            assert getattr(result.contents[0], "text", None) == text
+        with pytest.raises(MCPError, match="no document"):
+            await client.read_resource(f"retrieval://documents/{collection}/{quote('/etc/passwd', safe='')}")
 
 
 async def test_bad_input_gets_a_clear_error_and_loses_nothing_stored(
