@@ -1,6 +1,7 @@
 """HTML: the main content (`<main>`, `<article>`, else `<body>`), without navigation,
 headers, footers, scripts or forms; block elements become paragraphs, `<h1>`-`<h6>` headings,
-and each table row one line of its cells (`Basic | 10 | EUR`), as DOCX rows are read."""
+`<pre>` keeps its lines, and each table row is one line of its cells (`Basic | 10 | EUR`), as
+DOCX rows are read."""
 
 from __future__ import annotations
 
@@ -144,12 +145,21 @@ def _words(element: Any) -> str:
     return " ".join(element.text_content().split())
 
 
+def _preformatted(element: Any) -> str:
+    """A `<pre>` block (code, a shell session) as written: its lines and their indentation
+    kept, where other elements have their whitespace collapsed."""
+    lines = [line.rstrip() for line in element.text_content().splitlines()]
+    return "\n".join(lines).strip("\n")
+
+
 def _walk(element: Any, pieces: list[str], builder: TextBuilder) -> None:
     tag = _tag(element)
     if tag in _BLOCKS:
         _flush(pieces, builder)
     if tag in _HEADINGS:
         builder.add(_words(element), "heading", _HEADINGS[tag])
+    elif tag == "pre":
+        builder.add(_preformatted(element))
     elif tag == "tr":
         cells = [_words(cell) for cell in element if _tag(cell) in ("td", "th")]
         if any(cells):

@@ -112,6 +112,19 @@ def test_html_keeps_the_main_content_without_navigation_scripts_or_footers() -> 
     ]
 
 
+def test_html_preformatted_text_keeps_its_lines_and_indentation() -> None:
+    page = (
+        b"<main><p>Run   this:</p><pre><code># fetch it\npip install x\n\nif ok:\n    run()  \n</code></pre>"
+        b"<p>Then<br>done.</p></main>"
+    )
+    assert _blocks(extract_bytes(page, "html")) == [
+        ("paragraph", "Run this:"),
+        ("paragraph", "# fetch it\npip install x\n\nif ok:\n    run()"),
+        ("paragraph", "Then"),
+        ("paragraph", "done."),
+    ]
+
+
 @pytest.mark.parametrize(
     ("page", "text"),
     [
