@@ -33,6 +33,14 @@ _MESSAGE_MAX = 200  # characters of one validator message (it may quote a large 
 
 _ALTERNATIVES = (jsonschema_rs.ValidationErrorKind.AnyOf, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
 _TYPE = jsonschema_rs.ValidationErrorKind.Type
+_ENUM = jsonschema_rs.ValidationErrorKind.Enum
+_OPTIONS_SHOWN = 12  # an enum this short is named in full ("or 4 other candidates" tells a model nothing)
+
+
+def _one_of(values: list[Any]) -> str:
+    """`"a", "b" or "c"`: the values in JSON, as validator messages quote them."""
+    quoted = [orjson.dumps(v).decode() for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
@@ -43,6 +51,10 @@ def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
     The branch that fits the value's type says what is wrong inside it (`params[1]`);
     when no branch takes the value's type, the message names the types that would do.
     """
+    if isinstance(error.kind, _ENUM) and 1 < len(error.kind.options) <= _OPTIONS_SHOWN:
+        instance = orjson.dumps(error.instance).decode()
+        yield error.instance_path, f"{instance} is not one of {_one_of(list(error.kind.options))}"
+        return
     branches = error.kind.context if isinstance(error.kind, _ALTERNATIVES) else None
     if not branches:
         yield error.instance_path, error.message
@@ -64,9 +76,8 @@ def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
     if not names:
         yield error.instance_path, error.message
         return
-    types = [f'"{t}"' for t in names]
-    named = types[0] if len(types) == 1 else f"{', '.join(types[:-1])} or {types[-1]}"
-    yield error.instance_path, f"{orjson.dumps(error.instance).decode()} is not of type {named}"
+    instance = orjson.dumps(error.instance).decode()
+    yield error.instance_path, f"{instance} is not of type {_one_of(list(names))}"
 
 
 def _where(path: list[str | int]) -> str:

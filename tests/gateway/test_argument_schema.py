@@ -76,6 +76,18 @@ def test_a_value_matching_no_alternative_is_explained_by_the_one_it_was_meant_fo
     assert ArgumentSchemas().problem("up", "t", OPTIONAL, arguments) == expected
 
 
+def test_a_short_enum_is_named_in_full_and_a_long_one_as_the_validator_says() -> None:
+    kinds = ["text", "markdown", "html", "pdf", "docx", "inline"]
+    schema = {"type": "object", "properties": {"type": {"type": "array", "items": {"enum": kinds}}}}
+    assert ArgumentSchemas().problem("up", "t", schema, {"type": ["md"]}) == (
+        'argument \'type[0]\': "md" is not one of "text", "markdown", "html", "pdf", "docx" or "inline"'
+    )
+    many = {"type": "object", "properties": {"n": {"enum": list(range(20))}}}
+    assert ArgumentSchemas().problem("up", "t", many, {"n": 99}) == (
+        "argument 'n': 99 is not one of 0, 1 or 18 other candidates"
+    )
+
+
 def test_a_long_offending_value_is_cut_short() -> None:
     problem = ArgumentSchemas().problem("up", "t", SCHEMA, {"dataset": ["x" * 5000]})
     assert problem is not None and problem.endswith("...") and len(problem) < 300
