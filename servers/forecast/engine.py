@@ -55,6 +55,8 @@ class ForecastRequest:
     windows: int = DEFAULT_WINDOWS
     combinations: bool = True
     fill: str = "interpolate"
+    # Floor the forecast at 0: None decides from the history (never below 0: floored).
+    non_negative: bool | None = None
 
 
 @dataclass
@@ -137,7 +139,7 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
                 f"{failure.model} could not be fitted to this series ({failure.reason}). Choose "
                 "another model, or model='auto' to compare several."
             ) from None
-        fitted = _rescaled(fitted, scale)
+        fitted = _floored(_rescaled(fitted, scale), series, request.non_negative)
         return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
     # A model that did well on the windows can still fail on the whole history (numbers its
     # optimiser cannot handle): leave it out and choose again from the rest.
@@ -154,7 +156,7 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
                 break  # the fallback itself failed: nothing is left to try
             del ranked.forecasts[failure.model]
             continue
-        fitted = _rescaled(fitted, scale)
+        fitted = _floored(_rescaled(fitted, scale), series, request.non_negative)
         return Outcome(series, choice.name, fitted, levels, cv if cv.origins else None, choice, skipped)
     raise SeriesInputError(
         f"no model could be fitted to this series ({'; '.join(f'{m}: {skipped[m]}' for m in failed)}). "
@@ -205,13 +207,23 @@ def _fit_members(
         result.lower, result.upper = widen_to_conformal(
             result.mean, result.lower, result.upper, cv.residuals(windows)
         )
-    return _clip(result, y)
+    return result
 
 
-def _clip(fit: ModelForecast, y: FloatArray) -> ModelForecast:
-    # Demand (non-negative, intermittent) cannot go below zero; other series may.
-    if not is_intermittent(y):
+def _floored(fit: ModelForecast, series: PreparedSeries, non_negative: bool | None) -> ModelForecast:
+    """The forecast and its intervals floored at 0 for a quantity that cannot go below it:
+    when asked, or by default when the history never goes below 0 (counts, sales, prices,
+    durations). A default floor that raised anything says so, and how to lift it."""
+    floor = bool(np.all(series.values >= 0)) if non_negative is None else non_negative
+    if not floor:
         return fit
+    bounds = [fit.mean, *fit.lower.values(), *fit.upper.values()]
+    raised = sum(int(np.count_nonzero(b < 0)) for b in bounds)
+    if raised and non_negative is None:
+        series.warnings.append(
+            f"the history never goes below 0, so {raised} forecast value(s) and interval bound(s) "
+            "below 0 were raised to 0; pass non_negative=false for a series that can go negative."
+        )
     return ModelForecast(
         np.maximum(fit.mean, 0),
         {lv: np.maximum(b, 0) for lv, b in fit.lower.items()},

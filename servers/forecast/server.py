@@ -65,6 +65,13 @@ Model = Annotated[
 Levels = Annotated[
     list[int] | None, Field(description="Prediction interval levels in percent; default [80, 95].")
 ]
+NonNegative = Annotated[
+    bool | None,
+    Field(
+        description="Floor the forecast and its intervals at 0 (true), or not (false); default: when "
+        "the history never goes below 0 (counts, sales, prices)."
+    ),
+]
 Fill = Annotated[
     str,
     Field(
@@ -109,13 +116,16 @@ async def forecast(
     model: Model = "auto",
     levels: Levels = None,
     fill: Fill = "interpolate",
+    non_negative: NonNegative = None,
 ) -> dict[str, Any]:
     """Forecast `horizon` steps with prediction intervals. Returns {model, season_length, freq,
     forecast: [{ds, mean, lower: {"80": ..}, upper: {..}}], cv: {model: {smape, mase}}, skipped,
     warnings}; `ds` is an ISO timestamp when timestamps were given, else the step index."""
     from servers.forecast.engine import ForecastRequest, run_forecast
 
-    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels, fill=fill)
+    request = ForecastRequest(
+        values, horizon, timestamps, freq, season_length, model, levels, fill=fill, non_negative=non_negative
+    )
     return await _run(ctx, "forecast", lambda: run_forecast(request), 1, _points(values))
 
 
@@ -132,13 +142,16 @@ async def forecast_batch(
     model: Model = "auto",
     levels: Levels = None,
     fill: Fill = "interpolate",
+    non_negative: NonNegative = None,
 ) -> dict[str, Any]:
     """Forecast many series in parallel over the machine's cores. Returns {results: [...]}: per
     series the `forecast` result with its `id`, or {id, error} when that series was unusable."""
     from servers.forecast.batch import run_batch
     from servers.forecast.engine import ForecastRequest
 
-    template = ForecastRequest([], horizon, None, freq, season_length, model, levels, fill=fill)
+    template = ForecastRequest(
+        [], horizon, None, freq, season_length, model, levels, fill=fill, non_negative=non_negative
+    )
     points = sum(_points(item.get("values")) for item in series if isinstance(item, dict))  # pyright: ignore[reportUnnecessaryIsInstance]
     return await _run(
         ctx, "forecast_batch", lambda: {"results": run_batch(series, template)}, len(series), points
@@ -181,13 +194,16 @@ async def chart(
     levels: Levels = None,
     title: Annotated[str | None, Field(description="Chart title; default names the model.")] = None,
     fill: Fill = "interpolate",
+    non_negative: NonNegative = None,
 ) -> dict[str, Any]:
     """A Vega-Lite v5 spec of the history, the forecast and its intervals (data inlined).
     Returns {spec, model, warnings}."""
     from servers.forecast.chart import forecast_chart
     from servers.forecast.engine import ForecastRequest, prepare, run_forecast
 
-    request = ForecastRequest(values, horizon, timestamps, freq, season_length, model, levels, fill=fill)
+    request = ForecastRequest(
+        values, horizon, timestamps, freq, season_length, model, levels, fill=fill, non_negative=non_negative
+    )
 
     def work() -> dict[str, Any]:
         result = run_forecast(request)

@@ -80,6 +80,34 @@ def test_intermittent_demand_is_forecast_by_a_croston_style_model_never_below_ze
     assert "CrostonSBA" in result["cv"] and result["cv"]["CrostonSBA"]["rmsse"] > 0
 
 
+def test_a_series_never_below_zero_is_forecast_never_below_zero_unless_told_otherwise() -> None:
+    # Daily counts with a weekly cycle near zero: a plain fit's intervals reach below 0.
+    rng = np.random.default_rng(5)
+    y = list(np.maximum(0, 3 + 3 * np.sin(np.arange(140) * 2 * np.pi / 7) + rng.normal(0, 1.5, 140)).round())
+
+    def lowest(result: dict[str, object]) -> float:
+        return min(min(p["mean"], *p["lower"].values()) for p in result["forecast"])  # type: ignore[attr-defined]
+
+    def fit(values: list[float], non_negative: bool | None = None) -> dict[str, object]:
+        request = ForecastRequest(
+            values, 14, season_length=7, model="SeasonalNaive", non_negative=non_negative
+        )
+        return run_forecast(request)
+
+    raw, floored = fit(y, non_negative=False), fit(y)
+    assert lowest(raw) < 0 and raw["warnings"] == []
+    assert lowest(floored) == 0
+    (warning,) = floored["warnings"]  # type: ignore[misc]
+    assert "never goes below 0" in warning and "non_negative=false" in warning
+    for kept, low in zip(floored["forecast"], raw["forecast"], strict=True):  # type: ignore[call-overload]
+        assert kept["upper"] == {lv: max(b, 0.0) for lv, b in low["upper"].items()}
+    # A history that went below 0 is not floored unless asked, and asking warns of nothing.
+    signed = [v - 2.5 for v in y]
+    assert lowest(fit(signed)) < 0
+    forced = fit(signed, non_negative=True)
+    assert lowest(forced) == 0 and forced["warnings"] == []
+
+
 def test_auto_forecasts_intermittent_demand_at_its_rate_not_at_zero() -> None:
     # Chosen by sMAPE and MASE, `auto` forecast no demand at all for 14 of these 24.
     rng = np.random.default_rng(21)

@@ -115,6 +115,34 @@ async def test_fill_reaches_every_tool_and_a_wrong_one_is_refused(runtime: Serve
     assert wrong.is_error and "`fill` 'previous' is not one of: interpolate, zero" in wrong.content[0].text  # type: ignore[union-attr]
 
 
+async def test_non_negative_reaches_forecast_batch_and_chart(runtime: ServerRuntime) -> None:
+    # A weekly cycle of counts that touches zero: the default floors the forecast at 0.
+    counts = [0.0, 1.0, 5.0, 9.0, 5.0, 1.0, 0.0] * 6 + [0.0, 2.0, 6.0, 8.0, 4.0, 2.0, 1.0]
+    common = {"values": counts, "horizon": 7, "season_length": 7, "model": "SeasonalNaive"}
+    batch_of = {
+        "series": [{"id": "a", "values": counts}],
+        "horizon": 7,
+        "season_length": 7,
+        "model": "SeasonalNaive",
+    }
+    async with Client(build_server(spec, runtime)) as client:
+        results = {
+            non_negative: (
+                await client.call_tool("forecast", {**common, "non_negative": non_negative}),
+                await client.call_tool("forecast_batch", {**batch_of, "non_negative": non_negative}),
+                await client.call_tool("chart", {**common, "non_negative": non_negative}),
+            )
+            for non_negative in (None, False)
+        }
+    for non_negative, (forecast, batch, chart) in results.items():
+        assert forecast.structured_content and batch.structured_content and chart.structured_content
+        warned = any("never goes below 0" in w for w in forecast.structured_content["warnings"])
+        lowest = min(p["lower"]["95"] for p in forecast.structured_content["forecast"])
+        assert (warned, lowest >= 0) == (non_negative is None, non_negative is None)
+        assert batch.structured_content["results"][0]["forecast"] == forecast.structured_content["forecast"]
+        assert chart.structured_content["warnings"] == forecast.structured_content["warnings"]
+
+
 def test_loading_the_spec_imports_no_numeric_stack() -> None:
     code = (
         "import sys, servers.forecast.server; "
