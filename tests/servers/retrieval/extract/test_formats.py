@@ -73,6 +73,7 @@ def test_setext_headings_are_headings_and_their_underlines_belong_to_no_block() 
     [
         ('---\ntitle: "Release notes: 2.0"\ntags: [a]\n---\n\n# Heading\n', "Release notes: 2.0", 3),
         ("---\nauthor: me\n...\n\n# Heading\n\nText.\n", "Heading", 2),
+        ("---\r\ntitle: Windows lines\r\n---\r\n\r\nText.\r\n", "Windows lines", 2),
         ("---\n: not [yaml\n---\n\nFirst words.\n", "First words.", 2),
         ("---\n\nA rule first, never closed.\n", "A rule first, never closed.", 0),
     ],
@@ -85,7 +86,7 @@ def test_front_matter_names_the_document_when_it_has_a_title(
     assert doc.title == title and doc.text == source
     first = doc.text[doc.blocks[0].start : doc.blocks[0].end]
     if front_matter:
-        assert first.startswith("---\n") and first.count("\n") == front_matter
+        assert first.splitlines()[0] == "---" and first.count("\n") == front_matter
     else:
         assert first == "---"  # a thematic break, a paragraph of its own
 
