@@ -124,6 +124,26 @@ async def test_prune_removes_the_documents_of_deleted_files_under_the_folder_and
     assert "no folder was given" in refused
 
 
+async def test_prune_keeps_the_text_of_a_duplicate_whose_kept_file_is_gone(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    # The same text in two files is stored once, under the first; prune that one and the
+    # other file's document takes its place in the same job.
+    first, second = write_files(
+        {"dup/a.txt": "Tide tables for the harbour.", "dup/b.txt": "Tide tables for the harbour."}
+    )
+    collection = retrieval.collection()
+    status = await retrieval.ingest(collection, paths=[str(retrieval.root / "dup")])
+    assert (status["counts"]["created"], status["counts"]["duplicate"]) == (1, 1)
+    first.unlink()
+    pruned = await retrieval.ingest(collection, paths=[str(retrieval.root / "dup")], prune=True)
+    assert (pruned["counts"]["removed"], pruned["counts"]["created"]) == (1, 1)
+    found = await retrieval.call(
+        "search", {"query": "tide tables", "collection": collection, "mode": "keyword"}
+    )
+    assert [hit["document_id"] for hit in found["results"]] == [str(second)]
+
+
 async def test_offsets_point_at_the_right_text_for_every_format(
     retrieval: Retrieval, write_files: Any
 ) -> None:
