@@ -576,6 +576,8 @@ class Gateway:
             )
             if result.get("isError"):
                 outcome = "tool_error"
+                if checked is not None:
+                    _name_as_exposed(result, checked)
             elif result.get("resultType") == "input_required":
                 outcome = "input_required"
             return result
@@ -747,3 +749,15 @@ def _rate(rate: Any) -> RateObligation | None:
     if rate is None or isinstance(rate, RateObligation):
         return rate
     return RateObligation(per_minute=float(rate.per_minute), burst=int(rate.burst))
+
+
+def _name_as_exposed(result: dict[str, Any], entry: Entry) -> None:
+    """A tool error worded by an SDK server ("Error executing tool search: ...") names the
+    tool by the exposed name its client called (`retrieval_search`), not the upstream's."""
+    prefix = f"Error executing tool {entry.name}:"
+    content = result.get("content")
+    if entry.name == entry.exposed or not isinstance(content, list) or not content:
+        return
+    first = content[0]
+    if isinstance(first, dict) and isinstance(text := first.get("text"), str) and text.startswith(prefix):
+        content[0] = {**first, "text": f"Error executing tool {entry.exposed}:{text[len(prefix) :]}"}

@@ -221,6 +221,25 @@ def test_arguments_failing_the_schema_never_reach_the_upstream(
 
 
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
+async def test_an_upstream_tool_error_names_the_tool_as_its_client_calls_it(
+    gateway: GatewayProcess, mode: str
+) -> None:
+    expected = "Error executing tool counter_refuse: no dataset named 'sales'"
+    body = _call({"reason": "no dataset named 'sales'"})
+    body["params"]["name"] = "counter_refuse"
+    fast = _result(_post(gateway, json.dumps(body).encode(), **{"mcp-name": "counter_refuse"}))["result"]
+    assert fast["isError"] is True and fast["content"][0]["text"] == expected
+    async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
+        plain = await client.call_tool("counter_refuse", {"reason": "no dataset named 'sales'"})
+        # A progress callback sends a progress token: the call takes the SDK path.
+        streamed = await client.call_tool(
+            "counter_refuse", {"reason": "no dataset named 'sales'"}, progress_callback=_ignore_progress
+        )
+    for result in (plain, streamed):
+        assert result.is_error and result.content[0].text == expected  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
 async def test_schema_errors_are_the_same_on_the_sdk_path(gateway: GatewayProcess, mode: str) -> None:
     before = gateway.counted()
     async with _client(gateway.url + "/mcp", gateway.key("admin"), mode) as client:
