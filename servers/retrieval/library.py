@@ -72,22 +72,34 @@ async def get_document(
     document_id: str,
     *,
     include_text: bool = True,
+    start: int = 0,
+    end: int | None = None,
 ) -> dict[str, Any]:
+    """A document's metadata and counts, and its text from `start` to `end` (character
+    offsets, as search cites them), at most MAX_TEXT_CHARS of it per call."""
     check_name(collection)
     readable(caller, collection)
+    if start < 0 or (end is not None and end < start):
+        raise InputError(
+            f"start={start}, end={end} is not a range of the text: give 0 <= start <= end "
+            "(character offsets, as search results cite them)"
+        )
+    stop = start + MAX_TEXT_CHARS if end is None else min(end, start + MAX_TEXT_CHARS)
     async with service.database.pool.connection() as conn:
         row = await get_collection(conn, collection)
+        # Only the asked range leaves the database: a document may hold millions of characters.
         cur = await conn.execute(
-            "SELECT d.id, d.doc_key, d.title, d.source, d.type, d.tags, d.metadata, d.content_hash, d.text, "
-            "d.pages, d.size_bytes, d.modified_at, d.created_at, d.updated_at, "
-            "(SELECT count(*) FROM retrieval.chunks c WHERE c.document_id = d.id) "
+            "SELECT d.id, d.doc_key, d.title, d.source, d.type, d.tags, d.metadata, d.content_hash, "
+            "CASE WHEN %s THEN substr(d.text, %s, %s) END, d.pages, d.size_bytes, d.modified_at, "
+            "d.created_at, d.updated_at, "
+            "(SELECT count(*) FROM retrieval.chunks c WHERE c.document_id = d.id), length(d.text) "
             "FROM retrieval.documents d WHERE d.collection_id = %s AND d.doc_key = %s",
-            (row.id, document_id),
+            (include_text, start + 1, stop - start, row.id, document_id),
         )
         doc = await cur.fetchone()
     if doc is None:
         raise NotFoundError(f"no document {document_id!r} in collection {collection!r}")
-    text: str = doc[8]
+    characters = int(doc[15])
     result: dict[str, Any] = {
         "collection": collection,
         "document_id": doc[1],
@@ -103,11 +115,19 @@ async def get_document(
         "created_at": doc[12].isoformat(),
         "updated_at": doc[13].isoformat(),
         "chunks": int(doc[14]),
-        "characters": len(text),
+        "characters": characters,
     }
     if include_text:
-        result["text"] = text[:MAX_TEXT_CHARS]
-        result["truncated"] = len(text) > MAX_TEXT_CHARS
+        if start > characters:
+            raise InputError(
+                f"start={start} is past the end of the text, which has {characters:,} characters"
+            )
+        text: str = doc[8]
+        result["text"] = text
+        result["start"] = start
+        result["end"] = start + len(text)
+        # More text after `end` than was asked for or than one call returns.
+        result["truncated"] = result["end"] < min(characters, end if end is not None else characters)
     return result
 
 

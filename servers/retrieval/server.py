@@ -167,13 +167,30 @@ async def search(
 
 @spec.tool(annotations=_READ_ONLY)
 async def get_document(
-    collection: str, document_id: str, ctx: Context[ServerRuntime, Any], include_text: bool = True
+    collection: str,
+    document_id: str,
+    ctx: Context[ServerRuntime, Any],
+    include_text: bool = True,
+    start: Annotated[int, Field(description="character offset to read the text from")] = 0,
+    end: Annotated[
+        int | None, Field(description="character offset to stop at (exclusive); default: the end")
+    ] = None,
 ) -> dict[str, Any]:
-    """A document's metadata and extracted text (the text that search offsets point into)."""
+    """A document's metadata and extracted text (the text that search offsets point into), from
+    `start` to `end`, at most 1,000,000 characters per call: `truncated` says there is more
+    after the returned `end`, to read with `start` set to it."""
     from servers.retrieval.library import get_document as read
 
     with _tool_errors():
-        return await read(_service(ctx), current_caller(), collection, document_id, include_text=include_text)
+        return await read(
+            _service(ctx),
+            current_caller(),
+            collection,
+            document_id,
+            include_text=include_text,
+            start=start,
+            end=end,
+        )
 
 
 @spec.tool(annotations=_READ_ONLY)

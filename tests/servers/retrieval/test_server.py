@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from servers.retrieval import ranking
+from servers.retrieval import library, ranking
 from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
 from servers.retrieval.errors import RetrievalError
 from servers.retrieval.service import RetrievalService, install_service
@@ -279,6 +279,47 @@ async def test_search_results_are_cached_until_the_collection_changes(retrieval:
     third = await retrieval.call("search", query)
     assert third["cached"] is False
     assert {hit["document_id"] for hit in third["results"]} == {"a", "b"}
+
+
+async def test_get_document_reads_the_range_a_citation_names_and_pages_through_long_text(
+    retrieval: Retrieval, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = retrieval.collection()
+    text = "Preface. " * 30 + "The boiler must be descaled every spring. " + "Index. " * 30
+    await retrieval.ingest(collection, documents=[{"id": "manual", "text": text}])
+    found = await retrieval.call("search", {"query": "descaled boiler", "collection": collection, "k": 1})
+    hit = found["results"][0]
+    cited = await retrieval.call(
+        "get_document",
+        {"collection": collection, "document_id": "manual", "start": hit["start"], "end": hit["end"]},
+    )
+    assert cited["text"] == text[hit["start"] : hit["end"]] and "descaled" in cited["text"]
+    assert (cited["start"], cited["end"], cited["truncated"]) == (hit["start"], hit["end"], False)
+    # One call returns at most MAX_TEXT_CHARS; `truncated` and `end` say where to go on.
+    monkeypatch.setattr(library, "MAX_TEXT_CHARS", 100)
+    pages, start = [], 0
+    while True:
+        page = await retrieval.call(
+            "get_document", {"collection": collection, "document_id": "manual", "start": start}
+        )
+        pages.append(page["text"])
+        if not page["truncated"]:
+            break
+        start = page["end"]
+    assert "".join(pages) == text and len(pages) == -(-len(text) // 100)
+    assert page["characters"] == len(text)
+    for bad, said in (
+        ({"start": -1}, "not a range"),
+        ({"start": 10, "end": 5}, "not a range"),
+        ({"start": len(text) + 1}, "past the end of the text"),
+    ):
+        assert said in await retrieval.error(
+            "get_document", {"collection": collection, "document_id": "manual", **bad}
+        )
+    bare = await retrieval.call(
+        "get_document", {"collection": collection, "document_id": "manual", "include_text": False}
+    )
+    assert "text" not in bare and bare["characters"] == len(text)
 
 
 async def test_get_chunk_returns_its_neighbours_in_document_order(retrieval: Retrieval) -> None:
