@@ -366,6 +366,7 @@ async def test_a_virtual_server_exposes_its_upstream_under_original_names(gatewa
             "toggle_extra",
             "touch",
             "chatty",
+            "refuse",
         }
         result = await client.call_tool("echo", {"text": "solo"})
     assert result.content[0].text == "solo"  # type: ignore[union-attr]
