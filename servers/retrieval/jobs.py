@@ -119,13 +119,18 @@ async def create_job(
     return job_id
 
 
-async def add_items(conn: AsyncConnection[Any], job_id: str, refs: Sequence[tuple[str, str]]) -> None:
-    """Add scanned items (ref, kind) after the existing ones; re-adding a ref is a no-op."""
+async def _next_seq(conn: AsyncConnection[Any], job_id: str) -> int:
+    """The sequence number after the job's last item."""
     cur = await conn.execute(
         "SELECT coalesce(max(seq) + 1, 0) FROM retrieval.job_items WHERE job_id = %s", (job_id,)
     )
     row = await cur.fetchone()
-    start = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+async def add_items(conn: AsyncConnection[Any], job_id: str, refs: Sequence[tuple[str, str]]) -> None:
+    """Add scanned items (ref, kind) after the existing ones; re-adding a ref is a no-op."""
+    start = await _next_seq(conn, job_id)
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO retrieval.job_items (job_id, seq, ref, kind) VALUES (%s, %s, %s, %s) "
@@ -136,11 +141,7 @@ async def add_items(conn: AsyncConnection[Any], job_id: str, refs: Sequence[tupl
 
 async def add_removed(conn: AsyncConnection[Any], job_id: str, paths: Sequence[str]) -> None:
     """Record documents the job deleted because their files are gone (items done as `removed`)."""
-    cur = await conn.execute(
-        "SELECT coalesce(max(seq) + 1, 0) FROM retrieval.job_items WHERE job_id = %s", (job_id,)
-    )
-    row = await cur.fetchone()
-    start = int(row[0]) if row else 0
+    start = await _next_seq(conn, job_id)
     async with conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO retrieval.job_items (job_id, seq, ref, kind, status, outcome, document_id, "

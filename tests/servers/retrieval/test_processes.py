@@ -82,21 +82,25 @@ async def test_bastion_serve_retrieval_over_stdio_ingests_and_searches(
     assert hit["title"] == "Lighthouses" and hit["source"] == str(docs_root / "lighthouse.md")
 
 
-def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
-    shared_home: Path, docs_root: Path
-) -> None:
-    (docs_root / "ok.txt").write_text("Compost turns kitchen scraps into soil.")
-    (docs_root / "empty.md").write_text("")
-    collection = f"cli-{uuid.uuid4().hex[:8]}"
-    done = subprocess.run(
-        [sys.executable, "-m", "bastion.cli", "ingest", str(docs_root), "--collection", collection, "--json"],
-        env=_env(shared_home, docs_root),
+def _bastion_ingest(home: Path, root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion.cli", "ingest", *args],
+        env=_env(home, root),
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=180,
         check=False,
     )
+
+
+def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
+    shared_home: Path, docs_root: Path
+) -> None:
+    (docs_root / "ok.txt").write_text("Compost turns kitchen scraps into soil.")
+    (docs_root / "empty.md").write_text("")
+    collection = f"cli-{uuid.uuid4().hex[:8]}"
+    done = _bastion_ingest(shared_home, docs_root, str(docs_root), "--collection", collection, "--json")
     assert done.returncode == 1, done.stderr.decode()
     status = json.loads(done.stdout)
     assert status["state"] == "completed"
@@ -105,26 +109,10 @@ def test_bastion_ingest_reports_counts_and_fails_with_the_bad_files(
     (docs_root / "ok.txt").unlink()
     (docs_root / "empty.md").unlink()
     (docs_root / "new.txt").write_text("Worms help compost along.")
-    pruned = subprocess.run(
-        [sys.executable, "-m", "bastion.cli", "ingest", str(docs_root), "-c", collection, "--prune"],
-        env=_env(shared_home, docs_root),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
+    pruned = _bastion_ingest(shared_home, docs_root, str(docs_root), "-c", collection, "--prune")
     assert pruned.returncode == 0, pruned.stderr.decode()
     assert "1 created, 0 replaced, 0 unchanged, 0 duplicate, 1 removed, 0 failed" in pruned.stdout.decode()
-    outside = subprocess.run(
-        [sys.executable, "-m", "bastion.cli", "ingest", "/etc/hostname", "--collection", collection],
-        env=_env(shared_home, docs_root),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    outside = _bastion_ingest(shared_home, docs_root, "/etc/hostname", "--collection", collection)
     assert outside.returncode == 2
     assert "outside the allowed roots" in outside.stderr.decode()
 
