@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from mcp.shared.uri_template import UriTemplate
 from mcp.types import ToolAnnotations
 
 from bastion.db.migrations import MigrationSet
@@ -204,7 +205,7 @@ class ServerSpec:
 
         def register(func: _FnT) -> _FnT:
             _require_async(func, "resource")
-            unknown = set(opaque) - set(re.findall(r"\{[+#./;?&]?(\w+)\*?\}", uri))
+            unknown = set(opaque) - set(UriTemplate.parse(uri).variable_names)
             if unknown:
                 raise ConfigError(f"opaque parameters {sorted(unknown)} are not parameters of {uri!r}")
             self.resources.append(ResourceDef(func, uri, name, description, mime_type, frozenset(opaque)))

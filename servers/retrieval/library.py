@@ -126,8 +126,9 @@ async def get_document(
         result["text"] = text
         result["start"] = start
         result["end"] = start + len(text)
-        # More text after `end` than was asked for or than one call returns.
-        result["truncated"] = result["end"] < min(characters, end if end is not None else characters)
+        # The text stops short of what was asked for (one call returns at most MAX_TEXT_CHARS).
+        wanted = characters if end is None else min(end, characters)
+        result["truncated"] = result["end"] < wanted
     return result
 
 
