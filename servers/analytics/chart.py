@@ -3,12 +3,15 @@
 Defaults follow the column types: a time on x with a number on y is a line, a
 category with a number is a bar, two numbers are a scatter, and a single number is a
 histogram. Any of `kind`, `x`, `y` and `color` may be given to override the choice.
+A result longer than the chart inlines is reduced over all its rows (`chart_points`),
+and `description` says how.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
+from servers.analytics import chart_points
 from servers.analytics.errors import AnalyticsError
 from servers.analytics.sandbox import ColumnInfo, QueryResult
 
@@ -63,8 +66,9 @@ def vega_lite(
     y: str | None = None,
     color: str | None = None,
     title: str | None = None,
+    limit: int = 5_000,
 ) -> dict[str, Any]:
-    """A Vega-Lite v5 spec for `result`."""
+    """A Vega-Lite v5 spec for `result`, inlining at most `limit` rows."""
     columns = result["columns"]
     if not columns:
         raise AnalyticsError("the query returned no columns to chart")
@@ -79,8 +83,17 @@ def vega_lite(
     chosen: ChartKind = kind or default_kind  # type: ignore[assignment]
     names = [c["name"] for c in columns]
     values = [dict(zip(names, row, strict=True)) for row in result["rows"]]
+    color_name = color_col["name"] if color_col is not None else None
+    # Over `limit` rows, a histogram's bins and a bar's row counts are taken here.
+    count_field = _free_name("count", {*names, f"{x_col['name']}_end"})
+    how: str | None = None
     encoding: dict[str, Any] = {}
-    if chosen == "histogram":
+    if chosen == "histogram" and len(values) > limit:
+        values, how = chart_points.bins(values, x_col["name"], count_field)
+        encoding["x"] = {"field": x_col["name"], "type": "quantitative", "bin": {"binned": True}}
+        encoding["x2"] = {"field": f"{x_col['name']}_end"}
+        encoding["y"] = {"field": count_field, "type": "quantitative", "title": "count"}
+    elif chosen == "histogram":
         encoding["x"] = {"field": x_col["name"], "type": "quantitative", "bin": True}
         encoding["y"] = {"aggregate": "count", "type": "quantitative"}
     else:
@@ -92,10 +105,15 @@ def vega_lite(
         if chosen == "bar" and x_type == "nominal":
             x_encoding["sort"] = None  # keep the query's ORDER BY
         encoding["x"] = x_encoding
-        if y_col is not None:
-            encoding["y"] = {"field": y_col["name"], "type": _measure(y_col["type"])}
-        else:
+        if y_col is None and len(values) > limit:
+            values, how = chart_points.counts(values, x_col["name"], color_name, count_field, limit)
+            encoding["y"] = {"field": count_field, "type": "quantitative", "title": "count"}
+        elif y_col is None:
             encoding["y"] = {"aggregate": "count", "type": "quantitative"}
+        else:
+            encoding["y"] = {"field": y_col["name"], "type": _measure(y_col["type"])}
+            if len(values) > limit:
+                values, how = _fit(values, chosen, x_col["name"], y_col["name"], color_name, limit)
     if color_col is not None:
         encoding["color"] = {"field": color_col["name"], "type": _measure(color_col["type"])}
     mark: dict[str, Any] = {
@@ -113,8 +131,31 @@ def vega_lite(
     }
     if title:
         spec["title"] = title
+    notes: list[str] = []
     if result["truncated"]:
-        spec["description"] = (
-            f"first {result['row_count']} rows; the result was truncated ({result['truncated_by']})"
-        )
+        notes.append(f"the query's first {result['row_count']:,} rows (cut by {result['truncated_by']})")
+    if how is not None:
+        notes.append(how)
+    if notes:
+        spec["description"] = "; ".join(notes)
     return spec
+
+
+def _fit(
+    values: list[dict[str, Any]], kind: ChartKind, x: str, y: str, color: str | None, limit: int
+) -> chart_points.Reduced:
+    """Rows with a y each, over `limit`: lines and scatters reduced, bars cut."""
+    if kind == "line":
+        return chart_points.line_points(values, x, y, color, limit)
+    if kind == "scatter":
+        return chart_points.scatter_sample(values, x, y, limit)
+    return values[:limit], f"first {limit:,} of {len(values):,} rows (one bar each)"
+
+
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """`wanted`, or `wanted_2`, `wanted_3`... if a column already has that name."""
+    name, n = wanted, 1
+    while name in taken:
+        n += 1
+        name = f"{wanted}_{n}"
+    return name

@@ -5,7 +5,8 @@ variables read once, when a server process first needs them:
 
     BASTION_ANALYTICS_STATEMENT_TIMEOUT_MS   statement timeout of every query (30000)
     BASTION_ANALYTICS_MAX_RESULT_BYTES       byte cap of one result (8 MiB)
-    BASTION_ANALYTICS_MAX_ROWS               ceiling on `max_rows` (100000)
+    BASTION_ANALYTICS_MAX_ROWS               ceiling on `max_rows`, and the rows a chart reads (100000)
+    BASTION_ANALYTICS_CHART_MAX_ROWS         points a chart inlines (5000)
 """
 
 from __future__ import annotations

@@ -140,11 +140,18 @@ async def chart(
     title: str | None = None,
 ) -> Annotated[CallToolResult, dict[str, Any]]:
     """A Vega-Lite v5 chart (bar, line, scatter or histogram) of a query's result, data inlined.
-    Defaults follow the column types; `kind`, `x`, `y` and `color` override them."""
+    Defaults follow the column types; `kind`, `x`, `y` and `color` override them. Over 5,000
+    rows the chart is drawn from every row: lines keep each stretch's first, last, lowest and
+    highest point, histograms and row counts are binned and counted here, scatters are
+    sampled with each axis's extremes; `description` says how."""
     service = _service(ctx)
     caller = current_caller()
-    result = await service.query(caller, sql, params, service.config.chart_max_rows, source)
-    return structured(vega_lite(result, kind=kind, x=x, y=y, color=color, title=title))
+    # Every row up to the query ceiling is read, and reduced to what the chart inlines.
+    result = await service.query(caller, sql, params, service.config.max_rows, source)
+    spec = vega_lite(
+        result, kind=kind, x=x, y=y, color=color, title=title, limit=service.config.chart_max_rows
+    )
+    return structured(spec)
 
 
 @spec.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=False))

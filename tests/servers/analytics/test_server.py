@@ -99,6 +99,67 @@ async def test_chart_defaults_follow_the_column_types(tools: ClientFactory, load
     assert "'nope' is not a column" in bad
 
 
+HOURLY = (
+    "SELECT timestamp '2024-01-01' + g * interval '1 hour' AS t,"
+    " CASE WHEN g = 777 THEN 1000 WHEN g = 333 THEN -50 ELSE g % 10 END AS v"
+    " FROM generate_series(1, 1000) g"
+)
+
+
+async def test_a_chart_over_its_row_limit_is_reduced_over_every_row(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(chart_max_rows=100))
+    async with tools(None) as c:
+        line = await c.ok("chart", sql=HOURLY)
+        hist = await c.ok("chart", sql="SELECT (g % 50)::float8 AS v FROM generate_series(1, 1000) g")
+        bars = await c.ok(
+            "chart", sql="SELECT (ARRAY['a', 'b', 'c'])[1 + g % 3] AS k FROM generate_series(1, 1000) g"
+        )
+        scatter = await c.ok("chart", sql="SELECT g AS a, g * 7 % 101 AS b FROM generate_series(1, 1000) g")
+        per_row = await c.ok(
+            "chart", sql="SELECT g::text AS k, g AS v FROM generate_series(1, 1000) g", kind="bar"
+        )
+    # The line keeps both ends and the spike and dip far past the first 100 rows.
+    points = line["data"]["values"]
+    assert len(points) <= 100
+    assert {"t": "2024-01-01T01:00:00", "v": 1} in points
+    assert {"t": "2024-02-11T16:00:00", "v": 0} in points
+    assert max(p["v"] for p in points) == 1000 and min(p["v"] for p in points) == -50
+    assert line["description"].startswith("1,000 rows drawn as ")
+    # The histogram is binned here over all 1,000 values.
+    assert hist["encoding"]["x"] == {"field": "v", "type": "quantitative", "bin": {"binned": True}}
+    assert hist["encoding"]["x2"] == {"field": "v_end"}
+    assert sum(b["count"] for b in hist["data"]["values"]) == 1000
+    assert hist["data"]["values"][0] == {"v": 0, "v_end": 5, "count": 100}
+    # Rows counted per category over every row, not over the first 100.
+    assert bars["data"]["values"] == [
+        {"k": "b", "count": 334},
+        {"k": "c", "count": 333},
+        {"k": "a", "count": 333},
+    ]
+    assert bars["encoding"]["y"]["field"] == "count"
+    # A scatter is sampled but keeps each axis's extremes.
+    sampled = scatter["data"]["values"]
+    assert len(sampled) <= 100
+    assert {1, 1000} <= {p["a"] for p in sampled} and {0, 100} <= {p["b"] for p in sampled}
+    # One bar per row cannot be merged: cut, and said.
+    assert len(per_row["data"]["values"]) == 100
+    assert per_row["description"] == "first 100 of 1,000 rows (one bar each)"
+
+
+async def test_a_chart_of_a_result_cut_by_the_row_ceiling_says_so(
+    tools: ClientFactory, runtime: ServerRuntime
+) -> None:
+    configure(runtime, AnalyticsConfig(max_rows=500, chart_max_rows=100))
+    async with tools(None) as c:
+        line = await c.ok("chart", sql=HOURLY)
+        small = await c.ok("chart", sql=f"{HOURLY} LIMIT 50")
+    assert line["description"].startswith("the query's first 500 rows (cut by max_rows); 500 rows drawn as ")
+    assert max(p["v"] for p in line["data"]["values"]) == 9  # the spike, row 777, was never read
+    assert len(small["data"]["values"]) == 50 and "description" not in small
+
+
 async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load_csv: Loader) -> None:
     name = (await load_csv(SALES, "params"))["name"]
     async with tools(None) as c:
