@@ -127,7 +127,7 @@ def chunk_document(doc: Extracted, token_spans: TokenSpans, *, target: int, over
             current = [unit]
             level = levels.get(unit.start, 1)
             headings = [(lvl, name) for lvl, name in headings if lvl < level]
-            headings.append((level, heading_name(doc.text[unit.start : unit.end])))
+            headings.append((level, heading_name(doc.text[unit.start : unit.end], markdown=doc.markdown)))
             context = " > ".join(name for _, name in headings)
             continue
         size = sum(u.tokens for u in current)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from servers.retrieval.extract.markdown_inline import inline_words
+
 __all__ = ["Block", "Extracted", "TextBuilder", "first_line", "heading_name"]
 
 BlockKind = Literal["heading", "paragraph"]
@@ -37,6 +39,8 @@ class Extracted:
     blocks: list[Block] = field(default_factory=list[Block])
     # Offset at which page i+1 begins; None for formats without pages.
     page_starts: list[int] | None = None
+    # Headings hold Markdown inline syntax (links, images, emphasis) to read past.
+    markdown: bool = False
 
     def page_at(self, offset: int) -> int | None:
         """The 1-based page holding `offset`, or None without pages."""
@@ -49,21 +53,27 @@ _ATX_OPEN = re.compile(r"^[ \t]*#{1,6}(?=[ \t]|$)")
 _ATX_CLOSE = re.compile(r"[ \t]+#+[ \t]*$")
 
 
-def heading_name(raw: str) -> str:
-    """A heading's words: a Markdown heading's `#` marks (opening and closing) dropped, and
-    the lines of a multi-line (setext) heading joined."""
+def heading_name(raw: str, *, markdown: bool = False) -> str:
+    """A heading's words: a Markdown heading's `#` marks (opening and closing) dropped, the
+    lines of a multi-line (setext) heading joined, and in Markdown its inline syntax read
+    as rendered (`[![CI](badge.svg)](ci)` is no word of a heading)."""
     if _ATX_OPEN.match(raw):
         raw = _ATX_CLOSE.sub("", _ATX_OPEN.sub("", raw, count=1))
-    return " ".join(raw.split())
+    words = " ".join(raw.split())
+    return inline_words(words) if markdown else words
 
 
-def first_line(text: str, blocks: Sequence[Block]) -> str:
+def first_line(text: str, blocks: Sequence[Block], *, markdown: bool = False) -> str:
     """The first line of the text with a letter or digit in it, as a title of last resort:
-    a rule of `=` or `-` above a plain-text title is not one."""
+    a rule of `=` or `-` above a plain-text title is not one, nor in Markdown a line of
+    badges."""
     for block in blocks:
         for line in text[block.start : block.end].splitlines():
-            if any(ch.isalnum() for ch in line):
-                return " ".join(line.split())[:200]
+            if not any(ch.isalnum() for ch in line):
+                continue
+            words = inline_words(line, fallback=False) if markdown else line
+            if any(ch.isalnum() for ch in words):
+                return " ".join(words.split())[:200]
     return ""
 
 

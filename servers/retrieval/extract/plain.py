@@ -140,9 +140,9 @@ def extract_markdown(text: str, *, type_name: str = "markdown") -> Extracted:
     title = _front_matter_title(text, front_matter) if front_matter else ""
     if not title:
         title = next(
-            (heading_name(text[b.start : b.end]) for b in blocks if b.kind == "heading"),
+            (heading_name(text[b.start : b.end], markdown=True) for b in blocks if b.kind == "heading"),
             "",
         )[:200]
     if not title:
-        title = first_line(text, [b for b in blocks if b.start >= front_matter])
-    return Extracted(text=text, type=type_name, title=title, blocks=blocks)
+        title = first_line(text, [b for b in blocks if b.start >= front_matter], markdown=True)
+    return Extracted(text=text, type=type_name, title=title, blocks=blocks, markdown=True)

@@ -6,7 +6,7 @@ import itertools
 
 from servers.retrieval.chunking import chunk_document
 from servers.retrieval.embeddings.onnx import MiniLMOnnxProvider
-from servers.retrieval.extract import extract_inline
+from servers.retrieval.extract import extract_bytes, extract_inline
 from servers.retrieval.extract.base import Extracted, TextBuilder
 
 
@@ -50,6 +50,19 @@ def test_setext_and_closed_headings_name_their_sections_by_their_words(provider:
         ("Manual > Safety", "Safety\n------\n\nWear gloves."),
         ("Manual > Safety > Eyes", "### Eyes ###\n\n```\n# goggles on\n```"),
     ]
+
+
+def test_markdown_section_names_read_past_links_badges_and_emphasis(provider: MiniLMOnnxProvider) -> None:
+    text = (
+        "# NAB [![Build](https://ci.example/b.svg)](https://ci.example)\n\nIntro.\n\n"
+        "## The `score` of a **detector** ([paper](https://p.example))\n\nHow."
+    )
+    chunks = chunk_document(extract_inline(text, ""), provider.token_spans, target=200, overlap=0)
+    assert [c.context for c in chunks] == ["NAB", "NAB > The score of a detector (paper)"]
+    # Outside Markdown the same characters are the heading's own words.
+    html = b"<html><body><h1>Pass *args and [x](y)</h1><p>Body text.</p></body></html>"
+    (chunk,) = chunk_document(extract_bytes(html, "html"), provider.token_spans, target=200, overlap=0)
+    assert chunk.context == "Pass *args and [x](y)"
 
 
 def test_a_sentence_longer_than_the_target_is_cut_at_token_boundaries(provider: MiniLMOnnxProvider) -> None:

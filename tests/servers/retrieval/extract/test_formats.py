@@ -91,6 +91,33 @@ def test_front_matter_names_the_document_when_it_has_a_title(
         assert first == "---"  # a thematic break, a paragraph of its own
 
 
+@pytest.mark.parametrize(
+    ("source", "title"),
+    [
+        (
+            "# Tool [![Build](https://ci.example/b.svg)](https://ci.example) "
+            "[![DOI](https://doi.example/d.svg)](https://doi.example)\n\nText.\n",
+            "Tool",
+        ),
+        (
+            "## Use **bold**, _emphasis_ and [a link](https://x.example) in `snake_case`\n",
+            "Use bold, emphasis and a link in snake_case",
+        ),
+        ("# ![Acme logo](logo.png)\n\nText.\n", "Acme logo"),  # only an image: its alt text
+        ("# Fish &amp; chips <br/> \\# 1\n", "Fish & chips # 1"),
+        ("Setext with `code`\n===\n", "Setext with code"),
+        (
+            "[![Build](https://ci.example/b.svg)](https://ci.example)\n\n"
+            "A *plain* first line, [docs](https://d.example)\n",
+            "A plain first line, docs",  # a line of badges is no title
+        ),
+    ],
+)
+def test_a_markdown_title_reads_past_inline_syntax(source: str, title: str) -> None:
+    doc = extract_bytes(source.encode(), "markdown")
+    assert doc.title == title and doc.text == source
+
+
 def test_a_plain_text_title_skips_rules_of_punctuation() -> None:
     source = "==========================\nBike Sharing Dataset\n==========================\n\nBody.\n"
     assert extract_bytes(source.encode(), "text").title == "Bike Sharing Dataset"
