@@ -165,7 +165,7 @@ async def execute(
         result["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
     except psycopg.Error as exc:
-        raise _failure(exc, limits, query) from None
+        raise _failure(exc, limits, query, bound) from None
     finally:
         if not conn.closed:
             await conn.rollback()
@@ -219,7 +219,9 @@ async def _columns(conn: AsyncConnection[Any], description: Sequence[psycopg.Col
     return [{"name": c.name, "type": names.get(c.type_code, c.type_display)} for c in description]
 
 
-def _failure(exc: psycopg.Error, limits: Limits, query: CheckedQuery) -> QueryFailedError:
+def _failure(
+    exc: psycopg.Error, limits: Limits, query: CheckedQuery, params: Sequence[Any] | None = None
+) -> QueryFailedError:
     diag = exc.diag
     message = (diag.message_primary or str(exc)).strip()
     if isinstance(exc, psycopg.errors.QueryCanceled):
@@ -242,6 +244,13 @@ def _failure(exc: psycopg.Error, limits: Limits, query: CheckedQuery) -> QueryFa
             " Hint: list_datasets shows the tables you may read; on a source, name a table "
             "outside `public` with its schema (schema.table)."
         )
+    if isinstance(exc, psycopg.errors.UndefinedFunction) and any(_typed(v) for v in params or ()):
+        # `user_id = $1` with params [118] compares text with smallint: the JSON number
+        # binds as a number, which PostgreSQL's own hint does not say.
+        hint += (
+            " A value in `params` binds with its JSON type: give a number or boolean compared"
+            ' with a text column as text ("118"), or cast the parameter ($1::text).'
+        )
     position = ""
     if diag.statement_position:
         # Positions count from the start of what was sent: DECLARE ... FOR precedes a SELECT.
@@ -251,3 +260,10 @@ def _failure(exc: psycopg.Error, limits: Limits, query: CheckedQuery) -> QueryFa
     return QueryFailedError(
         f"PostgreSQL refused the query{position}: {message}{detail}.{hint}", sqlstate=exc.sqlstate
     )
+
+
+def _typed(value: Any) -> bool:
+    """Whether a bound value carries a type of its own (text binds untyped: PostgreSQL infers it)."""
+    if isinstance(value, list | tuple):
+        return any(_typed(v) for v in value)  # pyright: ignore[reportUnknownVariableType]
+    return value is not None and not isinstance(value, str)

@@ -173,7 +173,14 @@ async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load
         missing = await c.error("query", sql=f"SELECT * FROM {name} WHERE region = $1")
         extra = await c.error("query", sql=f"SELECT count(*) FROM {name}", params=["north"])
         after = await c.ok("query", sql=f"SELECT count(*) FROM {name}")
+        number_for_text = await c.error("query", sql=f"SELECT * FROM {name} WHERE region = $1", params=[7])
+        text_for_number = await c.ok(
+            "query", sql=f"SELECT count(*) FROM {name} WHERE units > $1", params=["2"]
+        )
     assert north["rows"] == [[2]]
+    assert "operator does not exist: text = smallint" in number_for_text
+    assert 'give a number or boolean compared with a text column as text ("118")' in number_for_text
+    assert text_for_number["rows"] == [[2]]  # text binds untyped: PostgreSQL reads it as the column's type
     assert hostile["rows"] == [[0]]
     assert dated["rows"] == [[1]]
     assert "uses 1 parameter ($1..$1) but none was given: give `params` as a list of 1 value" in missing
