@@ -121,7 +121,7 @@ def vega_lite(
         "tooltip": True,
     }
     if chosen == "line":
-        mark["point"] = len(values) <= 100
+        mark["point"] = how is None and len(values) <= 100  # a reduced line shows no points
     spec: dict[str, Any] = {
         "$schema": SCHEMA_URL,
         "data": {"values": values},

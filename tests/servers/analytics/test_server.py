@@ -10,6 +10,7 @@ from bastion.mcp import ServerRuntime
 from servers.analytics import AnalyticsConfig
 from servers.analytics.service import configure
 from tests.servers.analytics.conftest import ClientFactory, Loader, caller, unique
+from tests.vega_render import drawn_marks
 
 SALES = "region,month,amount,units\nnorth,2024-01-01,10.5,3\nsouth,2024-01-01,20,4\nnorth,2024-02-01,7.25,1\n"
 
@@ -97,6 +98,13 @@ async def test_chart_defaults_follow_the_column_types(tools: ClientFactory, load
     assert forced["mark"]["type"] == "bar"
     assert len(forced["data"]["values"]) == 3
     assert "'nope' is not a column" in bad
+    # Vega-Lite itself draws them: a line of 2 months, 2 region bars, the binned amounts,
+    # 3 points, 3 forced bars.
+    assert drawn_marks(line) == {"line": 2, "symbol": 2}
+    assert drawn_marks(bar) == {"rect": 2}
+    assert drawn_marks(hist)["rect"] >= 1
+    assert drawn_marks(scatter) == {"symbol": 3}
+    assert drawn_marks(forced) == {"rect": 3}
 
 
 HOURLY = (
@@ -146,6 +154,12 @@ async def test_a_chart_over_its_row_limit_is_reduced_over_every_row(
     # One bar per row cannot be merged: cut, and said.
     assert len(per_row["data"]["values"]) == 100
     assert per_row["description"] == "first 100 of 1,000 rows (one bar each)"
+    # Each reduced spec is drawn by Vega-Lite as it says.
+    assert drawn_marks(line) == {"line": len(points)}
+    assert drawn_marks(hist) == {"rect": len(hist["data"]["values"])}
+    assert drawn_marks(bars) == {"rect": 3}
+    assert drawn_marks(scatter) == {"symbol": len(sampled)}
+    assert drawn_marks(per_row) == {"rect": 100}
 
 
 async def test_a_chart_of_a_result_cut_by_the_row_ceiling_says_so(

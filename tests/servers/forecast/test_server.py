@@ -18,6 +18,7 @@ from bastion.db.database import Database
 from bastion.mcp import ServerRuntime, build_server
 from bastion.settings import Settings
 from servers.forecast.server import spec
+from tests.vega_render import drawn_marks
 
 REPO = Path(__file__).resolve().parents[3]
 SERIES = [float(v) for v in 20 + 3 * np.sin(np.arange(72) * 2 * np.pi / 12) + np.arange(72) * 0.05]
@@ -88,6 +89,9 @@ async def test_batch_backtest_and_chart_answer_through_mcp(runtime: ServerRuntim
     assert chart.structured_content["spec"]["$schema"].startswith(
         "https://vega.github.io/schema/vega-lite/v5"
     )
+    # Vega-Lite draws it: the history and the 3 forecast steps as lines, and the 80% and
+    # 95% intervals as bands over those steps.
+    assert drawn_marks(chart.structured_content["spec"]) == {"line": len(SERIES) + 3, "area": 2 * 3}
 
 
 async def test_fill_reaches_every_tool_and_a_wrong_one_is_refused(runtime: ServerRuntime) -> None:
