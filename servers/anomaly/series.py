@@ -70,6 +70,15 @@ SENSITIVITIES = {
 }
 
 
+POINT_CHOICES = ("all", "anomalous", "none")
+
+
+def _point_choice(choice: object) -> str:
+    if not isinstance(choice, str) or choice not in POINT_CHOICES:
+        raise SeriesInputError(f"`points` {choice!r} is not one of: {', '.join(POINT_CHOICES)}.")
+    return choice
+
+
 def _sensitivity(name: object) -> Sensitivity:
     found = SENSITIVITIES.get(name) if isinstance(name, str) else None
     if found is None:
@@ -82,8 +91,10 @@ def score_series(
     timestamps: object | None = None,
     season_length: object | None = None,
     sensitivity: object = "medium",
+    points: object = "all",
 ) -> dict[str, Any]:
     level = _sensitivity(sensitivity)
+    shown = _point_choice(points)
     if isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
         check_length(len(values), LIMITS)
     y = to_float_array(values)
@@ -120,7 +131,15 @@ def score_series(
     flags = (detection.score >= level.threshold) & ~missing
     lower = detection.expected - level.band * detection.scale
     upper = detection.expected + level.band * detection.scale
-    points = [
+    # A long series' every point is megabytes an agent rarely needs: `points` may keep
+    # only the flagged ones, or none (the episodes in `anomalies` remain).
+    if shown == "all":
+        kept = range(y.size)
+    elif shown == "anomalous":
+        kept = np.flatnonzero(flags).tolist()
+    else:
+        kept = range(0)
+    scored = [
         {
             "ds": labels[i],
             "value": None if missing[i] else float(y[i]),
@@ -131,10 +150,10 @@ def score_series(
             "upper": float(upper[i]) if detection.settled[i] else None,
             "is_anomaly": bool(flags[i]),
         }
-        for i in range(y.size)
+        for i in kept
     ]
     return {
-        "points": points,
+        "points": scored,
         "anomalies": episodes(flags, detection.score, detection.kind, labels),
         "season_length": m,
         "freq": freq,

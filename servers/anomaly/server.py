@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -86,12 +86,17 @@ async def score_series(
         Field(description="Season length in steps; inferred from timestamps or the data if absent."),
     ] = None,
     sensitivity: Annotated[str, Field(description="low, medium or high.")] = "medium",
+    points: Annotated[
+        Literal["all", "anomalous", "none"],
+        Field(description="Which points to return: all, only the anomalous ones, or none."),
+    ] = "all",
 ) -> dict[str, Any]:
     """Score every point of a series (causal: each point is judged on earlier points only, so a
     stream can be scored point by point). Returns {points: [{ds, value, score, expected, lower,
     upper, is_anomaly}], anomalies: [{start, end, peak, peak_score, points, kind}], season_length,
     freq, threshold, warnings}; kind is spike, level_shift, variance_change or seasonal. The
-    first 21 points have no band (lower and upper null): the scale is not known yet."""
+    first 21 points have no band (lower and upper null): the scale is not known yet. For a long
+    series, `points="anomalous"` returns only the flagged points (about 200 bytes each)."""
     from servers.anomaly.series import score_series as run
 
     def outcome(result: dict[str, Any]) -> str:
@@ -100,7 +105,7 @@ async def score_series(
     return await _run(
         ctx,
         "score_series",
-        lambda: run(values, timestamps, season_length, sensitivity),
+        lambda: run(values, timestamps, season_length, sensitivity, points),
         _count(values),
         outcome,
     )

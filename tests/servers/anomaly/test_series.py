@@ -30,6 +30,22 @@ def test_the_result_follows_the_contract_and_finds_the_spike() -> None:
     assert sum(p["is_anomaly"] for p in result["points"]) <= 3
 
 
+def test_points_may_be_only_the_anomalous_ones_or_none() -> None:
+    every = score_series(_spiky())
+    flagged = score_series(_spiky(), points="anomalous")
+    none = score_series(_spiky(), points="none")
+    assert flagged["points"] == [p for p in every["points"] if p["is_anomaly"]]
+    assert 250 in [p["ds"] for p in flagged["points"]]
+    assert none["points"] == []
+    # Everything else is the same answer.
+    for result in (flagged, none):
+        assert {k: v for k, v in result.items() if k != "points"} == {
+            k: v for k, v in every.items() if k != "points"
+        }
+    with pytest.raises(SeriesInputError, match="`points` 'some' is not one of: all, anomalous, none"):
+        score_series(_spiky(), points="some")
+
+
 def test_the_warm_up_has_no_band_and_flags_nothing() -> None:
     # A jumpy start: the first points deviate wildly, but there is no scale to judge them by.
     values = [0.0, 100.0, -80.0, 250.0, 5.0, *_spiky()]

@@ -33,6 +33,7 @@ async def test_every_tool_answers_through_mcp_and_runs_are_recorded(runtime: Ser
     rows = [{"a": float(i % 7), "b": float(i % 5)} for i in range(60)] + [{"a": 90.0, "b": 1.0}]
     async with Client(build_server(spec, runtime)) as client:
         series = await client.call_tool("score_series", {"values": SERIES})
+        flagged = await client.call_tool("score_series", {"values": SERIES, "points": "anomalous"})
         table = await client.call_tool("score_table", {"rows": rows})
         answer = await client.call_tool(
             "score_answer",
@@ -40,6 +41,10 @@ async def test_every_tool_answers_through_mcp_and_runs_are_recorded(runtime: Ser
         )
     assert series.structured_content is not None
     assert 150 in [a["start"] for a in series.structured_content["anomalies"]]
+    assert flagged.structured_content is not None
+    only = flagged.structured_content["points"]
+    assert only == [p for p in series.structured_content["points"] if p["is_anomaly"]]
+    assert 150 in [p["ds"] for p in only] and len(only) < len(SERIES)
     assert table.structured_content is not None
     assert table.structured_content["labels"][-1] is True
     assert answer.structured_content is not None
