@@ -96,7 +96,7 @@ async def score_series(
     upper, is_anomaly}], anomalies: [{start, end, peak, peak_score, points, kind}], season_length,
     freq, threshold, warnings}; kind is spike, level_shift, variance_change or seasonal. The
     first 21 points have no band (lower and upper null): the scale is not known yet. For a long
-    series, `points="anomalous"` returns only the flagged points (about 200 bytes each)."""
+    series, `points="anomalous"` returns only the flagged points (each is about 150 bytes)."""
     from servers.anomaly.series import score_series as run
 
     def outcome(result: dict[str, Any]) -> str:
