@@ -89,7 +89,7 @@ def vega_lite(
     how: str | None = None
     encoding: dict[str, Any] = {}
     if chosen == "histogram" and len(values) > limit:
-        values, how = chart_points.bins(values, x_col["name"], count_field)
+        values, how = chart_points.bins(values, x_col["name"], count_field, color_name)
         encoding["x"] = {"field": x_col["name"], "type": "quantitative", "bin": {"binned": True}}
         encoding["x2"] = {"field": f"{x_col['name']}_end"}
         encoding["y"] = {"field": count_field, "type": "quantitative", "title": "count"}

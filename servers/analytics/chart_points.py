@@ -93,25 +93,40 @@ def nice_step(span: float, max_bins: int) -> float:
     return 10 * power  # not reached: factor 10 always covers `raw`
 
 
-def bins(rows: list[Row], field: str, count_field: str, max_bins: int = 20) -> Reduced:
-    """The rows' `field` values counted in nice bins: rows {field, field_end, count_field}."""
-    values = [v for v in (_number(r.get(field)) for r in rows) if v is not None]
-    if not values:
+def bins(
+    rows: list[Row], field: str, count_field: str, series: str | None = None, max_bins: int = 20
+) -> Reduced:
+    """The rows' `field` values counted in nice bins: rows {field, field_end, count_field},
+    and per `series` value (the same edges for every series) when one is given."""
+    numbered = [(v, r) for r in rows if (v := _number(r.get(field))) is not None]
+    if not numbered:
         return [], f"{len(rows):,} rows, none with a number in {field!r} to bin"
-    low, high = min(values), max(values)
+    low, high = min(v for v, _ in numbered), max(v for v, _ in numbered)
     step = nice_step(high - low, max_bins)
     start = math.floor(low / step) * step
     count = max(1, math.floor((high - start) / step) + 1)
-    tallies = [0] * count
-    for value in values:
+    tallies: dict[Hashable, list[int]] = {}
+    labels: dict[Hashable, Any] = {}
+    for value, row in numbered:
+        key = _hashable(row.get(series)) if series else None
+        if key not in tallies:
+            tallies[key] = [0] * count
+            labels[key] = row.get(series) if series else None
         # The epsilon keeps a value on an edge (0.6 by 0.2: 2.9999999999999996) in the bin it starts.
-        tallies[min(count - 1, math.floor((value - start) / step + 1e-9))] += 1
+        tallies[key][min(count - 1, math.floor((value - start) / step + 1e-9))] += 1
     end_field = f"{field}_end"
-    binned = [
-        {field: _tidy(start + i * step), end_field: _tidy(start + (i + 1) * step), count_field: n}
-        for i, n in enumerate(tallies)
-    ]
-    return binned, f"{len(values):,} values of {len(rows):,} rows binned by {_tidy(step):g}"
+    binned: list[Row] = []
+    for key, counted in tallies.items():
+        for i, n in enumerate(counted):
+            item: Row = {
+                field: _tidy(start + i * step),
+                end_field: _tidy(start + (i + 1) * step),
+                count_field: n,
+            }
+            if series:
+                item[series] = labels[key]
+            binned.append(item)
+    return binned, f"{len(numbered):,} values of {len(rows):,} rows binned by {_tidy(step):g}"
 
 
 def counts(rows: list[Row], x: str, series: str | None, count_field: str, limit: int) -> Reduced:

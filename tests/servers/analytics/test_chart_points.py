@@ -65,6 +65,15 @@ def test_bins_count_every_number_and_skip_what_is_not_one() -> None:
     assert how == "4 values of 8 rows binned by 0.2"
     on_edges, _ = chart_points.bins([{"v": v} for v in (0.0, 0.2, 0.4, 0.6, 0.8)], "v", "count", max_bins=4)
     assert [b["count"] for b in on_edges] == [1, 1, 1, 1, 1]
+    per_series, _ = chart_points.bins(
+        [{"v": v, "s": s} for v, s in [(1, "a"), (9, "b"), (2, "a")]], "v", "n", "s", 2
+    )
+    assert per_series == [
+        {"v": 0, "v_end": 5, "n": 2, "s": "a"},
+        {"v": 5, "v_end": 10, "n": 0, "s": "a"},
+        {"v": 0, "v_end": 5, "n": 0, "s": "b"},
+        {"v": 5, "v_end": 10, "n": 1, "s": "b"},
+    ]
     nothing, why = chart_points.bins([{"v": None}], "v", "count")
     assert nothing == [] and "none with a number" in why
 

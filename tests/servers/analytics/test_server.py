@@ -121,6 +121,12 @@ async def test_a_chart_over_its_row_limit_is_reduced_over_every_row(
     async with tools(None) as c:
         line = await c.ok("chart", sql=HOURLY)
         hist = await c.ok("chart", sql="SELECT (g % 50)::float8 AS v FROM generate_series(1, 1000) g")
+        hist_by = await c.ok(
+            "chart",
+            sql="SELECT (g % 50)::float8 AS v, (g % 2)::text AS odd FROM generate_series(1, 1000) g",
+            kind="histogram",
+            color="odd",
+        )
         bars = await c.ok(
             "chart", sql="SELECT (ARRAY['a', 'b', 'c'])[1 + g % 3] AS k FROM generate_series(1, 1000) g"
         )
@@ -140,6 +146,10 @@ async def test_a_chart_over_its_row_limit_is_reduced_over_every_row(
     assert hist["encoding"]["x2"] == {"field": "v_end"}
     assert sum(b["count"] for b in hist["data"]["values"]) == 1000
     assert hist["data"]["values"][0] == {"v": 0, "v_end": 5, "count": 100}
+    # With a color, each series is binned on the same edges.
+    assert {b["odd"] for b in hist_by["data"]["values"]} == {"0", "1"}
+    assert sum(b["count"] for b in hist_by["data"]["values"] if b["odd"] == "1") == 500
+    assert hist_by["data"]["values"][0] == {"v": 0, "v_end": 5, "count": 40, "odd": "1"}
     # Rows counted per category over every row, not over the first 100.
     assert bars["data"]["values"] == [
         {"k": "b", "count": 334},
@@ -157,6 +167,7 @@ async def test_a_chart_over_its_row_limit_is_reduced_over_every_row(
     # Each reduced spec is drawn by Vega-Lite as it says.
     assert drawn_marks(line) == {"line": len(points)}
     assert drawn_marks(hist) == {"rect": len(hist["data"]["values"])}
+    assert drawn_marks(hist_by) == {"rect": len(hist_by["data"]["values"])}
     assert drawn_marks(bars) == {"rect": 3}
     assert drawn_marks(scatter) == {"symbol": len(sampled)}
     assert drawn_marks(per_row) == {"rect": 100}
