@@ -60,7 +60,9 @@ def line_points(rows: list[Row], x: str, y: str, series: str | None, limit: int)
     groups: dict[Hashable, list[Row]] = {}
     for row in drawn:
         groups.setdefault(_hashable(row.get(series)) if series else None, []).append(row)
-    runs_per_series = limit // (4 * len(groups)) if groups else 0
+    if not groups:
+        return [], f"{len(rows):,} rows, none with an {x!r} and a number in {y!r} to draw"
+    runs_per_series = limit // (4 * len(groups))
     if runs_per_series < 1:
         # More series than the chart can draw four points each: cut, and say so.
         return rows[:limit], f"first {limit:,} of {len(rows):,} rows ({len(groups):,} series)"

@@ -46,6 +46,8 @@ def test_rows_a_line_cannot_draw_are_left_out_and_too_many_series_are_cut() -> N
     rows = [{"x": i, "y": "NaN" if i % 2 else i} for i in range(10)] + [{"x": None, "y": 1}]
     kept, _ = chart_points.line_points(rows, "x", "y", None, limit=4)
     assert all(isinstance(r["y"], int) and r["x"] is not None for r in kept)
+    blank, why = chart_points.line_points([{"x": None, "y": 1}] * 9, "x", "y", None, limit=4)
+    assert blank == [] and why == "9 rows, none with an 'x' and a number in 'y' to draw"
     many = [{"x": i, "y": i, "s": i} for i in range(10)]
     cut, how = chart_points.line_points(many, "x", "y", "s", limit=8)
     assert cut == many[:8]
