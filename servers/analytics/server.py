@@ -138,19 +138,23 @@ async def chart(
     source: str | None = None,
     params: Params = None,
     title: str | None = None,
+    max_points: Annotated[
+        int | None,
+        Field(ge=1, description="At most this many points inlined (default and ceiling 5,000)."),
+    ] = None,
 ) -> Annotated[CallToolResult, dict[str, Any]]:
     """A Vega-Lite v5 chart (bar, line, scatter or histogram) of a query's result, data inlined.
-    Defaults follow the column types; `kind`, `x`, `y` and `color` override them. Over 5,000
-    rows the chart is drawn from every row: lines keep each stretch's first, last, lowest and
-    highest point, histograms and row counts are binned and counted here, scatters are
-    sampled with each axis's extremes; `description` says how."""
+    Defaults follow the column types; `kind`, `x`, `y` and `color` override them. Over
+    `max_points` rows (5,000) the chart is drawn from every row: lines keep each stretch's
+    first, last, lowest and highest point, histograms and row counts are binned and counted
+    here, scatters are sampled with each axis's extremes; `description` says how."""
     service = _service(ctx)
     caller = current_caller()
     # Every row up to the query ceiling is read, and reduced to what the chart inlines.
     result = await service.query(caller, sql, params, service.config.max_rows, source)
-    spec = vega_lite(
-        result, kind=kind, x=x, y=y, color=color, title=title, limit=service.config.chart_max_rows
-    )
+    ceiling = service.config.chart_max_rows
+    limit = ceiling if max_points is None else min(max_points, ceiling)
+    spec = vega_lite(result, kind=kind, x=x, y=y, color=color, title=title, limit=limit)
     return structured(spec)
 
 

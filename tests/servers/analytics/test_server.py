@@ -180,9 +180,14 @@ async def test_a_chart_of_a_result_cut_by_the_row_ceiling_says_so(
     async with tools(None) as c:
         line = await c.ok("chart", sql=HOURLY)
         small = await c.ok("chart", sql=f"{HOURLY} LIMIT 50")
+        compact = await c.ok("chart", sql=f"{HOURLY} LIMIT 200", max_points=40)
+        over_ceiling = await c.ok("chart", sql=f"{HOURLY} LIMIT 200", max_points=1_000)
     assert line["description"].startswith("the query's first 500 rows (cut by max_rows); 500 rows drawn as ")
     assert max(p["v"] for p in line["data"]["values"]) == 9  # the spike, row 777, was never read
     assert len(small["data"]["values"]) == 50 and "description" not in small
+    # A caller may ask for fewer points than the server's ceiling, never for more.
+    assert len(compact["data"]["values"]) <= 40 and compact["description"].startswith("200 rows drawn as ")
+    assert len(over_ceiling["data"]["values"]) <= 100
 
 
 async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load_csv: Loader) -> None:
