@@ -124,17 +124,22 @@ async def score_table(
     contamination: Annotated[
         float | None, Field(description="Share of rows to flag, in (0, 0.5]; default: the method's cut-off.")
     ] = None,
+    detail: Annotated[
+        Literal["all", "anomalous"],
+        Field(description="all: scores, labels and contributions per row; anomalous: only the flagged rows."),
+    ] = "all",
 ) -> dict[str, Any]:
     """Score each row. Returns {method, features, scores: [0..1 per row], labels: [true when
     anomalous], contributions: [{column: robust z} of the three most unusual columns per row],
-    threshold, anomalies, warnings}."""
+    threshold, anomalies, warnings}. With detail="anomalous", `flagged: [{row, score,
+    contributions}]` (most unusual first) replaces the three per-row lists."""
     from servers.anomaly.table import score_table as run
 
     def outcome(result: dict[str, Any]) -> str:
         return f"{result['method']}: {result['anomalies']} flagged"
 
     return await _run(
-        ctx, "score_table", lambda: run(rows, features, method, contamination), _count(rows), outcome
+        ctx, "score_table", lambda: run(rows, features, method, contamination, detail), _count(rows), outcome
     )
 
 

@@ -17,7 +17,7 @@ from bastion.timeseries import SeriesInputError
 from servers.anomaly.table.columns import to_matrix
 from servers.anomaly.table.methods import DEFAULT_CUTOFF, METHODS, Method, choose_method, robust_z, run_method
 
-__all__ = ["TOP_CONTRIBUTIONS", "score_table"]
+__all__ = ["DETAILS", "TOP_CONTRIBUTIONS", "score_table"]
 
 TOP_CONTRIBUTIONS = 3
 
@@ -39,10 +39,24 @@ def _contamination(value: object | None) -> float | None:
     return float(value)
 
 
+DETAILS = ("all", "anomalous")
+
+
+def _detail(value: object) -> str:
+    if not isinstance(value, str) or value not in DETAILS:
+        raise SeriesInputError(f"`detail` {value!r} is not one of: {', '.join(DETAILS)}.")
+    return value
+
+
 def score_table(
-    rows: object, features: object | None = None, method: str = "auto", contamination: object | None = None
+    rows: object,
+    features: object | None = None,
+    method: str = "auto",
+    contamination: object | None = None,
+    detail: object = "all",
 ) -> dict[str, Any]:
     share = _contamination(contamination)
+    shown = _detail(detail)
     matrix = to_matrix(rows, features)
     x = matrix.values
     chosen = _method(method, x.shape[0], x.shape[1])
@@ -54,16 +68,23 @@ def score_table(
     else:
         cutoff = DEFAULT_CUTOFF[chosen]
     labels = scores >= cutoff
-    return {
-        "method": chosen,
-        "features": matrix.features,
-        "scores": np.round(scores, 6).tolist(),
-        "labels": labels.tolist(),
-        "contributions": _contributions(z, matrix.features),
-        "threshold": round(cutoff, 6),
-        "anomalies": int(labels.sum()),
-        "warnings": matrix.warnings,
-    }
+    result: dict[str, Any] = {"method": chosen, "features": matrix.features}
+    if shown == "all":
+        result["scores"] = np.round(scores, 6).tolist()
+        result["labels"] = labels.tolist()
+        result["contributions"] = _contributions(z, matrix.features)
+    else:
+        # Only the flagged rows, most unusual first: a long table's every row is megabytes
+        # an agent rarely needs.
+        picked = np.flatnonzero(labels)
+        picked = picked[np.argsort(-scores[picked], kind="stable")]
+        explained = _contributions(z[picked], matrix.features)
+        result["flagged"] = [
+            {"row": int(i), "score": round(float(scores[i]), 6), "contributions": c}
+            for i, c in zip(picked.tolist(), explained, strict=True)
+        ]
+    result.update(threshold=round(cutoff, 6), anomalies=int(labels.sum()), warnings=matrix.warnings)
+    return result
 
 
 def _contributions(z: np.ndarray, names: list[str]) -> list[dict[str, float]]:

@@ -32,6 +32,7 @@ async def runtime(settings: Settings, database: Database) -> AsyncIterator[Serve
 async def test_every_tool_answers_through_mcp_and_runs_are_recorded(runtime: ServerRuntime) -> None:
     rows = [{"a": float(i % 7), "b": float(i % 5)} for i in range(60)] + [{"a": 90.0, "b": 1.0}]
     async with Client(build_server(spec, runtime)) as client:
+        table_flagged = await client.call_tool("score_table", {"rows": rows, "detail": "anomalous"})
         series = await client.call_tool("score_series", {"values": SERIES})
         flagged = await client.call_tool("score_series", {"values": SERIES, "points": "anomalous"})
         table = await client.call_tool("score_table", {"rows": rows})
@@ -47,6 +48,8 @@ async def test_every_tool_answers_through_mcp_and_runs_are_recorded(runtime: Ser
     assert 150 in [p["ds"] for p in only] and len(only) < len(SERIES)
     assert table.structured_content is not None
     assert table.structured_content["labels"][-1] is True
+    assert table_flagged.structured_content is not None
+    assert table_flagged.structured_content["flagged"][0]["row"] == len(rows) - 1
     assert answer.structured_content is not None
     assert answer.structured_content["risk"] < 0.2
     async with runtime.database.pool.connection() as conn:

@@ -54,3 +54,18 @@ def test_contamination_outside_0_to_half_is_refused(bad: object) -> None:
 def test_an_unknown_method_is_refused_with_the_choices() -> None:
     with pytest.raises(SeriesInputError, match="not one of: auto, isolation_forest, lof, robust_z"):
         score_table(_rows(20), method="svm")
+
+
+def test_detail_anomalous_returns_only_the_flagged_rows_most_unusual_first() -> None:
+    every = score_table(_rows(), method="isolation_forest", contamination=0.05)
+    flagged = score_table(_rows(), method="isolation_forest", contamination=0.05, detail="anomalous")
+    assert "scores" not in flagged and "labels" not in flagged and "contributions" not in flagged
+    expected = sorted((i for i, hit in enumerate(every["labels"]) if hit), key=lambda i: -every["scores"][i])
+    assert [f["row"] for f in flagged["flagged"]] == expected
+    assert flagged["flagged"][0]["row"] == 42
+    assert flagged["flagged"][0]["contributions"] == every["contributions"][42]
+    assert [f["score"] for f in flagged["flagged"]] == [every["scores"][i] for i in expected]
+    for key in ("method", "features", "threshold", "anomalies", "warnings"):
+        assert flagged[key] == every[key]
+    with pytest.raises(SeriesInputError, match="`detail` 'some' is not one of: all, anomalous"):
+        score_table(_rows(20), detail="some")
