@@ -33,6 +33,7 @@ from bastion.timeseries.seasonality import (
 from bastion.timeseries.timestamps import format_timestamps, parse_timestamps
 from bastion.timeseries.validation import (
     SeriesLimits,
+    check_choice,
     check_horizon,
     check_length,
     is_constant,
@@ -46,6 +47,7 @@ __all__ = [
     "SeriesInputError",
     "SeriesLimits",
     "acf",
+    "check_choice",
     "check_horizon",
     "check_length",
     "classical_decomposition",

@@ -31,7 +31,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from bastion.timeseries.errors import SeriesInputError
-from bastion.timeseries.validation import SeriesLimits
+from bastion.timeseries.validation import SeriesLimits, check_choice
 
 __all__ = [
     "FILLS",
@@ -58,9 +58,7 @@ class RegularSeries:
 
 
 def check_fill(fill: object) -> str:
-    if not isinstance(fill, str) or fill not in FILLS:
-        raise SeriesInputError(f"`fill` {fill!r} is not one of: {', '.join(FILLS)}.")
-    return fill
+    return check_choice("fill", fill, FILLS)
 
 
 def regularize(

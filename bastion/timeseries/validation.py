@@ -19,6 +19,7 @@ from bastion.timeseries.errors import SeriesInputError
 
 __all__ = [
     "SeriesLimits",
+    "check_choice",
     "check_horizon",
     "check_length",
     "is_constant",
@@ -60,6 +61,13 @@ def to_float_array(values: object, name: str = "values") -> FloatArray:
         else:
             out[i] = float(v)
     return out
+
+
+def check_choice(argument: str, value: object, choices: Sequence[str]) -> str:
+    """`value` when it is one of `choices`; else an error naming the argument and the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise SeriesInputError(f"`{argument}` {value!r} is not one of: {', '.join(choices)}.")
+    return value
 
 
 def check_length(n: int, limits: SeriesLimits, name: str = "values") -> None:

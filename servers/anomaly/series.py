@@ -43,7 +43,7 @@ from bastion.timeseries import (
     sort_by_time,
     to_float_array,
 )
-from bastion.timeseries.validation import is_positive_int
+from bastion.timeseries.validation import check_choice, is_positive_int
 from servers.anomaly.detector import DetectorConfig, detect
 from servers.anomaly.episodes import episodes
 
@@ -73,12 +73,6 @@ SENSITIVITIES = {
 POINT_CHOICES = ("all", "anomalous", "none")
 
 
-def _point_choice(choice: object) -> str:
-    if not isinstance(choice, str) or choice not in POINT_CHOICES:
-        raise SeriesInputError(f"`points` {choice!r} is not one of: {', '.join(POINT_CHOICES)}.")
-    return choice
-
-
 def _sensitivity(name: object) -> Sensitivity:
     found = SENSITIVITIES.get(name) if isinstance(name, str) else None
     if found is None:
@@ -94,7 +88,7 @@ def score_series(
     points: object = "all",
 ) -> dict[str, Any]:
     level = _sensitivity(sensitivity)
-    shown = _point_choice(points)
+    shown = check_choice("points", points, POINT_CHOICES)
     if isinstance(values, Sequence) and not isinstance(values, (str, bytes)):
         check_length(len(values), LIMITS)
     y = to_float_array(values)

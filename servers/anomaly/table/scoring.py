@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bastion.timeseries import SeriesInputError
+from bastion.timeseries import SeriesInputError, check_choice
 from servers.anomaly.table.columns import to_matrix
 from servers.anomaly.table.methods import DEFAULT_CUTOFF, METHODS, Method, choose_method, robust_z, run_method
 
@@ -42,12 +42,6 @@ def _contamination(value: object | None) -> float | None:
 DETAILS = ("all", "anomalous")
 
 
-def _detail(value: object) -> str:
-    if not isinstance(value, str) or value not in DETAILS:
-        raise SeriesInputError(f"`detail` {value!r} is not one of: {', '.join(DETAILS)}.")
-    return value
-
-
 def score_table(
     rows: object,
     features: object | None = None,
@@ -56,7 +50,7 @@ def score_table(
     detail: object = "all",
 ) -> dict[str, Any]:
     share = _contamination(contamination)
-    shown = _detail(detail)
+    shown = check_choice("detail", detail, DETAILS)
     matrix = to_matrix(rows, features)
     x = matrix.values
     chosen = _method(method, x.shape[0], x.shape[1])
