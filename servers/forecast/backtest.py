@@ -15,7 +15,7 @@ from bastion.timeseries import SeriesInputError
 from bastion.timeseries.validation import is_positive_int
 from servers.forecast.candidates import auto_candidates, is_intermittent
 from servers.forecast.crossval import cross_validate
-from servers.forecast.engine import ForecastRequest, min_train, prepare, well_scaled
+from servers.forecast.engine import ForecastRequest, min_train, prepare, shortest_fit, well_scaled
 from servers.forecast.models import resolve_model
 
 __all__ = ["MAX_WINDOWS", "run_backtest"]
@@ -42,7 +42,8 @@ def run_backtest(request: ForecastRequest, models: Sequence[str] | None = None) 
             )
         skipped: dict[str, str] = {}
     else:
-        candidates = auto_candidates(y, series.season_length, series.seasons, request.windows)
+        shortest = shortest_fit(series, y, request.horizon, request.windows)
+        candidates = auto_candidates(y, series.season_length, series.seasons, request.windows, shortest)
         names, skipped = candidates.models, candidates.skipped
     cv = cross_validate(
         y, request.horizon, names, request.windows, series.season_length, series.seasons, min_train(series)

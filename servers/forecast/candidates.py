@@ -59,9 +59,18 @@ def estimated_seconds(model: str, n: int, season_length: int, fits: int) -> floa
     return cost
 
 
-def _seasonal(n: int, season_length: int, seasons: list[int], skipped: dict[str, str]) -> list[str]:
+def _seasonal(
+    n: int, shortest: int, season_length: int, seasons: list[int], skipped: dict[str, str]
+) -> list[str]:
     names = ["SeasonalNaive", "AutoTheta", "AutoCES", "MSTL"]
-    names += [f"SeasonalNaive({s})" for s in seasons[1:] if n >= 2 * s]
+    for s in seasons[1:]:
+        if shortest >= 2 * s:
+            names.append(f"SeasonalNaive({s})")
+        elif n >= 2 * s:  # the whole history would do; the comparison's earliest window would not
+            skipped[f"SeasonalNaive({s})"] = (
+                f"a season of {s} needs {2 * s} points before each cross-validation window and the "
+                f"earliest has {shortest} (send more history, or fewer `windows` or a shorter `horizon`)"
+            )
     if season_length <= SHORT_SEASON:
         names.append("AutoETS")
         if n <= ARIMA_MAX_POINTS:
@@ -77,13 +86,17 @@ def _seasonal(n: int, season_length: int, seasons: list[int], skipped: dict[str,
     return names
 
 
-def auto_candidates(y: FloatArray, season_length: int, seasons: list[int], windows: int) -> CandidateSet:
+def auto_candidates(
+    y: FloatArray, season_length: int, seasons: list[int], windows: int, shortest: int | None = None
+) -> CandidateSet:
+    """The models `auto` compares on `y`. `shortest` is the fewest points any of its fits sees
+    (the earliest cross-validation window's training part; the whole series by default)."""
     n = y.size
     skipped: dict[str, str] = {}
     if is_intermittent(y):
         names = ["Naive", "CrostonOptimized", "CrostonSBA", "TSB", "ADIDA", "IMAPA"]
     elif season_length > 1:
-        names = _seasonal(n, season_length, seasons, skipped)
+        names = _seasonal(n, n if shortest is None else shortest, season_length, seasons, skipped)
     else:
         names = ["Naive", "AutoTheta", "AutoCES", "AutoETS"]
         if n <= ARIMA_MAX_POINTS:

@@ -7,6 +7,7 @@ prepare the series -> check the horizon -> candidates -> rolling-origin CV -> ch
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,7 +25,7 @@ from bastion.timeseries import (
 )
 from bastion.timeseries.validation import is_positive_int
 from servers.forecast.candidates import auto_candidates, is_intermittent
-from servers.forecast.crossval import CrossValidation, cross_validate
+from servers.forecast.crossval import CrossValidation, cross_validate, plan_origins
 from servers.forecast.fitting import ModelFailure, ModelForecast, fit_forecast
 from servers.forecast.intervals import conformal_bounds, validate_levels, widen_to_conformal
 from servers.forecast.models import parse_model, resolve_model
@@ -41,6 +42,9 @@ MAX_FIT_POINTS = 5_000
 # Beyond these magnitudes the models' squares overflow or underflow a double (1e160 squared
 # is infinite, 1e-300 squared is zero): such series are fitted rescaled.
 _SAFE_MAGNITUDES = (1e-100, 1e100)
+# Forecast values are reported to this fraction of the history's spread: far finer than any
+# interval, without the sixteen digits of noise a float64 prints (2167.41, not 2167.4145635088225).
+_RESOLUTION = 1e-5
 
 
 @dataclass
@@ -110,6 +114,25 @@ def min_train(series: PreparedSeries) -> int:
     return max(8, 2 * series.season_length + 1)
 
 
+def shortest_fit(series: PreparedSeries, y: FloatArray, horizon: int, windows: int) -> int:
+    """The fewest points any fit of a comparison sees: the earliest cross-validation window's
+    training part, or the whole history when no window fits."""
+    origins = plan_origins(y.size, horizon, windows, min_train(series))
+    return origins[0] if origins else y.size
+
+
+def output_decimals(history: FloatArray) -> int:
+    """Decimal places that resolve `_RESOLUTION` of the history's spread (of its magnitude when
+    it is flat); never fewer than 0, so whole numbers stay whole."""
+    finite = history[np.isfinite(history)]
+    spread = float(np.ptp(finite)) if finite.size else 0.0
+    if spread == 0.0:
+        spread = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if spread == 0.0:
+        return 0
+    return max(0, -math.floor(math.log10(spread * _RESOLUTION)))
+
+
 def forecast_outcome(request: ForecastRequest) -> Outcome:
     model = resolve_model(request.model)
     if not is_positive_int(request.windows):
@@ -122,7 +145,8 @@ def forecast_outcome(request: ForecastRequest) -> Outcome:
         bounds = {lv: flat for lv in levels}
         return Outcome(series, "Naive", ModelForecast(flat, bounds, dict(bounds)), levels, None, None)
     if model == "auto":
-        candidates = auto_candidates(y, series.season_length, series.seasons, request.windows)
+        shortest = shortest_fit(series, y, h, request.windows)
+        candidates = auto_candidates(y, series.season_length, series.seasons, request.windows, shortest)
         names, skipped = candidates.models, candidates.skipped
     else:
         info, explicit = parse_model(model)
@@ -236,12 +260,17 @@ def run_forecast(request: ForecastRequest) -> dict[str, Any]:
     outcome = forecast_outcome(request)
     series, fit = outcome.series, outcome.forecast
     labels = series.future_labels(request.horizon)
+    digits = output_decimals(series.values)
+
+    def number(x: float) -> float:
+        return round(float(x), digits)
+
     points = [
         {
             "ds": labels[i],
-            "mean": float(fit.mean[i]),
-            "lower": {str(lv): float(fit.lower[lv][i]) for lv in outcome.levels},
-            "upper": {str(lv): float(fit.upper[lv][i]) for lv in outcome.levels},
+            "mean": number(fit.mean[i]),
+            "lower": {str(lv): number(fit.lower[lv][i]) for lv in outcome.levels},
+            "upper": {str(lv): number(fit.upper[lv][i]) for lv in outcome.levels},
         }
         for i in range(request.horizon)
     ]

@@ -27,6 +27,17 @@ def test_long_seasons_compare_cheap_models_and_the_longer_seasonal_naive() -> No
     assert "too costly at 24" in chosen.skipped["AutoETS"]
 
 
+def test_a_longer_season_the_earliest_window_cannot_fit_is_skipped_with_the_points_it_needs() -> None:
+    # Two years of days: the whole history fits a yearly season (731 >= 730), but the
+    # cross-validation window that trains on the first 717 does not.
+    y = np.random.default_rng(0).normal(size=731) + 10
+    assert "SeasonalNaive(365)" in auto_candidates(y, 7, [7, 365], 2).models
+    chosen = auto_candidates(y, 7, [7, 365], 2, shortest=717)
+    assert "SeasonalNaive(365)" not in chosen.models
+    reason = chosen.skipped["SeasonalNaive(365)"]
+    assert "needs 730 points before each cross-validation window" in reason and "has 717" in reason
+
+
 def test_short_seasons_add_ets_and_arima() -> None:
     y = np.random.default_rng(0).normal(size=120) + 10
     assert auto_candidates(y, 12, [12], 2).models[-2:] == ["AutoETS", "AutoARIMA"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bastion.timeseries import SeriesInputError
-from servers.forecast.engine import ForecastRequest, run_forecast
+from servers.forecast.engine import ForecastRequest, output_decimals, run_forecast
 
 
 def _local_level(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -167,6 +169,38 @@ def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
     assert "constant" in result["warnings"][0]
 
 
+@pytest.mark.parametrize(
+    ("history", "decimals"),
+    [
+        ([1_000, 9_000], 2),  # spread 8,000: to 0.08, two places
+        ([1_000_000, 1_000_000.02], 7),  # a high level that barely moves keeps its movement
+        ([5, 5], 5),  # flat: to its magnitude
+        ([0, 1e9], 0),  # never fewer than whole numbers
+        ([0, 0], 0),
+    ],
+)
+def test_output_decimals_resolve_a_hundred_thousandth_of_the_history_spread(
+    history: list[float], decimals: int
+) -> None:
+    assert output_decimals(np.array(history, dtype=np.float64)) == decimals
+
+
+def test_two_years_of_daily_rentals_forecast_in_readable_numbers_and_say_why_a_year_is_skipped(
+    shared_data: Path,
+) -> None:
+    with (shared_data / "bike_sharing" / "day.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    result = run_forecast(
+        ForecastRequest([float(r["cnt"]) for r in rows], 7, timestamps=[r["dteday"] for r in rows])
+    )
+    numbers = [n for p in result["forecast"] for n in (p["mean"], *p["lower"].values(), *p["upper"].values())]
+    assert all(n == round(n, 2) for n in numbers)  # not 2167.4145635088225
+    assert any(n != round(n) for n in numbers)  # but not cut to whole numbers either
+    # 731 days fit a yearly season, the comparison's earliest window (717 days) does not.
+    reason = result["skipped"]["SeasonalNaive(365)"]
+    assert "needs 730 points before each cross-validation window and the earliest has 717" in reason
+
+
 @pytest.mark.parametrize("scale", [1e160, 1e300, 1e-160, 1e-300])
 def test_extreme_magnitudes_forecast_as_their_rescaled_series_does(scale: float) -> None:
     # Squares of these overflow or vanish in a double; the models see the series near 1.
@@ -174,10 +208,11 @@ def test_extreme_magnitudes_forecast_as_their_rescaled_series_does(scale: float)
     reference = run_forecast(ForecastRequest(base, 3))
     result = run_forecast(ForecastRequest([v * scale for v in base], 3))
     assert result["model"] == reference["model"]
+    # Both are reported to a hundred-thousandth of their history's spread (about 0.4 here).
     for got, want in zip(result["forecast"], reference["forecast"], strict=True):
-        assert got["mean"] / scale == pytest.approx(want["mean"], rel=1e-9)
-        assert got["lower"]["95"] / scale == pytest.approx(want["lower"]["95"], rel=1e-9)
-        assert got["upper"]["80"] / scale == pytest.approx(want["upper"]["80"], rel=1e-9)
+        assert got["mean"] / scale == pytest.approx(want["mean"], abs=1e-5)
+        assert got["lower"]["95"] / scale == pytest.approx(want["lower"]["95"], abs=1e-5)
+        assert got["upper"]["80"] / scale == pytest.approx(want["upper"]["80"], abs=1e-5)
 
 
 def test_auto_leaves_out_a_model_that_fails_on_the_whole_history(monkeypatch: pytest.MonkeyPatch) -> None:
