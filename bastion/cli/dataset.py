@@ -89,6 +89,7 @@ def load(
         transient=False,
     )
     task = bar.add_task(f"loading {file.name}", total=None)
+    path = file.expanduser().absolute()  # the server reads a relative path under uploads/
 
     def progress(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
@@ -96,7 +97,7 @@ def load(
     async def go():
         return await load_file(
             settings,
-            file,
+            path,
             name,
             fmt=fmt,
             column_types=overrides,

@@ -24,6 +24,7 @@ __all__ = [
     "is_admin",
     "may_read_source_table",
     "require_admin",
+    "upload_path",
 ]
 
 ADMIN_ROLE = "admin"
@@ -82,6 +83,13 @@ def authorize_source(caller: CallerContext, source: str, relations: Iterable[Rel
         schema = rel.schema or DEFAULT_SCHEMA
         if not may_read_source_table(caller, source, schema, rel.name):
             raise QueryRefusedError(f"no table {schema}.{rel.name} on source {source!r} that you may read")
+
+
+def upload_path(path: str, home: Path) -> Path:
+    """The file a `path` argument names: `~` expanded, and a relative path read under
+    BASTION_HOME/uploads (the server's own working directory means nothing to a caller)."""
+    file = Path(path).expanduser()
+    return file if file.is_absolute() else home / UPLOADS_DIR / file
 
 
 def check_path(caller: CallerContext, path: Path, home: Path) -> None:

@@ -175,7 +175,8 @@ async def load_dataset(
     description: str = "",
 ) -> dict[str, Any]:
     """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines, array or one
-    object) file at `path` on the server, or from `content` (text; Parquet as base64). Types are
+    object) file at `path` on the server (a relative path is read from BASTION_HOME/uploads), or
+    from `content` (text; Parquet as base64). Types are
     inferred; `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of
     numbers, dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load
     as NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A

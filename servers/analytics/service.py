@@ -189,9 +189,10 @@ class AnalyticsService:
                 "give exactly one of `path` (a file on the server) or `content` (the data itself)"
             )
         if path is not None:
-            source = file_input(path)
-            assert source.path is not None
-            access.check_path(caller, source.path, self.home)
+            file = access.upload_path(path, self.home)
+            # Access first: a refused caller learns nothing about which files exist.
+            access.check_path(caller, file, self.home)
+            source = file_input(file)
         else:
             assert content is not None
             chosen: Format | None = None if fmt is None else fmt.lower()  # type: ignore[assignment]

@@ -31,7 +31,8 @@ async def load_file(
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
-    """Load `path` into dataset `name` of the instance at `settings.home`, as the local owner."""
+    """Load `path` into dataset `name` of the instance at `settings.home`, as the local owner
+    (a relative `path` is read under its uploads folder, as the `load_dataset` tool reads it)."""
     from bastion.components import kernel_migrations
     from servers.analytics.migrations import MIGRATIONS
 

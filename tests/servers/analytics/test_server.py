@@ -8,7 +8,7 @@ import pytest
 
 from bastion.mcp import ServerRuntime
 from servers.analytics import AnalyticsConfig
-from servers.analytics.service import configure
+from servers.analytics.service import AnalyticsService, configure
 from tests.servers.analytics.conftest import ClientFactory, Loader, caller, unique
 from tests.vega_render import drawn_marks
 
@@ -293,6 +293,34 @@ async def test_a_non_admin_may_load_a_file_only_from_the_uploads_folder(
         message = await c.error("load_dataset", name=unique("path"), path=str(data))
     assert "limited to" in message
     assert "uploads" in message
+
+
+async def test_a_relative_path_is_read_from_the_uploads_folder_and_a_refusal_reveals_no_file(
+    tools: ClientFactory, service: AnalyticsService, tmp_path: Path
+) -> None:
+    uploads = service.home / "uploads"
+    uploads.mkdir(exist_ok=True)
+    name = unique("upload")
+    upload = uploads / f"{name}.csv"
+    upload.write_text("a,b\n1,x\n2,y\n")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a\n1\n")
+    try:
+        async with tools(caller("carol")) as c:
+            loaded = await c.ok("load_dataset", name=name, path=f"{name}.csv")
+            missing = await c.error("load_dataset", name=unique("m"), path="not-there.csv")
+            escaped = await c.error("load_dataset", name=unique("m"), path="../secret.csv")
+            existing = await c.error("load_dataset", name=unique("m"), path=str(outside))
+            absent = await c.error("load_dataset", name=unique("m"), path=str(tmp_path / "none.csv"))
+            await c.ok("drop_dataset", name=name)
+    finally:
+        upload.unlink()
+    assert loaded["row_count"] == 2
+    assert f"{uploads / 'not-there.csv'}: no such file" in missing
+    # Outside the folder a non-admin is refused before anything is looked up, so the answer
+    # is the same whether the file exists or not.
+    assert "limited to" in escaped
+    assert existing == absent
 
 
 async def test_reloading_replaces_the_dataset_and_keeps_it_queryable(

@@ -84,7 +84,7 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
         encoded = await anyio.run_process(
             [
                 *cli,
-                str(legacy),
+                "legacy.csv",  # relative to the command's directory, not the server's uploads
                 "--name",
                 f"{name}_enc",
                 "-q",
@@ -98,7 +98,7 @@ async def test_bastion_dataset_load_shows_progress_and_loads_the_file(
                 ".",
             ],
             env=_env(shared_home),
-            cwd=REPO,
+            cwd=tmp_path,
             check=False,
         )
         bad = await anyio.run_process(
