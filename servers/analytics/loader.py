@@ -125,7 +125,7 @@ async def _load(
             # A small sample keeps ANALYZE cheap at any size; autovacuum refines it later.
             await conn.execute("SET LOCAL default_statistics_target = 10")
             await conn.execute(sql.SQL("ANALYZE {}").format(table))
-            stats = await _estimated_stats(conn, staging, rows)
+            stats = await _estimated_stats(conn, staging, plan.columns, rows)
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"analytics:{name}",)
             )
@@ -176,29 +176,45 @@ def _missing_after_sample(exc: psycopg.Error, plan: LoadPlan) -> _MissingAfterSa
     return _MissingAfterSample(column.group(1), value.group(1))
 
 
-async def _estimated_stats(conn: AsyncConnection[Any], table: str, rows: int) -> dict[str, Any]:
-    """Per-column statistics from ANALYZE's sample: cheap at any size, marked as estimates."""
-    cur = await conn.execute(
-        """
-        SELECT attname, null_frac, n_distinct,
-               (most_common_vals::text::text[])[1:5],
-               (histogram_bounds::text::text[])[1],
-               (histogram_bounds::text::text[])[cardinality(histogram_bounds::text::text[])]
-        FROM pg_stats WHERE schemaname = %s AND tablename = %s
-        """,
-        (DATA_SCHEMA, table),
-    )
-    columns: dict[str, Any] = {}
-    for attname, null_frac, n_distinct, common, low, high in await cur.fetchall():
-        distinct = n_distinct if n_distinct >= 0 else -n_distinct * rows
-        columns[attname] = {
-            "null_fraction": round(float(null_frac), 4),
-            "distinct_estimate": round(float(distinct)),
-            "most_common": common or [],
-            "min_estimate": low,
-            "max_estimate": high,
-        }
-    return {"estimated": True, "method": "ANALYZE sample", "columns": columns}
+async def _estimated_stats(
+    conn: AsyncConnection[Any], table: str, columns: list[ColumnSpec], rows: int
+) -> dict[str, Any]:
+    """Per-column statistics from ANALYZE's sample: cheap at any size, marked as estimates.
+    Values keep their column's type (numbers as numbers). The lowest and highest are taken
+    over the most common values and the histogram together, in the column's own order: the
+    histogram leaves the common values out, so alone it missed a column's commonest 0."""
+    parts = [
+        sql.SQL(
+            """
+            SELECT attname, null_frac, n_distinct,
+                   to_jsonb((most_common_vals::text::{array})[1:5]),
+                   (SELECT to_jsonb(v) FROM unnest(most_common_vals::text::{array}
+                        || histogram_bounds::text::{array}) v ORDER BY v LIMIT 1),
+                   (SELECT to_jsonb(v) FROM unnest(most_common_vals::text::{array}
+                        || histogram_bounds::text::{array}) v ORDER BY v DESC LIMIT 1)
+            FROM pg_stats WHERE schemaname = {schema} AND tablename = {table} AND attname = {column}
+            """
+        ).format(
+            array=sql.SQL(cast(LiteralString, f"{c['type']}[]")),
+            schema=sql.Literal(DATA_SCHEMA),
+            table=sql.Literal(table),
+            column=sql.Literal(c["name"]),
+        )
+        for c in columns
+    ]
+    stats: dict[str, Any] = {}
+    if parts:
+        cur = await conn.execute(sql.SQL(" UNION ALL ").join(parts))
+        for attname, null_frac, n_distinct, common, low, high in await cur.fetchall():
+            distinct = n_distinct if n_distinct >= 0 else -n_distinct * rows
+            stats[attname] = {
+                "null_fraction": round(float(null_frac), 4),
+                "distinct_estimate": round(float(distinct)),
+                "most_common": common or [],
+                "min_estimate": low,
+                "max_estimate": high,
+            }
+    return {"estimated": True, "method": "ANALYZE sample", "columns": stats}
 
 
 def _load_error(exc: psycopg.Error, source: Input, plan: LoadPlan, staging: str, name: str) -> LoadError:

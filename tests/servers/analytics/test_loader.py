@@ -490,3 +490,34 @@ async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory
     assert loaded["warnings"] == []
     assert "decimal ';'" in bad and 'give "." (the default) or ","' in bad
     assert "decimal applies to CSV files only, not json" in on_json
+
+
+async def test_stored_estimates_keep_types_and_count_the_common_values_in_min_and_max(
+    load_csv: Loader,
+) -> None:
+    # 0 is the commonest count, so ANALYZE keeps it among the common values and out of its
+    # histogram: the lowest value has to come from both.
+    counts = [0] * 400 + list(range(10, 410)) + [0] * 200
+    text = "n,price,day,flag\n" + "".join(
+        f"{n},{n / 4},2024-01-{1 + i % 28:02d},{'true' if n else 'false'}\n" for i, n in enumerate(counts)
+    )
+    stats = (await load_csv(text, "estimates"))["statistics"]["columns"]
+    assert stats["n"]["min_estimate"] == 0 and stats["n"]["most_common"][0] == 0
+    assert stats["n"]["max_estimate"] <= 409 and isinstance(stats["n"]["max_estimate"], int)
+    assert stats["price"]["min_estimate"] == 0 and isinstance(stats["price"]["max_estimate"], float)
+    assert stats["day"]["min_estimate"] == "2024-01-01" and stats["day"]["max_estimate"] <= "2024-01-28"
+    assert (stats["flag"]["min_estimate"], stats["flag"]["max_estimate"]) == (False, True)
+
+
+async def test_estimates_are_taken_for_every_type_a_caller_may_choose(load_csv: Loader) -> None:
+    text = "at,gap,id,doc,x\n" + "".join(
+        f'{i % 24:02d}:00,{i} hours,{i:08d}-0000-4000-8000-000000000000,"{{""k"": {i}}}",{i / 3}\n'
+        for i in range(1, 50)
+    )
+    types = {"at": "time", "gap": "interval", "id": "uuid", "doc": "json", "x": "real"}
+    stats = (await load_csv(text, "typed", column_types=types))["statistics"]["columns"]
+    assert stats["at"]["min_estimate"] == "00:00:00" and stats["at"]["max_estimate"] == "23:00:00"
+    assert stats["id"]["min_estimate"].startswith("00000001-")
+    assert stats["doc"]["min_estimate"] == {"k": 1} and stats["doc"]["max_estimate"] == {"k": 49}
+    assert stats["gap"]["max_estimate"] == "49:00:00"
+    assert isinstance(stats["x"]["max_estimate"], float)
