@@ -8,6 +8,8 @@ sandbox as any query, as the same reader role, under the same limits.
 from __future__ import annotations
 
 import logging
+import math
+import re
 from typing import Any
 
 from psycopg import sql
@@ -31,6 +33,31 @@ _TEMPORAL = frozenset(
 _UNORDERED = frozenset({"boolean", "jsonb", "json", "xml", "bytea"})
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_VALUES = 5
+_INTEGER = re.compile(r"[+-]?\d+")
+# Means and interpolated quantiles to 12 significant digits: exact for any data a person
+# writes, without binary noise (138.1, not 138.09999999999854).
+_DIGITS = 12
+
+
+def _typed(text: str | None, kind: str) -> Any:
+    """A min, max or top value, read as text so that one query holds every column, back in
+    its column's JSON type: numbers as numbers (NaN, infinities and integers beyond 64 bits
+    keep their text), booleans as booleans, the rest as PostgreSQL prints it."""
+    if text is None:
+        return None
+    if kind in _NUMERIC:
+        if _INTEGER.fullmatch(text):
+            integer = int(text)
+            return integer if -(2**63) <= integer < 2**64 else text
+        number = float(text)
+        return number if math.isfinite(number) else text
+    if kind == "boolean":
+        return text == "true"
+    return text
+
+
+def _rounded(value: float | str | None) -> float | str | None:
+    return float(f"{value:.{_DIGITS}g}") if isinstance(value, float) else value
 
 
 async def list_all(service: AnalyticsService, caller: CallerContext) -> dict[str, Any]:
@@ -119,9 +146,13 @@ async def describe(service: AnalyticsService, caller: CallerContext, name: str) 
     return extra | {"columns": columns, "row_count": count["rows"][0][0], "sample_rows": sample["rows"]}
 
 
+def _kind(column: dict[str, str]) -> str:
+    return column["type"].split("(")[0].strip()
+
+
 def _scalar_stats(column: dict[str, str]) -> list[sql.Composable]:
     ident = sql.Identifier(column["name"])
-    kind = column["type"].split("(")[0].strip()
+    kind = _kind(column)
     parts: list[sql.Composable] = [
         sql.SQL("count(*) - count({})").format(ident),
         sql.SQL("count(DISTINCT {})").format(ident),
@@ -176,23 +207,25 @@ async def profile(
     top_rows = (
         await _run(service, caller, source, rel, sql.SQL(" UNION ALL ").join(tops)) if tops else {"rows": []}
     )
+    kinds = {c["name"]: _kind(c) for c in chosen}
     top: dict[str, list[dict[str, Any]]] = {}
     for col, value, n in top_rows["rows"]:
-        top.setdefault(col, []).append({"value": value, "count": n})
+        top.setdefault(col, []).append({"value": _typed(value, kinds[col]), "count": n})
     profiled: list[dict[str, Any]] = []
     for index, column in enumerate(chosen):
         nulls, distinct, low, high, mean, qs = row[1 + index * 6 : 7 + index * 6]
+        kind = kinds[column["name"]]
         entry: dict[str, Any] = {
             "name": column["name"],
             "type": column["type"],
             "nulls": nulls,
             "distinct": distinct,
-            "min": low,
-            "max": high,
-            "mean": mean,
+            "min": _typed(low, kind),
+            "max": _typed(high, kind),
+            "mean": _rounded(mean),
             "quantiles": None
             if qs is None
-            else dict(zip([f"p{round(q * 100)}" for q in QUANTILES], qs, strict=True)),
+            else dict(zip([f"p{round(q * 100)}" for q in QUANTILES], map(_rounded, qs), strict=True)),
             "top_values": top.get(column["name"], []),
         }
         profiled.append(entry)

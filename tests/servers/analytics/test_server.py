@@ -49,12 +49,25 @@ async def test_profile_reports_exact_statistics_per_column(tools: ClientFactory,
     assert amount["name"] == "amount"
     assert amount["nulls"] == 1
     assert amount["distinct"] == 3
-    assert float(amount["min"]) == 7.25
-    assert float(amount["max"]) == 20
+    assert amount["min"] == 7.25 and amount["max"] == 20  # numbers, not their text
     assert amount["mean"] == pytest.approx((10.5 + 20 + 7.25) / 3)
     assert amount["quantiles"]["p50"] == pytest.approx(10.5)
     assert region["top_values"][0] == {"value": "north", "count": 2}
     assert region["mean"] is None
+
+
+async def test_profile_values_keep_their_type_and_drop_binary_noise(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    rows = [(3, "true"), (4, "false"), (1, "true"), (2, "true"), (7, "false"), (11, "true"), (13, "true")]
+    name = (await load_csv("n,ok\n" + "".join(f"{n},{ok}\n" for n, ok in rows), "noise"))["name"]
+    async with tools(None) as c:
+        n, ok = (await c.ok("profile", dataset=name))["columns"]
+    # PostgreSQL's percentile_cont gives 12.399999999999999 for the 95th here.
+    assert n["quantiles"] == {"p5": 1.3, "p25": 2.5, "p50": 4.0, "p75": 9.0, "p95": 12.4}
+    assert (n["min"], n["max"], n["mean"]) == (1, 13, 5.85714285714)
+    assert n["top_values"][0] == {"value": 1, "count": 1}
+    assert ok["top_values"] == [{"value": True, "count": 5}, {"value": False, "count": 2}]
 
 
 async def test_explain_returns_the_plan_without_running_the_query(

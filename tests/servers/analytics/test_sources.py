@@ -62,7 +62,7 @@ async def test_a_registered_source_is_listed_described_and_queried_and_its_dsn_s
     assert password not in str(listed)
     assert described["row_count"] == 50
     assert [c["name"] for c in described["columns"]] == ["id", "name", "amount"]
-    assert profiled["columns"][0]["max"] == "75.0"
+    assert profiled["columns"][0]["max"] == 75.0
     assert rows["rows"] == [[1, 1.5], [2, 3]]
     assert len(chart["data"]["values"]) == 3
     assert 'relation "victim" does not exist' in unqualified
