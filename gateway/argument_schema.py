@@ -23,6 +23,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from bastion.mcp.strict_arguments import unknown_arguments_message
+
 __all__ = ["ArgumentSchemas"]
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ _MESSAGE_MAX = 200  # characters of one validator message (it may quote a large 
 _ALTERNATIVES = (jsonschema_rs.ValidationErrorKind.AnyOf, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
 _TYPE = jsonschema_rs.ValidationErrorKind.Type
 _ENUM = jsonschema_rs.ValidationErrorKind.Enum
+_EXTRA = jsonschema_rs.ValidationErrorKind.AdditionalProperties
 _OPTIONS_SHOWN = 12  # an enum this short is named in full ("or 4 other candidates" tells a model nothing)
 
 
@@ -43,14 +46,21 @@ def _one_of(values: list[Any]) -> str:
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
-def _explain(error: Any) -> Iterator[tuple[list[str | int], str]]:
-    """(path, message) pairs a caller can act on, for one validation error.
+def _explain(error: Any, schema: Any = None) -> Iterator[tuple[list[str | int] | None, str]]:
+    """(path, message) pairs a caller can act on, for one validation error; no path for a
+    message that stands alone (`schema`, the tool's whole input schema, names the arguments
+    a misnamed one could have meant).
 
     For a value that matches none of an `anyOf`/`oneOf` (every optional argument is
     `anyOf: [<schema>, null]`), "is not valid under any of the schemas" names no cause.
     The branch that fits the value's type says what is wrong inside it (`params[1]`);
     when no branch takes the value's type, the message names the types that would do.
     """
+    if isinstance(error.kind, _EXTRA) and not error.instance_path and isinstance(schema, Mapping):
+        known = schema.get("properties")  # pyright: ignore[reportUnknownMemberType]
+        names = list(known) if isinstance(known, Mapping) else []  # pyright: ignore[reportUnknownArgumentType]
+        yield None, unknown_arguments_message(list(error.kind.unexpected), names)
+        return
     if isinstance(error.kind, _ENUM) and 1 < len(error.kind.options) <= _OPTIONS_SHOWN:
         instance = orjson.dumps(error.instance).decode()
         yield error.instance_path, f"{instance} is not one of {_one_of(list(error.kind.options))}"
@@ -99,10 +109,13 @@ class ArgumentSchemas:
         if validator is None or validator.is_valid(arguments):
             return None
         parts = []
-        explained = (pair for error in validator.iter_errors(arguments) for pair in _explain(error))
+        explained = (pair for error in validator.iter_errors(arguments) for pair in _explain(error, schema))
         for path, message in islice(explained, _ERRORS_SHOWN):
             if len(message) > _MESSAGE_MAX:
                 message = message[:_MESSAGE_MAX] + "..."
+            if path is None:
+                parts.append(message)
+                continue
             where = _where(path)
             parts.append(f"argument {where!r}: {message}" if where else f"the arguments: {message}")
         return "; ".join(parts)

@@ -16,6 +16,7 @@ from mcp.server.mcpserver.resources import ResourceSecurity
 from bastion.mcp.caller_middleware import CallerContextMiddleware
 from bastion.mcp.runtime import ServerRuntime
 from bastion.mcp.spec import ServerSpec
+from bastion.mcp.strict_arguments import StrictArgumentsMiddleware
 
 __all__ = ["build_server"]
 
@@ -42,6 +43,8 @@ def build_server(spec: ServerSpec, runtime: ServerRuntime) -> MCPServer[ServerRu
             )
         ],
     )
+    # Inside the caller check: a refused caller learns nothing of a tool's arguments.
+    server.middleware.append(StrictArgumentsMiddleware(server))
     for tool in spec.tools:
         server.add_tool(
             tool.fn,

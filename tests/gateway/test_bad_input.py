@@ -220,6 +220,29 @@ def test_arguments_failing_the_schema_never_reach_the_upstream(
     _still_serving(gateway)
 
 
+def test_a_misnamed_argument_to_a_built_in_tool_is_refused_naming_those_it_takes(
+    gateway: GatewayProcess,
+) -> None:
+    listed = _result(_post(gateway, json.dumps(_list()).encode(), **{"mcp-method": "tools/list"}))
+    schemas = {t["name"]: t["inputSchema"] for t in listed["result"]["tools"]}
+    # Built-in tools publish closed schemas; an external upstream's stay as it wrote them.
+    assert schemas["system_version"]["additionalProperties"] is False
+    assert "additionalProperties" not in schemas["counter_echo"]
+    body = _call({"verbose": True})
+    body["params"]["name"] = "system_version"
+    result = _result(_post(gateway, json.dumps(body).encode(), **{"mcp-name": "system_version"}))["result"]
+    assert result["isError"] is True
+    assert result["content"][0]["text"] == (
+        "invalid arguments for tool 'system_version': 'verbose' is not an argument of this tool; "
+        "it takes none; see its inputSchema in tools/list"
+    )
+    _still_serving(gateway)
+
+
+def _list() -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": ENVELOPE}}
+
+
 @pytest.mark.parametrize("mode", ["legacy", MODERN])
 async def test_an_upstream_tool_error_names_the_tool_as_its_client_calls_it(
     gateway: GatewayProcess, mode: str

@@ -8,7 +8,6 @@ against them before anything runs upstream.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,9 @@ from typing import Any
 import pytest
 
 from bastion.components import BUILTIN_SERVERS, load_server
-from bastion.db.database import Database
-from bastion.mcp import ServerRuntime, build_server
-from bastion.settings import Settings
-from bastion.stores.memory import MemoryStore
+from bastion.mcp import build_server
 from gateway.argument_schema import ArgumentSchemas
+from tests.offline_runtime import offline_runtime
 
 # A schema that holds any of these constrains its value (or combines schemas that do).
 _KEYWORDS = frozenset(
@@ -44,16 +41,7 @@ _KEYWORDS = frozenset(
 
 async def _input_schemas(name: str, home: Path) -> dict[str, dict[str, Any]]:
     spec = load_server(name)
-    # Listing tools does no I/O: the database pool is never opened.
-    settings = Settings(home=home, database_url=None, redis_url=None, opa_url=None)
-    runtime = ServerRuntime(
-        spec=spec,
-        settings=settings,
-        database=Database(settings),
-        store=MemoryStore(),
-        instance_key=secrets.token_bytes(32),
-        transport="stdio",
-    )
+    runtime = offline_runtime(spec, home)  # listing tools does no I/O
     tools = await build_server(spec, runtime).list_tools()
     return {tool.name: tool.input_schema for tool in tools}
 

@@ -22,13 +22,11 @@ from typing_extensions import TypedDict
 
 import bastion.mcp
 from bastion.caller import META_KEY, CallerContext, Obligations, sign_caller
-from bastion.db.database import Database
 from bastion.errors import ConfigError
 from bastion.mcp import ServerRuntime, ServerSpec, build_server, current_caller, structured
 from bastion.mcp.caller_middleware import CALLER_REFUSED
 from bastion.mcp.runtime import Transport
-from bastion.settings import Settings
-from bastion.stores.memory import MemoryStore
+from tests.offline_runtime import offline_runtime
 
 KEY = secrets.token_bytes(32)
 MODES = ["legacy", "2026-07-28"]
@@ -70,16 +68,7 @@ def _reset_calls() -> None:
 
 
 def _runtime(tmp_path: Path, transport: Transport) -> ServerRuntime:
-    # No database I/O happens in these tests: the pool is never opened.
-    settings = Settings(home=tmp_path, database_url=None, redis_url=None, opa_url=None)
-    return ServerRuntime(
-        spec=spec,
-        settings=settings,
-        database=Database(settings),
-        store=MemoryStore(),
-        instance_key=KEY,
-        transport=transport,
-    )
+    return offline_runtime(spec, tmp_path, transport, KEY)
 
 
 ClientFactory = Callable[[Transport], Client]
