@@ -7,6 +7,7 @@ frequency       frequency inference and calendar season lengths
 regular         sorting, de-duplication, gap and missing-value filling, with warnings
 seasonality     autocorrelation, the M4 seasonality test, season detection, decomposition
 prepared        prepare_series: all of the above in order, as a PreparedSeries
+precision       the decimals values computed from a series are reported with
 
 Importing this package imports numpy and pandas: servers import it inside tool calls.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from bastion.timeseries.errors import SeriesInputError, require_extra
 from bastion.timeseries.frequency import infer_frequency, normalize_frequency, season_lengths_for
+from bastion.timeseries.precision import output_decimals
 from bastion.timeseries.prepared import PreparedSeries, prepare_series
 from bastion.timeseries.regular import (
     RegularSeries,
@@ -58,6 +60,7 @@ __all__ = [
     "is_constant",
     "merge_duplicates",
     "normalize_frequency",
+    "output_decimals",
     "parse_timestamps",
     "prepare_series",
     "regularize",

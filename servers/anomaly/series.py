@@ -38,6 +38,7 @@ from bastion.timeseries import (
     infer_frequency,
     is_constant,
     merge_duplicates,
+    output_decimals,
     parse_timestamps,
     season_lengths_for,
     sort_by_time,
@@ -133,15 +134,16 @@ def score_series(
         kept = np.flatnonzero(flags).tolist()
     else:
         kept = range(0)
+    digits = output_decimals(y)
     scored = [
         {
             "ds": labels[i],
             "value": None if missing[i] else float(y[i]),
             "score": round(float(detection.score[i]), 6),
-            "expected": float(detection.expected[i]),
+            "expected": round(float(detection.expected[i]), digits),
             # No band in the warm-up: the scale is not known yet, and nothing there is flagged.
-            "lower": float(lower[i]) if detection.settled[i] else None,
-            "upper": float(upper[i]) if detection.settled[i] else None,
+            "lower": round(float(lower[i]), digits) if detection.settled[i] else None,
+            "upper": round(float(upper[i]), digits) if detection.settled[i] else None,
             "is_anomaly": bool(flags[i]),
         }
         for i in kept

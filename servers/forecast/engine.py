@@ -7,7 +7,6 @@ prepare the series -> check the horizon -> candidates -> rolling-origin CV -> ch
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +19,7 @@ from bastion.timeseries import (
     SeriesInputError,
     SeriesLimits,
     check_horizon,
+    output_decimals,
     prepare_series,
     unit_scale,
 )
@@ -42,9 +42,6 @@ MAX_FIT_POINTS = 5_000
 # Beyond these magnitudes the models' squares overflow or underflow a double (1e160 squared
 # is infinite, 1e-300 squared is zero): such series are fitted rescaled.
 _SAFE_MAGNITUDES = (1e-100, 1e100)
-# Forecast values are reported to this fraction of the history's spread: far finer than any
-# interval, without the sixteen digits of noise a float64 prints (2167.41, not 2167.4145635088225).
-_RESOLUTION = 1e-5
 
 
 @dataclass
@@ -119,18 +116,6 @@ def shortest_fit(series: PreparedSeries, y: FloatArray, horizon: int, windows: i
     training part, or the whole history when no window fits."""
     origins = plan_origins(y.size, horizon, windows, min_train(series))
     return origins[0] if origins else y.size
-
-
-def output_decimals(history: FloatArray) -> int:
-    """Decimal places that resolve `_RESOLUTION` of the history's spread (of its magnitude when
-    it is flat); never fewer than 0, so whole numbers stay whole."""
-    finite = history[np.isfinite(history)]
-    spread = float(np.ptp(finite)) if finite.size else 0.0
-    if spread == 0.0:
-        spread = float(np.max(np.abs(finite))) if finite.size else 0.0
-    if spread == 0.0:
-        return 0
-    return max(0, -math.floor(math.log10(spread * _RESOLUTION)))
 
 
 def forecast_outcome(request: ForecastRequest) -> Outcome:

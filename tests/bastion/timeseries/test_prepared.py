@@ -62,7 +62,7 @@ def test_the_public_surface_is_pinned() -> None:
         "PreparedSeries", "RegularSeries", "SeriesInputError", "SeriesLimits", "acf", "check_choice",
         "check_horizon", "check_length", "classical_decomposition", "detect_season_length",
         "fill_missing", "format_timestamps", "infer_frequency", "is_constant", "merge_duplicates",
-        "normalize_frequency", "parse_timestamps", "prepare_series", "regularize", "require_extra",
-        "season_lengths_for", "seasonal_indices", "seasonality_test", "sort_by_time",
+        "normalize_frequency", "output_decimals", "parse_timestamps", "prepare_series", "regularize",
+        "require_extra", "season_lengths_for", "seasonal_indices", "seasonality_test", "sort_by_time",
         "to_float_array", "unit_scale",
     ]  # fmt: skip

@@ -30,6 +30,14 @@ def test_the_result_follows_the_contract_and_finds_the_spike() -> None:
     assert sum(p["is_anomaly"] for p in result["points"]) <= 3
 
 
+def test_expected_values_and_bands_are_given_to_a_hundred_thousandth_of_the_spread() -> None:
+    # The spiky series spans about 20 (47 to 65): four decimals resolve 0.0002.
+    points = [p for p in score_series(_spiky())["points"] if p["lower"] is not None]
+    numbers = [p[k] for p in points for k in ("expected", "lower", "upper")]
+    assert all(n == round(n, 4) for n in numbers)
+    assert any(n != round(n, 3) for n in numbers)  # and no coarser
+
+
 def test_points_may_be_only_the_anomalous_ones_or_none() -> None:
     every = score_series(_spiky())
     flagged = score_series(_spiky(), points="anomalous")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bastion.timeseries import SeriesInputError
-from servers.forecast.engine import ForecastRequest, output_decimals, run_forecast
+from servers.forecast.engine import ForecastRequest, run_forecast
 
 
 def _local_level(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -167,22 +167,6 @@ def test_a_constant_series_gets_a_flat_forecast_and_a_warning() -> None:
     assert {p["mean"] for p in result["forecast"]} == {4.0}
     assert result["forecast"][0]["lower"]["95"] == result["forecast"][0]["upper"]["95"] == 4.0
     assert "constant" in result["warnings"][0]
-
-
-@pytest.mark.parametrize(
-    ("history", "decimals"),
-    [
-        ([1_000, 9_000], 2),  # spread 8,000: to 0.08, two places
-        ([1_000_000, 1_000_000.02], 7),  # a high level that barely moves keeps its movement
-        ([5, 5], 5),  # flat: to its magnitude
-        ([0, 1e9], 0),  # never fewer than whole numbers
-        ([0, 0], 0),
-    ],
-)
-def test_output_decimals_resolve_a_hundred_thousandth_of_the_history_spread(
-    history: list[float], decimals: int
-) -> None:
-    assert output_decimals(np.array(history, dtype=np.float64)) == decimals
 
 
 def test_two_years_of_daily_rentals_forecast_in_readable_numbers_and_say_why_a_year_is_skipped(
