@@ -28,6 +28,7 @@ from servers.analytics.catalog import (
     get_source,
     save_source,
 )
+from servers.analytics.column_hints import UNDEFINED_COLUMN, with_known_columns
 from servers.analytics.config import AnalyticsConfig
 from servers.analytics.errors import AccessDeniedError, LoadError, NotFoundError, QueryFailedError
 from servers.analytics.guard import CheckedQuery, check_sql
@@ -103,13 +104,30 @@ class AnalyticsService:
             if role is None:
                 role = await self._role(conn, caller, checked, datasets)
             try:
-                return await execute(conn, checked, params, limits, role=role)
+                return await self._execute_as(conn, role, caller, checked, params, limits, datasets)
             except QueryFailedError as exc:
-                if exc.sqlstate not in _ROLE_GONE or "role" not in exc.message:
+                if exc.sqlstate != UNDEFINED_COLUMN or not datasets:
                     raise
-                self.roles.forget(role)
-                role = await self._role(conn, caller, checked, datasets)
-                return await execute(conn, checked, params, limits, role=role)
+                raise await with_known_columns(conn, exc, datasets) from None
+
+    async def _execute_as(
+        self,
+        conn: AsyncConnection[Any],
+        role: str,
+        caller: CallerContext,
+        checked: CheckedQuery,
+        params: Sequence[Any] | None,
+        limits: Limits,
+        datasets: list[str],
+    ) -> QueryResult:
+        try:
+            return await execute(conn, checked, params, limits, role=role)
+        except QueryFailedError as exc:
+            if exc.sqlstate not in _ROLE_GONE or "role" not in exc.message:
+                raise
+            self.roles.forget(role)
+            role = await self._role(conn, caller, checked, datasets)
+            return await execute(conn, checked, params, limits, role=role)
 
     async def _role(
         self, conn: AsyncConnection[Any], caller: CallerContext, checked: CheckedQuery, datasets: list[str]

@@ -203,6 +203,24 @@ async def test_a_chart_of_a_result_cut_by_the_row_ceiling_says_so(
     assert len(over_ceiling["data"]["values"]) <= 100
 
 
+async def test_a_column_the_datasets_lack_is_answered_with_the_columns_they_have(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    sales = (await load_csv(SALES, "cols"))["name"]
+    other = (await load_csv("code,label\nnorth,North\n", "labels"))["name"]
+    async with tools(None) as c:
+        misnamed = await c.error("query", sql=f"SELECT region, sum(amount_total) FROM {sales} GROUP BY 1")
+        joined = await c.error(
+            "query", sql=f"SELECT s.region, l.name FROM {sales} s JOIN {other} l ON l.code = s.region"
+        )
+        unrelated = await c.error("query", sql="SELECT nope FROM (VALUES (1)) v(x)")
+    assert 'column "amount_total" does not exist' in misnamed
+    assert f"Columns: {sales}(region, month, amount, units)." in misnamed
+    assert misnamed.endswith("Did you mean 'amount'?")
+    assert f"Columns: {sales}(region, month, amount, units); {other}(code, label)." in joined
+    assert "Columns:" not in unrelated  # no dataset read: nothing to list
+
+
 async def test_parameters_bind_as_values_never_as_sql(tools: ClientFactory, load_csv: Loader) -> None:
     name = (await load_csv(SALES, "params"))["name"]
     async with tools(None) as c:
