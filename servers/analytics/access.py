@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bastion.caller import CallerContext
-from servers.analytics.errors import AccessDeniedError, QueryRefusedError
+from servers.analytics.errors import AccessDeniedError, QueryRefusedError, UnknownDatasetError
 from servers.analytics.guard import Relation
 
 __all__ = [
@@ -57,7 +57,7 @@ def authorize_embedded(
                 f"{rel.schema}.{rel.name}: refer to a dataset by its bare name (see list_datasets)"
             )
         if (known is not None and rel.name not in known) or not caller.may_read_dataset(rel.name):
-            raise QueryRefusedError(f"no dataset named {rel.name!r} that you may read (see list_datasets)")
+            raise UnknownDatasetError(rel.name)
         if rel.name not in datasets:
             datasets.append(rel.name)
     return datasets

@@ -7,6 +7,7 @@ AnalyticsError                 base; the MCP SDK returns its message as an isErr
 ├── LoadError                  a file could not be loaded; nothing was changed
 ├── SourceError                an external source could not be registered or reached
 ├── QueryRefusedError          the SQL was refused before it ran (with the reason)
+│   └── UnknownDatasetError    it names a dataset that is not there for the caller
 └── QueryFailedError           the SQL ran and PostgreSQL refused or failed it
     └── QueryTimeoutError      the statement timeout cancelled it
 """
@@ -25,6 +26,8 @@ __all__ = [
     "QueryRefusedError",
     "QueryTimeoutError",
     "SourceError",
+    "UnknownDatasetError",
+    "unknown_dataset",
 ]
 
 
@@ -74,3 +77,18 @@ class QueryFailedError(AnalyticsError):
 
 class QueryTimeoutError(QueryFailedError):
     """The statement ran longer than the statement timeout and was cancelled."""
+
+
+def unknown_dataset(name: str, nearest: str | None = None) -> str:
+    """The one answer for a dataset that does not exist and one the caller may not read
+    (so it never confirms that a dataset exists), with the nearest readable name if any."""
+    hint = f"; did you mean {nearest!r}?" if nearest else ""
+    return f"no dataset named {name!r} that you may read (see list_datasets){hint}"
+
+
+class UnknownDatasetError(QueryRefusedError):
+    """A query names a dataset that does not exist or that the caller may not read."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(unknown_dataset(name))
+        self.name = name

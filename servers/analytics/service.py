@@ -7,6 +7,7 @@ vault. Tools get it with `service_for(runtime)`; the CLI builds one over its own
 
 from __future__ import annotations
 
+import difflib
 import logging
 import weakref
 from collections.abc import AsyncGenerator, Sequence
@@ -30,7 +31,15 @@ from servers.analytics.catalog import (
 )
 from servers.analytics.column_hints import UNDEFINED_COLUMN, with_known_columns
 from servers.analytics.config import AnalyticsConfig
-from servers.analytics.errors import AccessDeniedError, LoadError, NotFoundError, QueryFailedError
+from servers.analytics.errors import (
+    AccessDeniedError,
+    LoadError,
+    NotFoundError,
+    QueryFailedError,
+    QueryRefusedError,
+    UnknownDatasetError,
+    unknown_dataset,
+)
 from servers.analytics.guard import CheckedQuery, check_sql
 from servers.analytics.loader import file_input, load_dataset
 from servers.analytics.migrations import DATA_SCHEMA
@@ -97,12 +106,15 @@ class AnalyticsService:
             async with self.source_connection(source) as conn:
                 return await execute(conn, checked, params, limits, role=None)
         async with self.database.pool.connection() as conn:
-            datasets = access.authorize_embedded(caller, checked.relations, None)
-            # A cached role proves its datasets existed, and a drop takes their roles
-            # along: only a cache miss (or a role gone since) costs a catalog lookup.
-            role = self.roles.cached(conn.info.dbname, datasets)
-            if role is None:
-                role = await self._role(conn, caller, checked, datasets)
+            try:
+                datasets = access.authorize_embedded(caller, checked.relations, None)
+                # A cached role proves its datasets existed, and a drop takes their roles
+                # along: only a cache miss (or a role gone since) costs a catalog lookup.
+                role = self.roles.cached(conn.info.dbname, datasets)
+                if role is None:
+                    role = await self._role(conn, caller, checked, datasets)
+            except UnknownDatasetError as exc:
+                raise QueryRefusedError(await self._unknown(conn, caller, exc.name)) from None
             try:
                 return await self._execute_as(conn, role, caller, checked, params, limits, datasets)
             except QueryFailedError as exc:
@@ -240,9 +252,17 @@ class AnalyticsService:
     async def readable_dataset(self, caller: CallerContext, name: str) -> DatasetRecord:
         async with self.database.pool.connection() as conn:
             record = await get_dataset(conn, name)
-        if record is None or not caller.may_read_dataset(name):
-            raise NotFoundError(f"no dataset named {name!r} that you may read (see list_datasets)")
+            if record is None or not caller.may_read_dataset(name):
+                raise NotFoundError(await self._unknown(conn, caller, name))
         return record
+
+    async def _unknown(self, conn: AsyncConnection[Any], caller: CallerContext, name: str) -> str:
+        """The refusal for dataset `name`, naming the nearest one the caller may read: chosen
+        among those alone, it says nothing of datasets the caller cannot see."""
+        cur = await conn.execute("SELECT name FROM analytics.datasets")
+        readable = caller.readable_datasets(str(r[0]) for r in await cur.fetchall())
+        nearest = difflib.get_close_matches(name, readable, n=1, cutoff=0.6)
+        return unknown_dataset(name, nearest[0] if nearest else None)
 
     async def drop(self, caller: CallerContext, name: str) -> dict[str, Any]:
         record = await self.readable_dataset(caller, name)

@@ -287,6 +287,30 @@ async def test_a_query_over_the_timeout_fails_with_an_error_naming_the_limit(
     assert still_fine["rows"] == [[1]]
 
 
+async def test_a_misspelt_dataset_is_answered_with_the_nearest_one_the_caller_may_read(
+    tools: ClientFactory, load_csv: Loader
+) -> None:
+    shown = (await load_csv(SALES, "near"))["name"]
+    kept = shown + "x"  # exists, nearer still, but not for this caller
+    async with tools(None) as owner:
+        await owner.ok("load_dataset", name=kept, content=SALES, format="csv")
+    try:
+        async with tools(caller("dana", datasets=[shown])) as c:
+            misspelt = await c.error("query", sql=f"SELECT * FROM {shown[:-1]}")
+            forbidden = await c.error("query", sql=f"SELECT * FROM {kept}")
+            described = await c.error("describe", dataset=shown[:-1])
+            unlike = await c.error("query", sql="SELECT * FROM zzzz_nothing_like_it")
+    finally:
+        async with tools(None) as owner:
+            await owner.ok("drop_dataset", name=kept)
+    suggestion = f"that you may read (see list_datasets); did you mean {shown!r}?"
+    assert misspelt.endswith(f"query refused: no dataset named {shown[:-1]!r} {suggestion}")
+    # A dataset the caller may not read gets the answer an unknown one gets.
+    assert forbidden.endswith(f"query refused: no dataset named {kept!r} {suggestion}")
+    assert described.endswith(suggestion)
+    assert unlike.endswith("(see list_datasets)")
+
+
 async def test_policy_limits_which_datasets_a_caller_sees_and_how_many_rows(
     tools: ClientFactory, load_csv: Loader
 ) -> None:
