@@ -8,6 +8,7 @@ collection makes its cached results unreachable.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "ensure_collection",
     "get_collection",
     "list_collection_rows",
+    "missing_collections",
     "readable",
 ]
 
@@ -83,12 +85,39 @@ def readable(caller: CallerContext, name: str) -> None:
         )
 
 
-async def get_collection(conn: AsyncConnection[Any], name: str) -> CollectionRow:
+async def get_collection(
+    conn: AsyncConnection[Any], name: str, caller: CallerContext | None = None
+) -> CollectionRow:
+    """Collection `name`; NotFoundError when it does not exist, naming the nearest one
+    `caller` may read."""
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM retrieval.collections WHERE name = %s", (name,))
     row = await cur.fetchone()
     if row is None:
-        raise NotFoundError(f"no collection named {name!r}; `list_collections` shows the ones you can read")
+        raise await missing_collections(conn, [name], caller)
     return CollectionRow.of(row)
+
+
+async def missing_collections(
+    conn: AsyncConnection[Any], names: Sequence[str], caller: CallerContext | None
+) -> NotFoundError:
+    """The error for collections that do not exist, with the nearest name `caller` may read
+    for each (chosen among those alone)."""
+    nearest: dict[str, str] = {}
+    if caller is not None:
+        cur = await conn.execute("SELECT name FROM retrieval.collections")
+        known = [str(r[0]) for r in await cur.fetchall() if caller.may_read_collection(str(r[0]))]
+        for name in names:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                nearest[name] = close[0]
+    message = f"no collection named {', '.join(map(repr, names))}"
+    if len(names) == 1 and nearest:
+        message += f"; did you mean {nearest[names[0]]!r}?"
+    elif nearest:
+        message += "; did you mean " + ", ".join(f"{v!r} for {k!r}" for k, v in nearest.items()) + "?"
+    else:
+        message += "."
+    return NotFoundError(f"{message} `list_collections` shows the ones you can read.")
 
 
 async def ensure_collection(

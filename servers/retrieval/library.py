@@ -10,8 +10,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from psycopg import AsyncConnection
+
 from bastion.caller import CallerContext
-from servers.retrieval.catalog import check_name, get_collection, list_collection_rows, readable
+from servers.retrieval.catalog import (
+    check_name,
+    get_collection,
+    list_collection_rows,
+    missing_collections,
+    readable,
+)
 from servers.retrieval.documents import delete_document as delete_document_rows
 from servers.retrieval.errors import InputError, NotFoundError
 
@@ -45,7 +53,7 @@ async def collection_stats(
     check_name(collection)
     readable(caller, collection)
     async with service.database.pool.connection() as conn:
-        row = await get_collection(conn, collection)
+        row = await get_collection(conn, collection, caller)
         cur = await conn.execute(
             "SELECT type, count(*), coalesce(sum(size_bytes), 0) FROM retrieval.documents "
             "WHERE collection_id = %s GROUP BY type ORDER BY type",
@@ -86,7 +94,7 @@ async def get_document(
         )
     stop = start + MAX_TEXT_CHARS if end is None else min(end, start + MAX_TEXT_CHARS)
     async with service.database.pool.connection() as conn:
-        row = await get_collection(conn, collection)
+        row = await get_collection(conn, collection, caller)
         # Only the asked range leaves the database: a document may hold millions of characters.
         cur = await conn.execute(
             "SELECT d.id, d.doc_key, d.title, d.source, d.type, d.tags, d.metadata, d.content_hash, "
@@ -97,8 +105,8 @@ async def get_document(
             (include_text, start + 1, stop - start, row.id, document_id),
         )
         doc = await cur.fetchone()
-    if doc is None:
-        raise NotFoundError(f"no document {document_id!r} in collection {collection!r}")
+        if doc is None:
+            raise await _missing_document(conn, row.id, collection, document_id)
     characters = int(doc[15])
     result: dict[str, Any] = {
         "collection": collection,
@@ -187,10 +195,10 @@ async def delete_document(
     check_name(collection)
     readable(caller, collection)
     async with service.database.pool.connection() as conn:
-        row = await get_collection(conn, collection)
+        row = await get_collection(conn, collection, caller)
         removed = await delete_document_rows(conn, row.id, document_id)
-    if removed < 0:
-        raise NotFoundError(f"no document {document_id!r} in collection {collection!r}")
+        if removed < 0:
+            raise await _missing_document(conn, row.id, collection, document_id)
     logger.info(
         "deleted document %s from %s (%d chunks) for %s", document_id, collection, removed, caller.subject
     )
@@ -208,7 +216,28 @@ async def delete_collection(
             (collection,),
         )
         row = await cur.fetchone()
-    if row is None:
-        raise NotFoundError(f"no collection named {collection!r}")
+        if row is None:
+            raise await missing_collections(conn, [collection], caller)
     logger.info("deleted collection %s for %s", collection, caller.subject)
     return {"deleted": True, "collection": collection, "documents": int(row[0]), "chunks": int(row[1])}
+
+
+async def _missing_document(
+    conn: AsyncConnection[Any], collection_id: int, collection: str, document_id: str
+) -> NotFoundError:
+    """The error for a document id the collection lacks, naming the ids that end with it:
+    a file's name where its id is the whole path it was ingested from."""
+    pattern = "%" + document_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cur = await conn.execute(
+        "SELECT doc_key FROM retrieval.documents WHERE collection_id = %s AND doc_key LIKE %s "
+        "ORDER BY length(doc_key), doc_key LIMIT 3",
+        (collection_id, pattern),
+    )
+    ids = [str(r[0]) for r in await cur.fetchall()]
+    quoted = [repr(i) for i in ids]
+    choices = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+    hint = f"; did you mean {choices}?" if ids else "."
+    return NotFoundError(
+        f"no document {document_id!r} in collection {collection!r}{hint} Document ids are the "
+        "`document_id` that search results cite."
+    )

@@ -20,8 +20,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from bastion.caller import CallerContext
-from servers.retrieval.catalog import CollectionRow, check_name, list_collection_rows, readable
-from servers.retrieval.errors import InputError, NotFoundError
+from servers.retrieval.catalog import (
+    CollectionRow,
+    check_name,
+    list_collection_rows,
+    missing_collections,
+    readable,
+)
+from servers.retrieval.errors import InputError
 from servers.retrieval.filters import SearchFilters
 from servers.retrieval.fusion import rrf, weighted
 from servers.retrieval.ranking import keyword_ranking, vector_ranking
@@ -59,10 +65,9 @@ async def resolve_collections(
             readable(caller, name)
     async with service.database.pool.connection() as conn:
         rows = await list_collection_rows(conn, names)
-    if names is not None:
-        missing = sorted(set(names) - {row.name for row in rows})
+        missing = sorted(set(names or ()) - {row.name for row in rows})
         if missing:
-            raise NotFoundError(f"no collection named {', '.join(map(repr, missing))}")
+            raise await missing_collections(conn, missing, caller)
     return [row for row in rows if caller.may_read_collection(row.name)]
 
 

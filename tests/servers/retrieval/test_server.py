@@ -354,6 +354,29 @@ async def test_deleting_documents_and_collections_removes_them_from_search(retri
     assert "no collection" in await retrieval.error("search", {"query": "quantum", "collection": collection})
 
 
+async def test_a_misnamed_collection_or_document_is_answered_with_the_nearest_name(
+    retrieval: Retrieval, write_files: Any
+) -> None:
+    collection = retrieval.collection()
+    (path,) = write_files({"tides.md": "# Tides\n\nThe moon pulls the sea.\n"})
+    notes = [{"id": "one/notes.md", "text": "Spring tides."}, {"id": "two/notes.md", "text": "Neap tides."}]
+    await retrieval.ingest(collection, paths=[str(path)], documents=notes)
+    two = await retrieval.error("get_document", {"collection": collection, "document_id": "notes.md"})
+    near_collection = await retrieval.error("search", {"query": "moon", "collection": collection[:-1]})
+    stats = await retrieval.error("collection_stats", {"collection": collection + "s"})
+    by_name = await retrieval.error("get_document", {"collection": collection, "document_id": "tides.md"})
+    unlike = await retrieval.error("delete_document", {"collection": collection, "document_id": "x.md"})
+    assert f"no collection named {collection[:-1]!r}; did you mean {collection!r}?" in near_collection
+    assert f"did you mean {collection!r}? `list_collections` shows the ones you can read." in stats
+    # A file's id is the path it was read from: its name alone finds it.
+    assert f"no document 'tides.md' in collection {collection!r}; did you mean {str(path)!r}?" in by_name
+    assert "did you mean 'one/notes.md' or 'two/notes.md'?" in two
+    assert unlike.endswith(
+        f"no document 'x.md' in collection {collection!r}. "
+        "Document ids are the `document_id` that search results cite."
+    )
+
+
 async def test_documents_are_readable_as_resources(retrieval: Retrieval, write_files: Any) -> None:
     collection = retrieval.collection()
     (path,) = write_files({"naïve résumé.md": "# CV\n\nA file read as a resource.\n"})
