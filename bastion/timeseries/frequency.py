@@ -51,14 +51,47 @@ _CALENDAR_SEASONS: dict[str, list[int]] = {
 MAX_SEASON = 1_000
 
 
-def normalize_frequency(freq: str) -> str:
-    """The canonical alias of a caller's `freq`, or a clear error."""
+# Words a caller (often a model) writes for a frequency, and the alias each means when no
+# timestamps say more. With timestamps the anchor is theirs: "monthly" month-end dates stay
+# month ends ("ME") and "weekly" Mondays stay Mondays ("W-MON"), instead of being moved.
+_WORDS = {
+    "minutely": "min",
+    "hourly": "h",
+    "daily": "D",
+    "weekly": "W",
+    "monthly": "MS",
+    "quarterly": "QS",
+    "yearly": "YS",
+    "annual": "YS",
+    "annually": "YS",
+}
+_PERIODS = ("Minute", "Hour", "Day", "Week", "Month", "Quarter", "Year")
+
+
+def _period(alias: str) -> tuple[str, int] | None:
+    """("Month", 1) for "ME", "MS" or "BME": the calendar period an alias steps by, and how many."""
+    offset = to_offset(alias)
+    kind = type(offset).__name__
+    return next(((p, offset.n) for p in _PERIODS if p in kind), None)
+
+
+def normalize_frequency(freq: str, index: pd.DatetimeIndex | None = None) -> str:
+    """The canonical alias of a caller's `freq` (a pandas alias, or a word such as "monthly",
+    anchored as `index`'s timestamps are), or a clear error."""
+    word = _WORDS.get(freq.strip().lower()) if isinstance(freq, str) else None  # pyright: ignore[reportUnnecessaryIsInstance]
+    if word is not None:
+        if index is not None and index.unique().size >= 2:
+            inferred = infer_frequency(index.unique().sort_values())
+            if _period(inferred) == _period(word):  # the same period, one at a time
+                return inferred
+        return to_offset(word).freqstr
     try:
         return to_offset(freq).freqstr
     except (ValueError, TypeError):
         raise SeriesInputError(
             f"`freq` {freq!r} is not a pandas frequency alias. Use one such as 'h', '15min', 'D', "
-            "'W-SUN', 'MS' or 'QS', or leave it out to infer it from the timestamps."
+            "'W-SUN', 'MS' or 'QS' (or hourly, daily, weekly, monthly, quarterly, yearly), or leave "
+            "it out to infer it from the timestamps."
         ) from None
 
 

@@ -83,7 +83,7 @@ def prepare_series(
     index = parse_timestamps(timestamps, y.size) if timestamps is not None else None
     inferred = freq is None and index is not None
     if freq is not None:
-        freq = normalize_frequency(freq)
+        freq = normalize_frequency(freq, index)
     elif index is not None:
         freq = infer_frequency(index.unique().sort_values(), sparse=how == "zero")
     regular = regularize(y, index, freq, limits, how)

@@ -50,7 +50,11 @@ Timestamps = Annotated[
     Field(description="One per value: ISO 8601 text or Unix epoch seconds. Optional."),
 ]
 Freq = Annotated[
-    str | None, Field(description="pandas frequency alias (h, D, W-SUN, MS...); inferred if absent.")
+    str | None,
+    Field(
+        description="pandas frequency alias (h, D, W-SUN, MS...) or hourly, daily, weekly, monthly, "
+        "quarterly, yearly; inferred if absent."
+    ),
 ]
 Season = Annotated[
     int | None, Field(description="Season length in steps (24 for hourly); inferred if absent.")

@@ -64,3 +64,22 @@ def test_minute_data_keeps_only_seasons_a_model_can_afford() -> None:
 def test_a_bad_frequency_alias_is_refused_with_examples() -> None:
     with pytest.raises(SeriesInputError, match=r"not a pandas frequency alias.*'h', '15min'"):
         normalize_frequency("fortnightly-ish")
+
+
+@pytest.mark.parametrize(
+    ("word", "dates", "expected"),
+    [
+        ("monthly", None, "MS"),
+        ("Monthly", pd.date_range("2020-01-31", periods=12, freq="ME"), "ME"),  # month ends stay
+        ("weekly", pd.date_range("2024-01-01", periods=10, freq="W-MON"), "W-MON"),  # Mondays stay
+        ("weekly", pd.date_range("2024-01-01", periods=10, freq="D"), "W-SUN"),  # days: not weekly
+        ("daily", pd.date_range("2024-01-01", periods=10, freq="B"), "B"),
+        ("hourly", None, "h"),
+        ("quarterly", pd.date_range("2020-03-31", periods=8, freq="QE"), "QE-DEC"),
+        ("annual", None, "YS-JAN"),
+    ],
+)
+def test_frequency_words_mean_their_period_anchored_as_the_timestamps_are(
+    word: str, dates: pd.DatetimeIndex | None, expected: str
+) -> None:
+    assert normalize_frequency(word, dates) == expected
