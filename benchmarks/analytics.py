@@ -114,7 +114,7 @@ async def bench_load(
     runs: int,
 ) -> dict[str, Any]:
     from servers.analytics.config import AnalyticsConfig
-    from servers.analytics.readers import CsvOptions, Input, build_plan
+    from servers.analytics.readers import Input, ReadOptions, build_plan
     from servers.analytics.service import AnalyticsService
 
     service = AnalyticsService(db, key, settings.home, AnalyticsConfig())
@@ -161,7 +161,7 @@ async def bench_load(
         assert record.row_count == rows and record.columns[-1]["type"] == "bigint", record.columns[-1]
         started = time.perf_counter()
         record = await service.load(
-            OWNER, "bench_hour_eu", path=str(european), csv_options=CsvOptions(decimal=",")
+            OWNER, "bench_hour_eu", path=str(european), read_options=ReadOptions(decimal=",")
         )
         comma.append(time.perf_counter() - started)
         assert record.row_count == rows and [c["type"] for c in record.columns] == [

@@ -31,10 +31,15 @@ def _column_types(pairs: list[str]) -> dict[str, str]:
 
 @dataset_app.command("load")
 def load(
-    file: Annotated[Path, typer.Argument(help="CSV, Parquet or JSON (lines, array or one object) file")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV, Parquet, JSON (lines, array or one object) or workbook (.xlsx, .xls, .ods)"
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", "-n", help="dataset name: lowercase letters, digits, _")],
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv, parquet or json (default: by extension)")
+        str | None, typer.Option("--format", help="csv, parquet, json or excel (default: by extension)")
     ] = None,
     types: Annotated[
         list[str] | None,
@@ -65,6 +70,10 @@ def load(
         str | None,
         typer.Option(help="CSV: the mark between thousands in numbers, ',' for 1,234.5"),
     ] = None,
+    sheet: Annotated[
+        str | None,
+        typer.Option(help="workbook (.xlsx, .xls, .ods): the sheet to load, by name or position from 1"),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="what the dataset holds")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -73,7 +82,7 @@ def load(
 
     from bastion.logs import configure_logging
     from bastion.settings import load_settings
-    from servers.analytics import CsvOptions, load_file
+    from servers.analytics import ReadOptions, load_file
     from servers.analytics.errors import AnalyticsError
 
     settings = load_settings()
@@ -102,7 +111,7 @@ def load(
             fmt=fmt,
             column_types=overrides,
             # typer gives [] for an option never given
-            csv_options=CsvOptions(nulls or None, encoding, decimal, thousands, date_order),
+            read_options=ReadOptions(nulls or None, encoding, decimal, thousands, date_order, sheet),
             description=description,
             progress=progress,
         )

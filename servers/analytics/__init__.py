@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from servers.analytics.config import AnalyticsConfig
 from servers.analytics.migrations import MIGRATIONS
-from servers.analytics.readers import CsvOptions
+from servers.analytics.readers import ReadOptions
 from servers.analytics.server import spec
 from servers.analytics.standalone import load_file
 
-__all__ = ["MIGRATIONS", "AnalyticsConfig", "CsvOptions", "load_file", "spec"]
+__all__ = ["MIGRATIONS", "AnalyticsConfig", "ReadOptions", "load_file", "spec"]

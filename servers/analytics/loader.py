@@ -28,7 +28,7 @@ from servers.analytics.config import AnalyticsConfig
 from servers.analytics.errors import LoadError
 from servers.analytics.migrations import DATA_SCHEMA
 from servers.analytics.names import check_name
-from servers.analytics.readers import CsvOptions, Input, LoadPlan, Progress, build_plan, detect_format
+from servers.analytics.readers import Input, LoadPlan, Progress, ReadOptions, build_plan, detect_format
 from servers.analytics.roles import grant_to_roles_reading
 
 __all__ = ["ReplaceCheck", "column_summary", "file_input", "load_dataset"]
@@ -52,7 +52,7 @@ async def load_dataset(
     owner: str,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
-    csv_options: CsvOptions | None = None,
+    read_options: ReadOptions | None = None,
     description: str | None = None,
     config: AnalyticsConfig | None = None,
     progress: Progress | None = None,
@@ -69,7 +69,7 @@ async def load_dataset(
             chosen,
             column_types,
             config.inference_rows,
-            csv_options=csv_options,
+            read_options=read_options,
             rewrite=rewrite,
         )
 

@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from bastion.missing import MISSING_MARKERS
 from servers.analytics.catalog import ColumnSpec
 from servers.analytics.errors import LoadError
+from servers.analytics.excel import EXCEL_EXTENSIONS, looks_like_workbook, read_sheet
 from servers.analytics.infer import (
     DATE_ORDERS,
     NUMERIC_TYPES,
@@ -42,12 +43,22 @@ from servers.analytics.infer import (
 )
 from servers.analytics.names import column_names
 
-__all__ = ["FORMATS", "CsvOptions", "Format", "Input", "LoadPlan", "Progress", "build_plan", "detect_format"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "Input",
+    "LoadPlan",
+    "Progress",
+    "ReadOptions",
+    "build_plan",
+    "detect_format",
+    "named_format",
+]
 
 logger = logging.getLogger(__name__)
 
-Format = Literal["csv", "parquet", "json"]
-FORMATS: tuple[Format, ...] = ("csv", "parquet", "json")
+Format = Literal["csv", "parquet", "json", "excel"]
+FORMATS: tuple[Format, ...] = ("csv", "parquet", "json", "excel")
 Progress = Callable[[int, int], None]
 Feed = Callable[[AsyncCopy, Progress | None], Awaitable[None]]
 CHUNK = 1 << 20
@@ -92,7 +103,17 @@ _EXTENSIONS: dict[str, Format] = {
     ".json": "json",
     ".jsonl": "json",
     ".ndjson": "json",
+    **dict.fromkeys(EXCEL_EXTENSIONS, "excel"),
 }
+# What `format` may also be called, to the format it names.
+_FORMAT_ALIASES: dict[str, Format] = {
+    "jsonl": "json",
+    "ndjson": "json",
+    "tsv": "csv",
+    "pq": "parquet",
+    **{ext.removeprefix("."): "excel" for ext in EXCEL_EXTENSIONS},
+}
+_BINARY: tuple[Format, ...] = ("parquet", "excel")  # `content` carries them base64-encoded
 
 
 @dataclass(frozen=True)
@@ -105,11 +126,12 @@ class Input:
 
     @classmethod
     def from_content(cls, content: str, fmt: Format | None) -> Input:
-        if fmt == "parquet":
+        if fmt in _BINARY:
             try:
                 return cls("upload", data=base64.b64decode(content, validate=True))
             except ValueError:
-                raise LoadError("Parquet content must be base64-encoded bytes") from None
+                what = "Parquet" if fmt == "parquet" else "A workbook's"
+                raise LoadError(f"{what} content must be base64-encoded bytes") from None
         return cls("upload", data=content.encode("utf-8"))
 
     def open(self) -> IO[bytes]:
@@ -149,18 +171,27 @@ class LoadPlan:
     warnings: list[str] = field(default_factory=list[str])
 
 
+def named_format(requested: str) -> Format:
+    """The format a caller's `format` names (`xlsx`, `jsonl`, `.csv`...), or LoadError."""
+    key = requested.lower().removeprefix(".")
+    key = _FORMAT_ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise LoadError(
+            f"format {requested!r} is not supported: use csv, parquet, json or excel (.xlsx, .xls, .ods)"
+        )
+    return key  # type: ignore[return-value]
+
+
 def detect_format(source: Input, requested: str | None) -> Format:
     if requested is not None:
-        key = requested.lower().removeprefix(".")
-        key = {"jsonl": "json", "ndjson": "json", "tsv": "csv", "pq": "parquet"}.get(key, key)
-        if key not in FORMATS:
-            raise LoadError(f"format {requested!r} is not supported: use csv, parquet or json")
-        return key  # type: ignore[return-value]
+        return named_format(requested)
     if source.path is not None and source.path.suffix.lower() in _EXTENSIONS:
         return _EXTENSIONS[source.path.suffix.lower()]
     head = source.head(4096)
     if head.startswith(b"PAR1"):
         return "parquet"
+    if looks_like_workbook(head):
+        return "excel"
     if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"):
         return "json"
     return "csv"
@@ -200,14 +231,16 @@ def _csv_codec(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class CsvOptions:
-    """How a CSV file is written where it differs from the defaults; None: the default.
+class ReadOptions:
+    """How a CSV file or a workbook's sheet is written where it differs from the defaults;
+    None: the default.
 
     `null_values` replaces the words that mean NULL in a column of numbers, dates or
-    booleans (default `MISSING_MARKERS`); `encoding` is the file's character encoding
+    booleans (default `MISSING_MARKERS`); `encoding` is a CSV file's character encoding
     (default UTF-8); `decimal` "," reads numbers written `1.234,5`; `thousands` is what
     groups thousands in numbers (`1,234.5`); `date_order` "DMY" or "MDY" reads dates
-    written `15/03/2024` or `03/15/2024`.
+    written `15/03/2024` or `03/15/2024`; `sheet` is the workbook sheet to read, by name or
+    position from 1 (default: the first visible one).
     """
 
     null_values: Sequence[str] | None = None
@@ -215,6 +248,7 @@ class CsvOptions:
     decimal: str | None = None
     thousands: str | None = None
     date_order: str | None = None
+    sheet: str | None = None
 
     def given(self) -> list[str]:
         """The options set, by name."""
@@ -227,49 +261,79 @@ def build_plan(
     overrides: dict[str, str] | None,
     sample_rows: int,
     *,
-    csv_options: CsvOptions | None = None,
+    read_options: ReadOptions | None = None,
     rewrite: bool = False,
 ) -> LoadPlan:
     """Read enough of the input to know its columns and types (CPU-bound: run in a thread).
 
-    `csv_options` apply to CSV only; `rewrite` writes a CSV again (missing words as NULL)
-    even where the sample saw no need.
+    `read_options` apply to CSV files and workbooks only; `rewrite` writes a CSV again
+    (missing words as NULL) even where the sample saw no need.
     """
-    options = csv_options or CsvOptions()
+    options = read_options or ReadOptions()
     if fmt == "csv":
-        null_values, encoding, decimal = options.null_values, options.encoding, options.decimal
-        thousands, date_order = options.thousands, options.date_order
-        codec = "utf-8" if encoding is None else _csv_codec(encoding)
-        if codec != "utf-8" and source.path is None:
+        if options.sheet is not None:
             raise LoadError(
-                "encoding applies to a file given by `path`: `content` arrives as text already. "
-                "Leave encoding out."
+                "sheet applies to workbooks (.xlsx, .xls, .ods) only, not csv. Leave it out for this file."
             )
-        if decimal not in (None, ".", ","):
-            raise LoadError(f'decimal {decimal!r}: give "." (the default) or "," (numbers written 1.234,5)')
-        order = None if date_order is None else date_order.upper()
-        if order is not None and order not in DATE_ORDERS:
-            raise LoadError(
-                f'date_order {date_order!r}: give "DMY" (dates written 15/03/2024) or "MDY" (03/15/2024); '
-                "dates written year first (2024-03-15, 2024/03/15) need none"
-            )
-        if thousands is not None and (thousands not in THOUSANDS or thousands == (decimal or ".")):
-            raise LoadError(
-                f'thousands {thousands!r}: give the mark between thousands, one of "," (1,234.5), '
-                f'"." (1.234,5 with decimal=","), "\'" (1\'234.5) or " " (1 234,5), other than the '
-                "decimal mark"
-            )
-        missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
-        reading = _CsvReading(missing, codec, number_format(decimal or ".", thousands), order)
+        reading = _csv_reading(options, source)
         return _csv_plan(source, overrides, sample_rows, reading, rewrite)
+    if fmt == "excel":
+        if options.encoding is not None:
+            raise LoadError(
+                "encoding applies to CSV files only: a workbook's text is Unicode already. Leave it out."
+            )
+        with source.open() as f:
+            sheet = read_sheet(source.label, f, options.sheet)
+        plan = _csv_plan(
+            Input(source.label, data=sheet.csv),
+            overrides,
+            sample_rows,
+            _csv_reading(options, source),
+            rewrite,
+        )
+        plan.format, plan.locate = "excel", sheet.locate
+        plan.warnings[:0] = sheet.warnings
+        return plan
     for option in options.given():
-        raise LoadError(f"{option} applies to CSV files only, not {fmt}. Leave it out for this file.")
+        applies = {"encoding": "CSV files", "sheet": "workbooks (.xlsx, .xls, .ods)"}
+        raise LoadError(
+            f"{option} applies to {applies.get(option, 'CSV files and workbooks')} only, not {fmt}. "
+            "Leave it out for this file."
+        )
     if fmt == "parquet":
         return _parquet_plan(source, overrides)
     return _json_plan(source, overrides)
 
 
 # -- CSV -------------------------------------------------------------------------
+
+
+def _csv_reading(options: ReadOptions, source: Input) -> _CsvReading:
+    """How to read CSV text written as `options` say, or LoadError naming a bad option."""
+    null_values, encoding, decimal = options.null_values, options.encoding, options.decimal
+    thousands, date_order = options.thousands, options.date_order
+    codec = "utf-8" if encoding is None else _csv_codec(encoding)
+    if codec != "utf-8" and source.path is None:
+        raise LoadError(
+            "encoding applies to a file given by `path`: `content` arrives as text already. "
+            "Leave encoding out."
+        )
+    if decimal not in (None, ".", ","):
+        raise LoadError(f'decimal {decimal!r}: give "." (the default) or "," (numbers written 1.234,5)')
+    order = None if date_order is None else date_order.upper()
+    if order is not None and order not in DATE_ORDERS:
+        raise LoadError(
+            f'date_order {date_order!r}: give "DMY" (dates written 15/03/2024) or "MDY" (03/15/2024); '
+            "dates written year first (2024-03-15, 2024/03/15) need none"
+        )
+    if thousands is not None and (thousands not in THOUSANDS or thousands == (decimal or ".")):
+        raise LoadError(
+            f'thousands {thousands!r}: give the mark between thousands, one of "," (1,234.5), '
+            f'"." (1.234,5 with decimal=","), "\'" (1\'234.5) or " " (1 234,5), other than the '
+            "decimal mark"
+        )
+    missing = MISSING_MARKERS if null_values is None else frozenset(null_values) - {""}
+    return _CsvReading(missing, codec, number_format(decimal or ".", thousands), order)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from servers.analytics.chart import vega_lite
 from servers.analytics.guard import CheckedQuery, check_sql
 from servers.analytics.loader import column_summary
 from servers.analytics.migrations import MIGRATIONS
-from servers.analytics.readers import CsvOptions
+from servers.analytics.readers import ReadOptions
 from servers.analytics.sandbox import QueryResult
 from servers.analytics.service import service_for
 
@@ -172,11 +172,13 @@ async def load_dataset(
     decimal: str | None = None,
     date_order: str | None = None,
     thousands: str | None = None,
+    sheet: str | None = None,
     description: str = "",
 ) -> dict[str, Any]:
-    """Create or atomically replace dataset `name` from a CSV, Parquet or JSON (lines, array or one
-    object) file at `path` on the server (a relative path is read from BASTION_HOME/uploads), or
-    from `content` (text; Parquet as base64). Types are
+    """Create or atomically replace dataset `name` from a CSV, Parquet, JSON (lines, array or one
+    object) or workbook (.xlsx, .xls, .ods; one `sheet`, by name or position from 1, default the
+    first) file at `path` on the server (a relative path is read from BASTION_HOME/uploads), or
+    from `content` (text; Parquet and workbooks as base64). Types are
     inferred; `column_types` overrides them per column, e.g. {"zip": "text"}. In a CSV column of
     numbers, dates or booleans, words for a missing value (NA, N/A, #N/A, NaN, NULL, None, ...) load
     as NULL; `null_values` replaces that list, e.g. ["?"], and [] keeps every value as written. A
@@ -191,7 +193,7 @@ async def load_dataset(
         content=content or None,
         fmt=format,
         column_types=column_types,
-        csv_options=CsvOptions(null_values, encoding, decimal, thousands, date_order),
+        read_options=ReadOptions(null_values, encoding, decimal, thousands, date_order, sheet),
         description=description or None,
     )
     return record.summary() | {

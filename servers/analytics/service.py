@@ -44,7 +44,7 @@ from servers.analytics.guard import CheckedQuery, check_sql
 from servers.analytics.loader import file_input, load_dataset
 from servers.analytics.migrations import DATA_SCHEMA
 from servers.analytics.names import check_name
-from servers.analytics.readers import CsvOptions, Format, Input, Progress
+from servers.analytics.readers import Input, Progress, ReadOptions, named_format
 from servers.analytics.roles import ReaderRoles, drop_roles_reading
 from servers.analytics.sandbox import Limits, QueryResult, execute
 from servers.analytics.sources import connect_source, parse_dsn, probe_source, source_tables
@@ -204,7 +204,7 @@ class AnalyticsService:
         content: str | None = None,
         fmt: str | None = None,
         column_types: dict[str, str] | None = None,
-        csv_options: CsvOptions | None = None,
+        read_options: ReadOptions | None = None,
         description: str | None = None,
         progress: Progress | None = None,
     ) -> DatasetRecord:
@@ -225,8 +225,7 @@ class AnalyticsService:
             source = file_input(file)
         else:
             assert content is not None
-            chosen: Format | None = None if fmt is None else fmt.lower()  # type: ignore[assignment]
-            source = Input.from_content(content, chosen)
+            source = Input.from_content(content, None if fmt is None else named_format(fmt))
 
         def may_replace(existing: DatasetRecord) -> None:
             if existing.owner != caller.subject and not access.is_admin(caller):
@@ -242,7 +241,7 @@ class AnalyticsService:
             owner=caller.subject,
             fmt=fmt,
             column_types=column_types,
-            csv_options=csv_options,
+            read_options=read_options,
             description=description,
             config=self.config,
             progress=progress,

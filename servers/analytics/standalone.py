@@ -14,7 +14,7 @@ from bastion.home import Home
 from bastion.settings import Settings
 from servers.analytics.catalog import DatasetRecord
 from servers.analytics.config import AnalyticsConfig
-from servers.analytics.readers import CsvOptions, Progress
+from servers.analytics.readers import Progress, ReadOptions
 from servers.analytics.service import AnalyticsService
 
 __all__ = ["load_file"]
@@ -27,7 +27,7 @@ async def load_file(
     *,
     fmt: str | None = None,
     column_types: dict[str, str] | None = None,
-    csv_options: CsvOptions | None = None,
+    read_options: ReadOptions | None = None,
     description: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetRecord:
@@ -47,7 +47,7 @@ async def load_file(
             path=str(path),
             fmt=fmt,
             column_types=column_types,
-            csv_options=csv_options,
+            read_options=read_options,
             description=description,
             progress=progress,
         )

@@ -300,7 +300,7 @@ async def test_a_type_the_caller_chose_is_named_as_chosen_when_a_value_does_not_
         )
     assert "'v' was loaded as bigint, as column_types asked" in message
     assert "inferred" not in message
-    assert "null_values applies to CSV files only" in json_nulls
+    assert "null_values applies to CSV files and workbooks only" in json_nulls
 
 
 async def test_missing_values_are_read_whatever_the_delimiter_line_ends_or_bom(
@@ -489,7 +489,7 @@ async def test_numbers_with_a_decimal_comma_load_as_numbers(tools: ClientFactory
     ]
     assert loaded["warnings"] == []
     assert "decimal ';'" in bad and 'give "." (the default) or ","' in bad
-    assert "decimal applies to CSV files only, not json" in on_json
+    assert "decimal applies to CSV files and workbooks only, not json" in on_json
 
 
 async def test_stored_estimates_keep_types_and_count_the_common_values_in_min_and_max(
