@@ -167,7 +167,7 @@ class _MissingAfterSample(Exception):
 
 
 def _missing_after_sample(exc: psycopg.Error, plan: LoadPlan) -> _MissingAfterSample | None:
-    if plan.format != "csv" or plan.rewritten or exc.sqlstate not in _TYPE_ERRORS:
+    if not plan.read_as_csv or plan.rewritten or exc.sqlstate not in _TYPE_ERRORS:
         return None
     context = exc.diag.context or ""
     column, value = _COLUMN.search(context), _VALUE.search(context)
@@ -237,10 +237,10 @@ def _load_error(exc: psycopg.Error, source: Input, plan: LoadPlan, staging: str,
         elif spec is not None:
             hint = (
                 f" Column {spec['name']!r} was loaded as {spec['type']}"
-                f"{' (inferred from a sample)' if plan.format == 'csv' else ''}; pass "
+                f"{' (inferred from a sample)' if plan.read_as_csv else ''}; pass "
                 f"column_types={{{spec['name']!r}: 'text'}} (or the right type) to override it."
             )
-    if "datestyle" in (diag.message_hint or "").lower() and plan.format == "csv":
+    if "datestyle" in (diag.message_hint or "").lower() and plan.read_as_csv:
         hint += (
             " Dates written day first (15/03/2024) load with date_order='DMY', month first "
             "(03/15/2024) with date_order='MDY'."

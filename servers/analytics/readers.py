@@ -170,6 +170,12 @@ class LoadPlan:
     # that look like numbers).
     warnings: list[str] = field(default_factory=list[str])
 
+    @property
+    def read_as_csv(self) -> bool:
+        """Whether the data went the CSV way (a CSV file, or a workbook's sheet written as one):
+        types inferred from a sample, missing-value words, dates written day or month first."""
+        return self.format in ("csv", "excel")
+
 
 def named_format(requested: str) -> Format:
     """The format a caller's `format` names (`xlsx`, `jsonl`, `.csv`...), or LoadError."""

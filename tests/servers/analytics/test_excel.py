@@ -8,6 +8,9 @@ from pathlib import Path
 
 import openpyxl
 
+from bastion.mcp import ServerRuntime
+from servers.analytics import AnalyticsConfig
+from servers.analytics.service import configure
 from tests.servers.analytics.conftest import ClientFactory, unique
 
 
@@ -96,6 +99,21 @@ async def test_a_table_below_a_title_loads_and_a_bad_cell_is_named_by_its_row(
     # The header is on the sheet's row 3, so the bad value is on its row 5.
     assert "sheet 'Log' row 5" in forced and '"many"' in forced
     assert after["rows"] == [[3]]  # the failed reload kept the dataset as it was
+
+
+async def test_a_missing_value_word_after_the_sample_loads_as_null_as_in_a_csv(
+    tools: ClientFactory, runtime: ServerRuntime, tmp_path: Path
+) -> None:
+    configure(runtime, AnalyticsConfig(inference_rows=5))
+    rows: list[list[object]] = [["id", "v"], *([i, i + 0.5] for i in range(1, 30)), [30, "NA"], [31, None]]
+    book = _workbook(tmp_path / "late.xlsx", {"Late": rows})
+    name = unique("latena")
+    async with tools(None) as c:
+        loaded = await c.ok("load_dataset", name=name, path=str(book))
+        nulls = await c.ok("query", sql=f"SELECT id, v FROM {name} WHERE v IS NULL ORDER BY id")
+        await c.ok("drop_dataset", name=name)
+    assert [c["type"] for c in loaded["columns"]] == ["bigint", "numeric"]
+    assert nulls["rows"] == [[30, None], [31, None]]
 
 
 async def test_a_workbook_uploads_as_base64_content(tools: ClientFactory, tmp_path: Path) -> None:
