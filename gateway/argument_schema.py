@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from bastion.mcp.strict_arguments import unknown_arguments_message
+from bastion.tool_arguments import unknown_arguments_message
 
 __all__ = ["ArgumentSchemas"]
 

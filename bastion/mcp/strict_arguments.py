@@ -11,22 +11,16 @@ server directly, naming the arguments the tool does take. Both answer with a too
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ListToolsResult, TextContent
 
-__all__ = ["StrictArgumentsMiddleware", "unknown_arguments_message"]
+from bastion.tool_arguments import unknown_arguments_message
 
-
-def unknown_arguments_message(unknown: Sequence[str], known: Sequence[str]) -> str:
-    """`'top_k' is not an argument of this tool; it takes query, k, ...`."""
-    names = ", ".join(repr(name) for name in unknown)
-    verb = "is not an argument" if len(unknown) == 1 else "are not arguments"
-    takes = f"it takes {', '.join(known)}" if known else "it takes none"
-    return f"{names} {verb} of this tool; {takes}"
+__all__ = ["StrictArgumentsMiddleware"]
 
 
 class StrictArgumentsMiddleware:
