@@ -41,6 +41,9 @@ _INT = re.compile(r"^[+-]?\d+$")
 _DEC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TS = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
+# A time of day: `09:15`, `9:15:30`, `23:59:59.5`. Seconds make a one-digit hour safe; without
+# them the hour has two digits, so a score or ratio such as `3:10` stays text.
+_TIME_OF_DAY = re.compile(r"^(([01]?\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?|([01]\d|2[0-3]):[0-5]\d)$")
 _INT64 = 2**63
 # With a decimal comma: `3,5`, `-1.234,5` (a point groups thousands), `1.234`.
 _COMMA_NUMBER = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
@@ -213,6 +216,8 @@ def _text_kind(value: str, numbers: NumberFormat = PLAIN_NUMBERS, date_order: st
         except ValueError:
             return "text"
         return "timestamptz" if parsed.tzinfo is not None else "timestamp"
+    if _TIME_OF_DAY.match(v):
+        return "time"
     return _written_date_kind(v, date_order)
 
 

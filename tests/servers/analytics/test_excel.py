@@ -146,3 +146,21 @@ async def test_bad_workbooks_and_misplaced_options_are_refused_clearly(
     assert "sheet 'Blank' is empty" in blank
     assert "encoding applies to CSV files only" in encoded
     assert "sheet applies to workbooks (.xlsx, .xls, .ods) only, not csv" in sheet_for_csv
+
+
+async def test_times_of_day_load_as_time_from_a_workbook_and_a_csv(
+    tools: ClientFactory, tmp_path: Path
+) -> None:
+    book = _workbook(tmp_path / "shifts.xlsx", {"Shifts": [["shift", "starts"], ["A", dt.time(9, 15)]]})
+    csv = tmp_path / "shifts.csv"
+    csv.write_text("shift,starts\nA,09:15\nB,17:30:00\n")
+    from_book, from_csv = unique("tbook"), unique("tcsv")
+    async with tools(None) as c:
+        book_loaded = await c.ok("load_dataset", name=from_book, path=str(book))
+        csv_loaded = await c.ok("load_dataset", name=from_csv, path=str(csv))
+        rows = await c.ok("query", sql=f"SELECT starts FROM {from_csv} ORDER BY starts")
+        for name in (from_book, from_csv):
+            await c.ok("drop_dataset", name=name)
+    for loaded in (book_loaded, csv_loaded):
+        assert [(c["name"], c["type"]) for c in loaded["columns"]] == [("shift", "text"), ("starts", "time")]
+    assert rows["rows"] == [["09:15:00"], ["17:30:00"]]

@@ -59,6 +59,10 @@ def test_names_are_checked_not_repaired() -> None:
         (["true", "None"], "boolean"),
         (["NA", "N/A"], "text"),
         (["NA", "Namibia"], "text"),
+        (["09:15", "23:59:59", "7:05:00", "12:00:00.25"], "time"),
+        (["3:10", "12:30"], "text"),  # a one-digit hour without seconds: a score as likely as a time
+        (["24:00", "10:61"], "text"),
+        (["09:15", "2024-01-01"], "text"),
     ],
 )
 def test_csv_types_are_the_narrowest_that_fit_every_sample(values: list[str], expected: str) -> None:
