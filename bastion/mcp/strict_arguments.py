@@ -16,7 +16,7 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, ListToolsResult, TextContent
+from mcp.types import CallToolResult, TextContent
 
 from bastion.tool_arguments import unknown_arguments_message
 
@@ -70,12 +70,9 @@ class StrictArgumentsMiddleware:
 
 
 def _closed(result: HandlerResult) -> HandlerResult:
-    """The tools/list result with every tool's schema saying `additionalProperties: false`."""
-    if isinstance(result, ListToolsResult):
-        for tool in result.tools:
-            if "additionalProperties" not in tool.input_schema:
-                tool.input_schema = {**tool.input_schema, "additionalProperties": False}
-    elif isinstance(result, dict):  # the wire form, as the SDK's handler returns it
+    """The tools/list result (the wire form the SDK's handler returns) with every tool's
+    schema saying `additionalProperties: false`."""
+    if isinstance(result, dict):
         for tool in result.get("tools", ()):
             schema = tool.get("inputSchema") if isinstance(tool, dict) else None
             if isinstance(schema, dict) and "additionalProperties" not in schema:

@@ -47,6 +47,14 @@ _FORMAT_ALIASES: dict[str, Format] = {
     **{ext.removeprefix("."): "excel" for ext in EXCEL_EXTENSIONS},
 }
 
+# The read options each format takes (the others are refused, naming what they are for).
+_CSV_OPTIONS = frozenset({"null_values", "decimal", "thousands", "date_order"})
+_TAKES: dict[str, frozenset[str]] = {
+    "csv": _CSV_OPTIONS | {"encoding"},
+    "excel": _CSV_OPTIONS | {"sheet"},  # a workbook's text is Unicode already: no encoding
+}
+_APPLIES_TO = {"encoding": "CSV files", "sheet": "workbooks (.xlsx, .xls, .ods)"}
+
 
 def named_format(requested: str) -> Format:
     """The format a caller's `format` names (`xlsx`, `jsonl`, `.csv`...), or LoadError."""
@@ -89,36 +97,22 @@ def build_plan(
     (missing words as NULL) even where the sample saw no need.
     """
     options = read_options or ReadOptions()
+    for option in options.given():
+        if option not in _TAKES.get(fmt, ()):
+            raise LoadError(
+                f"{option} applies to {_APPLIES_TO.get(option, 'CSV files and workbooks')} only, not "
+                f"{fmt}. Leave it out for this file."
+            )
     if fmt == "csv":
-        if options.sheet is not None:
-            raise LoadError(
-                "sheet applies to workbooks (.xlsx, .xls, .ods) only, not csv. Leave it out for this file."
-            )
-        reading = csv_reading(options, source)
-        return csv_plan(source, overrides, sample_rows, reading, rewrite)
+        return csv_plan(source, overrides, sample_rows, csv_reading(options, source), rewrite)
     if fmt == "excel":
-        if options.encoding is not None:
-            raise LoadError(
-                "encoding applies to CSV files only: a workbook's text is Unicode already. Leave it out."
-            )
         with source.open() as f:
             sheet = read_sheet(source.label, f, options.sheet)
-        plan = csv_plan(
-            Input(source.label, data=sheet.csv),
-            overrides,
-            sample_rows,
-            csv_reading(options, source),
-            rewrite,
-        )
+        workbook_text = Input(source.label, data=sheet.csv)
+        plan = csv_plan(workbook_text, overrides, sample_rows, csv_reading(options, source), rewrite)
         plan.format, plan.locate = "excel", sheet.locate
         plan.warnings[:0] = sheet.warnings
         return plan
-    for option in options.given():
-        applies = {"encoding": "CSV files", "sheet": "workbooks (.xlsx, .xls, .ods)"}
-        raise LoadError(
-            f"{option} applies to {applies.get(option, 'CSV files and workbooks')} only, not {fmt}. "
-            "Leave it out for this file."
-        )
     if fmt == "parquet":
         return parquet_plan(source, overrides)
     return json_plan(source, overrides)
